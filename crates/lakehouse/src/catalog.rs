@@ -1,0 +1,112 @@
+//! The local stand-in for the Glue Data Catalog: one JSON document mapping
+//! table names to their current snapshot, switched atomically.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use zones::contract::{ColumnDef, TableRef};
+use zones::{Dataset, Policy, Table, layout};
+
+use crate::error::{Error, Result};
+use crate::store::Store;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    /// JSON lines read through the landing schema (the Athena JSON SerDe).
+    Json,
+    Parquet,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    #[serde(flatten)]
+    pub table: TableRef,
+    pub format: Format,
+    pub run_id: Option<String>,
+    pub policy: Option<Policy>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CatalogState {
+    /// Incremented by every publish; guards against concurrent publishers.
+    pub version: u64,
+    pub tables: BTreeMap<Table, Entry>,
+}
+
+impl CatalogState {
+    pub fn get(&self, table: Table) -> Option<&Entry> {
+        self.tables.get(&table)
+    }
+}
+
+/// The entry of a landing table: its prefix, read as JSON through the DDL schema.
+pub fn landing_entry(dataset: Dataset, lines: u64) -> Entry {
+    let schema = dataset.landing_schema();
+    Entry {
+        table: TableRef {
+            table: Table::landing(dataset),
+            location: layout::landing_prefix(dataset),
+            snapshot: String::new(),
+            rows: lines,
+            columns: schema
+                .columns
+                .iter()
+                .map(|c| ColumnDef { name: c.name.clone(), ty: zones::schema::hive_type(&c.ty.dtype()) })
+                .collect(),
+        },
+        format: Format::Json,
+        run_id: None,
+        policy: None,
+    }
+}
+
+/// The catalog document in the store.
+#[derive(Debug)]
+pub struct LocalCatalog<'s> {
+    store: &'s dyn Store,
+}
+
+impl<'s> LocalCatalog<'s> {
+    pub fn new(store: &'s dyn Store) -> Self {
+        LocalCatalog { store }
+    }
+
+    /// The current state; empty before the first publish.
+    pub fn load(&self) -> Result<CatalogState> {
+        let key = layout::catalog_key();
+        match self.store.get(key) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| Error::CatalogFormat { key: key.into(), source }),
+            Err(Error::NotFound { .. }) => Ok(CatalogState::default()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Switches `entries` in one atomic write, if the catalog is still at
+    /// `expected_version`. Tables not in `entries` keep their entry.
+    pub fn publish(&self, expected_version: u64, entries: Vec<Entry>) -> Result<u64> {
+        let lock = layout::catalog_lock_key();
+        if !self.store.put_if_absent(lock, std::process::id().to_string().as_bytes())? {
+            return Err(Error::CatalogLocked { key: self.store.url(lock) });
+        }
+        let result = self.publish_locked(expected_version, entries);
+        let unlocked = self.store.delete(lock);
+        let version = result?;
+        unlocked?;
+        Ok(version)
+    }
+
+    fn publish_locked(&self, expected_version: u64, entries: Vec<Entry>) -> Result<u64> {
+        let mut state = self.load()?;
+        if state.version != expected_version {
+            return Err(Error::CatalogConflict { expected: expected_version, found: state.version });
+        }
+        state.version += 1;
+        for entry in entries {
+            state.tables.insert(entry.table.table, entry);
+        }
+        let bytes = serde_json::to_vec_pretty(&state).expect("catalog state serializes");
+        self.store.put(layout::catalog_key(), &bytes)?;
+        Ok(state.version)
+    }
+}

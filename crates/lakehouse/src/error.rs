@@ -1,0 +1,80 @@
+use std::path::PathBuf;
+
+use zones::{ErrorName, TaskError};
+
+/// Errors of the I/O layer. Each names what it was touching.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{op} `{path}`: {source}")]
+    Io { op: &'static str, path: PathBuf, source: std::io::Error },
+
+    #[error("object `{key}` does not exist in {store}")]
+    NotFound { store: String, key: String },
+
+    #[error("{dataset} landing data: no objects under `{prefix}` in {store}")]
+    NoLandingData { dataset: zones::Dataset, prefix: String, store: String },
+
+    #[error("table `{table}` is not in the catalog or in this run's inputs")]
+    MissingTable { table: String },
+
+    #[error("reading `{key}`: {source}")]
+    Read { key: String, source: polars::error::PolarsError },
+
+    #[error("writing `{key}`: {source}")]
+    Write { key: String, source: polars::error::PolarsError },
+
+    #[error("catalog `{key}` is not valid: {source}")]
+    CatalogFormat { key: String, source: serde_json::Error },
+
+    #[error("catalog changed while publishing: expected version {expected}, found {found}")]
+    CatalogConflict { expected: u64, found: u64 },
+
+    #[error("catalog is locked by another publisher (`{key}` exists)")]
+    CatalogLocked { key: String },
+
+    #[error("query failed: {0}")]
+    Query(polars::error::PolarsError),
+
+    #[error("{0}")]
+    Polars(#[from] polars::error::PolarsError),
+
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The stable name Step Functions routes on.
+    pub fn name(&self) -> ErrorName {
+        match self {
+            Error::Io { source, .. } if is_transient(source) => ErrorName::Transient,
+            Error::CatalogLocked { .. } => ErrorName::Transient,
+            Error::CatalogConflict { .. } => ErrorName::PublishConflict,
+            Error::NoLandingData { .. } | Error::MissingTable { .. } | Error::InvalidRequest(_) => {
+                ErrorName::InvalidInput
+            }
+            Error::Query(_) => ErrorName::InvalidInput,
+            Error::Io { .. } | Error::NotFound { .. } | Error::Read { .. } | Error::Write { .. } => {
+                ErrorName::InvalidInput
+            }
+            Error::CatalogFormat { .. } | Error::Polars(_) => ErrorName::Internal,
+        }
+    }
+
+    pub fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::Io { op, path, source }
+    }
+}
+
+fn is_transient(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(e.kind(), Interrupted | TimedOut | WouldBlock | ResourceBusy)
+}
+
+impl From<Error> for TaskError {
+    fn from(e: Error) -> TaskError {
+        TaskError { name: e.name(), cause: e.to_string() }
+    }
+}

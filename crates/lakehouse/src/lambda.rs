@@ -1,0 +1,52 @@
+//! The shared `main` of the Lambda functions: JSON logs for CloudWatch,
+//! configuration parsed once from the environment, errors mapped to the
+//! stable names the state machine routes on.
+
+use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use zones::TaskError;
+
+use crate::Env;
+
+/// Configuration of a deployed function, read once at cold start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `STEDI_WAREHOUSE`: the warehouse root.
+    pub warehouse: String,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Config, String> {
+        let warehouse = std::env::var("STEDI_WAREHOUSE").map_err(|_| "STEDI_WAREHOUSE is not set".to_string())?;
+        Ok(Config { warehouse })
+    }
+}
+
+/// Serves `handler` on the Lambda runtime API until the sandbox is recycled.
+pub fn serve<Req, Resp>(handler: fn(&Env, &Req) -> Result<Resp, TaskError>) -> Result<(), lambda_runtime::Error>
+where
+    Req: DeserializeOwned + Send + 'static,
+    Resp: Serialize + Send + 'static,
+{
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_current_span(false)
+        .without_time()
+        .init();
+    let config = Config::from_env()?;
+    let env = Env::local(&config.warehouse)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(lambda_runtime::run(service_fn(move |event: LambdaEvent<Req>| {
+        let env = env.clone();
+        async move {
+            tokio::task::spawn_blocking(move || handler(&env, &event.payload))
+                .await
+                .map_err(|e| Diagnostic { error_type: "Stedi.Internal".into(), error_message: e.to_string() })?
+                .map_err(|e| Diagnostic { error_type: e.name.as_str().into(), error_message: e.cause })
+        }
+    })))
+}

@@ -1,0 +1,95 @@
+//! Reading landing objects and writing/reading table snapshots as Parquet.
+
+use std::io::Cursor;
+
+use polars::prelude::*;
+use rayon::prelude::*;
+use zones::contract::{ColumnDef, TableRef};
+use zones::landing::{self, QuarantinedLine};
+use zones::schema::hive_type;
+use zones::{Dataset, Table, layout};
+
+use crate::error::{Error, Result};
+use crate::store::Store;
+
+/// Every landing object of a dataset, parsed once.
+#[derive(Debug)]
+pub struct Landing {
+    pub rows: DataFrame,
+    pub quarantined: Vec<QuarantinedLine>,
+    /// Non-blank lines read: `rows.height() + quarantined.len()`.
+    pub lines: u64,
+    pub objects: usize,
+    pub bytes: u64,
+}
+
+/// Reads and parses all landing objects of `dataset`, in parallel across
+/// objects; rows keep the order of (object key, line).
+pub fn read_landing(store: &dyn Store, dataset: Dataset) -> Result<Landing> {
+    let prefix = layout::landing_prefix(dataset);
+    let objects = store.list(&prefix)?;
+    if objects.is_empty() {
+        return Err(Error::NoLandingData { dataset, prefix: prefix.clone(), store: store.url(&prefix) });
+    }
+    let parsed: Vec<landing::ParsedObject> = objects
+        .par_iter()
+        .map(|o| Ok(landing::parse_object(dataset, &o.key, &store.get(&o.key)?)))
+        .collect::<Result<_>>()?;
+    let mut rows = landing::empty_rows(dataset);
+    let mut quarantined = Vec::new();
+    let mut lines = 0;
+    for p in parsed {
+        rows.vstack_mut_owned(p.rows)?;
+        quarantined.extend(p.quarantined);
+        lines += p.lines;
+    }
+    rows.rechunk_mut_par();
+    tracing::info!(%dataset, objects = objects.len(), lines, quarantined = quarantined.len(), "parsed landing data");
+    Ok(Landing {
+        rows,
+        quarantined,
+        lines,
+        objects: objects.len(),
+        bytes: objects.iter().map(|o| o.size).sum(),
+    })
+}
+
+/// Writes `df` as the snapshot of `table` under `prefix` and describes it.
+pub fn write_table(store: &dyn Store, table: Table, prefix: &str, snapshot: &str, df: &mut DataFrame) -> Result<TableRef> {
+    let key = layout::part_key(prefix, 0);
+    let mut bytes = Vec::new();
+    ParquetWriter::new(&mut bytes)
+        .with_compression(ParquetCompression::Snappy)
+        .finish(df)
+        .map_err(|source| Error::Write { key: key.clone(), source })?;
+    store.put(&key, &bytes)?;
+    tracing::debug!(%table, key, rows = df.height(), bytes = bytes.len(), "wrote snapshot");
+    Ok(TableRef {
+        table,
+        location: prefix.to_string(),
+        snapshot: snapshot.to_string(),
+        rows: df.height() as u64,
+        columns: columns_of(df.schema()),
+    })
+}
+
+pub fn columns_of(schema: &Schema) -> Vec<ColumnDef> {
+    schema.iter().map(|(name, dtype)| ColumnDef { name: name.to_string(), ty: hive_type(dtype) }).collect()
+}
+
+/// Reads every Parquet part of a snapshot.
+pub fn read_table(store: &dyn Store, table: &TableRef) -> Result<LazyFrame> {
+    let parts = store.list(&table.location)?;
+    let mut frames = Vec::with_capacity(parts.len());
+    for part in parts.iter().filter(|p| p.key.ends_with(".parquet")) {
+        let bytes = store.get(&part.key)?;
+        let df = ParquetReader::new(Cursor::new(bytes))
+            .finish()
+            .map_err(|source| Error::Read { key: part.key.clone(), source })?;
+        frames.push(df.lazy());
+    }
+    if frames.is_empty() {
+        return Err(Error::NotFound { store: store.url(""), key: layout::part_key(&table.location, 0) });
+    }
+    Ok(concat(frames, UnionArgs::default())?)
+}

@@ -1,0 +1,5 @@
+//! Lambda entry point: wires lambda_runtime to [`landing_to_trusted::run`].
+
+fn main() -> Result<(), lambda_runtime::Error> {
+    lakehouse::lambda::serve(landing_to_trusted::run)
+}

@@ -1,0 +1,106 @@
+//! Lambda `quality-gate`: the last state of every run. Runs the named SQL
+//! checks of `zones::checks` through the query engine over this run's
+//! snapshots, writes `_runs/<run id>/report.json`, and only if every check
+//! passes switches the catalog to the new snapshots in one atomic publish.
+//!
+//! Deliberately absent: any transition logic; a failed gate publishes nothing.
+
+use lakehouse::catalog::{CatalogState, Entry, Format, LocalCatalog, landing_entry};
+use lakehouse::{Env, Error, Store, query};
+use zones::checks::{self, Check, Expect};
+use zones::contract::{CheckOutcome, GateRequest, GateResult, TaskError};
+use zones::report::Report;
+use zones::{Dataset, ErrorName, Table, layout};
+
+pub fn run(env: &Env, request: &GateRequest) -> Result<GateResult, TaskError> {
+    let store = env.store.as_ref();
+    let catalog = LocalCatalog::new(store);
+    let current = catalog.load().map_err(TaskError::from)?;
+    let entries = entries(request);
+    // The catalog as it will be: this run's snapshots over the published ones.
+    let mut view = current.clone();
+    for entry in &entries {
+        view.tables.insert(entry.table.table, entry.clone());
+    }
+    let outcomes: Vec<CheckOutcome> =
+        checks::checks(request.policy, &request.results).iter().map(|c| evaluate(store, &view, c)).collect();
+    for outcome in &outcomes {
+        tracing::info!(check = %outcome.name, passed = outcome.passed, detail = %outcome.detail, "quality check");
+    }
+    let report = Report::build(request, outcomes);
+    let report_key = layout::report_key(&request.run_id);
+    let json = serde_json::to_vec_pretty(&report).expect("report serializes");
+    store.put(&report_key, &json).map_err(TaskError::from)?;
+
+    if !report.passed {
+        let failed: Vec<String> =
+            report.checks.iter().filter(|c| !c.passed).map(|c| format!("{} ({})", c.name, c.detail)).collect();
+        return Err(TaskError {
+            name: ErrorName::QualityGateFailed,
+            cause: format!(
+                "{} of {} checks failed: {}; nothing was published; report at {}",
+                failed.len(),
+                report.checks.len(),
+                failed.join(", "),
+                store.url(&report_key)
+            ),
+        });
+    }
+    let catalog_version = catalog.publish(current.version, entries).map_err(TaskError::from)?;
+    tracing::info!(run_id = %request.run_id, catalog_version, "published");
+    Ok(GateResult { run_id: request.run_id.clone(), passed: true, checks: report.checks, report_key, catalog_version })
+}
+
+/// Catalog entries for everything the run wrote, plus the landing tables.
+fn entries(request: &GateRequest) -> Vec<Entry> {
+    let mut entries = Vec::new();
+    for result in request.results.values() {
+        for table_ref in std::iter::once(&result.table).chain(result.quarantine.as_ref()) {
+            entries.push(Entry {
+                table: table_ref.clone(),
+                format: Format::Parquet,
+                run_id: Some(request.run_id.clone()),
+                policy: Some(request.policy),
+            });
+        }
+    }
+    for dataset in Dataset::ALL {
+        if let Some(result) = request.results.get(&checks::trusted_table(dataset)) {
+            entries.push(landing_entry(dataset, result.input_rows));
+        }
+    }
+    entries
+}
+
+fn evaluate(store: &dyn Store, view: &CatalogState, check: &Check) -> CheckOutcome {
+    let verdict = query::execute(store, view, &check.sql).and_then(|df| match &check.expect {
+        Expect::NoViolations => {
+            let violations = df
+                .column("violations")
+                .and_then(|c| c.cast(&polars::prelude::DataType::Int64))
+                .map_err(Error::Query)?
+                .i64()
+                .map_err(Error::Query)?
+                .get(0);
+            Ok(match violations {
+                Some(0) => (true, "0 violations".to_string()),
+                Some(n) => (false, format!("{n} violations")),
+                None => (false, "the check returned no row".to_string()),
+            })
+        }
+        Expect::ColumnsExclude(forbidden) => {
+            let present: Vec<&str> =
+                df.get_column_names().into_iter().map(|n| n.as_str()).filter(|n| forbidden.contains(n)).collect();
+            Ok(if present.is_empty() {
+                (true, "no identifier column".to_string())
+            } else {
+                (false, format!("identifier columns present: {}", present.join(", ")))
+            })
+        }
+    });
+    let (passed, detail) = verdict.unwrap_or_else(|e| (false, format!("check could not run: {e}")));
+    CheckOutcome { name: check.name.clone(), passed, detail }
+}
+
+/// Tables this function publishes (for the consistency tests).
+pub const PUBLISHES: [Table; 12] = Table::ALL;

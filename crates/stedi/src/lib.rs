@@ -1,0 +1,12 @@
+//! `stedi`: the command-line face of the STEDI lakehouse: `seed` writes
+//! synthetic landing data, `run` executes statemachine.asl.json through the
+//! local runner, `query`/`tables`/`report` look at the result.
+//!
+//! Deliberately absent: business rules (`zones`) and storage details
+//! (`lakehouse`); this crate wires them to a terminal.
+
+pub mod asl;
+pub mod output;
+pub mod runner;
+pub mod seed;
+pub mod summary;

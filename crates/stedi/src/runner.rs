@@ -1,0 +1,74 @@
+//! The local runner: executes statemachine.asl.json with its Task resources
+//! resolved to the in-process handlers, the same `run` functions the Lambdas serve.
+
+use lakehouse::Env;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use zones::{Policy, TaskError};
+
+use crate::asl::{Event, Failure, Interpreter, Invoker};
+
+/// The definition the runner executes, compiled in from the repository root.
+pub const DEFINITION: &str = include_str!("../../../statemachine.asl.json");
+
+/// Each `${...}` substitution of the definition and the Lambda crate serving it.
+pub const RESOURCES: [(&str, &str); 3] = [
+    ("${LandingToTrustedFunctionArn}", "landing-to-trusted"),
+    ("${TrustedToCuratedFunctionArn}", "trusted-to-curated"),
+    ("${QualityGateFunctionArn}", "quality-gate"),
+];
+
+/// Resolves Task resources to in-process handlers.
+pub struct LocalInvoker<'e> {
+    pub env: &'e Env,
+}
+
+impl Invoker for LocalInvoker<'_> {
+    fn invoke(&self, resource: &str, input: Value) -> Result<Value, Failure> {
+        match resource {
+            "${LandingToTrustedFunctionArn}" => call(self.env, landing_to_trusted::run, input),
+            "${TrustedToCuratedFunctionArn}" => call(self.env, trusted_to_curated::run, input),
+            "${QualityGateFunctionArn}" => call(self.env, quality_gate::run, input),
+            other => Err(Failure {
+                error: "States.Runtime".into(),
+                cause: format!("the local runner has no handler for resource `{other}`"),
+            }),
+        }
+    }
+}
+
+fn call<Req: DeserializeOwned, Resp: Serialize>(
+    env: &Env,
+    handler: fn(&Env, &Req) -> Result<Resp, TaskError>,
+    input: Value,
+) -> Result<Value, Failure> {
+    let request: Req = serde_json::from_value(input).map_err(|e| Failure {
+        error: zones::ErrorName::InvalidInput.as_str().into(),
+        cause: format!("the request does not match the handler's contract: {e}"),
+    })?;
+    match handler(env, &request) {
+        Ok(response) => Ok(serde_json::to_value(response).expect("responses serialize")),
+        Err(e) => Err(Failure { error: e.name.as_str().into(), cause: e.cause }),
+    }
+}
+
+/// Executes `definition` for one run and returns the execution's output.
+pub fn run(
+    env: &Env,
+    definition: &Value,
+    run_id: &str,
+    policy: Policy,
+    observer: &dyn Fn(&Event),
+) -> Result<Value, Failure> {
+    let invoker = LocalInvoker { env };
+    let interpreter = Interpreter::new(&invoker, observer);
+    interpreter.execute(definition, json!({ "run_id": run_id, "policy": policy }))
+}
+
+/// A fresh run id: the UTC time and a random suffix, e.g. `20261123T095013Z-3fa2`.
+pub fn new_run_id() -> String {
+    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let compact: String = now.chars().filter(|c| *c != '-' && *c != ':').collect();
+    format!("{compact}-{:04x}", fastrand::u16(..))
+}

@@ -1,0 +1,91 @@
+//! The run summary printed after `stedi run` and by `stedi report`.
+
+use std::fmt::Write as _;
+
+use comfy_table::{Table as TextTable, presets};
+use zones::report::Report;
+
+fn rules(map: &std::collections::BTreeMap<String, u64>) -> String {
+    if map.is_empty() {
+        return "-".into();
+    }
+    map.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
+}
+
+pub fn render(report: &Report, report_location: &str) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "run {}  policy {}", report.run_id, report.policy);
+
+    let mut tables = TextTable::new();
+    tables.load_preset(presets::NOTHING).set_header([
+        "table", "zone", "rows", "snapshot", "seconds", "in", "quarantined", "dropped",
+    ]);
+    for t in &report.transitions {
+        tables.add_row([
+            t.table.to_string(),
+            t.zone.as_str().to_string(),
+            t.rows.to_string(),
+            t.snapshot.clone(),
+            format!("{:.2}", t.seconds),
+            t.input_rows.to_string(),
+            t.quarantined.values().sum::<u64>().to_string(),
+            t.dropped.values().sum::<u64>().to_string(),
+        ]);
+    }
+    let _ = writeln!(out, "{tables}");
+
+    let _ = writeln!(out, "\nevery input row accounted for (in = kept + quarantined + dropped):");
+    for t in &report.transitions {
+        let _ = writeln!(
+            out,
+            "  {:<26} {}  in {} = kept {} + quarantined {} + dropped {}",
+            t.table.to_string(),
+            if t.accounted { "ok  " } else { "FAIL" },
+            t.input_rows,
+            t.kept_rows,
+            t.quarantined.values().sum::<u64>(),
+            t.dropped.values().sum::<u64>(),
+        );
+        if !t.quarantined.is_empty() {
+            let _ = writeln!(out, "  {:<26}       quarantined: {}", "", rules(&t.quarantined));
+        }
+        if !t.dropped.is_empty() {
+            let _ = writeln!(out, "  {:<26}       dropped: {}", "", rules(&t.dropped));
+        }
+    }
+
+    if !report.rubric_comparison.is_empty() {
+        let _ = writeln!(out, "\nstrict vs rubric on the same input:");
+        for c in &report.rubric_comparison {
+            let by_rule = if c.by_rule.is_empty() {
+                "-".to_string()
+            } else {
+                c.by_rule.iter().map(|(k, v)| format!("{k} {v:+}")).collect::<Vec<_>>().join(", ")
+            };
+            let _ = writeln!(
+                out,
+                "  {:<26} strict {:>9}  rubric {:>9}  ({:+})  by rule: {by_rule}",
+                c.table.to_string(),
+                c.strict_rows,
+                c.rubric_rows,
+                c.strict_rows as i64 - c.rubric_rows as i64,
+            );
+        }
+    }
+
+    let passed = report.checks.iter().filter(|c| c.passed).count();
+    let _ = writeln!(
+        out,
+        "\nquality gate: {} ({passed}/{} checks passed)",
+        if report.passed { "PASSED, catalog switched" } else { "FAILED, nothing published" },
+        report.checks.len()
+    );
+    for c in report.checks.iter().filter(|c| !c.passed) {
+        let _ = writeln!(out, "  failed: {} ({})", c.name, c.detail);
+    }
+    if let Some(peak) = report.peak_rss_mib {
+        let _ = writeln!(out, "peak memory: {peak:.0} MiB");
+    }
+    let _ = writeln!(out, "report: {report_location}");
+    out
+}

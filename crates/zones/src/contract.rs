@@ -1,0 +1,154 @@
+//! The request/response contract between states: what Step Functions (or
+//! the local runner) passes to each Lambda and gets back. Serde types only.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::layout::Table;
+use crate::policy::Policy;
+
+/// Stable error names that statemachine.asl.json matches in Retry and Catch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorName {
+    /// The input is unusable (missing landing data, malformed request): retrying won't help.
+    InvalidInput,
+    /// Storage or catalog hiccup: retry with backoff.
+    Transient,
+    /// A quality check failed; nothing was published.
+    QualityGateFailed,
+    /// Another run switched the catalog first.
+    PublishConflict,
+    /// A bug: an invariant of ours did not hold.
+    Internal,
+}
+
+impl ErrorName {
+    pub const ALL: [ErrorName; 5] = [
+        ErrorName::InvalidInput,
+        ErrorName::Transient,
+        ErrorName::QualityGateFailed,
+        ErrorName::PublishConflict,
+        ErrorName::Internal,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorName::InvalidInput => "Stedi.InvalidInput",
+            ErrorName::Transient => "Stedi.Transient",
+            ErrorName::QualityGateFailed => "Stedi.QualityGateFailed",
+            ErrorName::PublishConflict => "Stedi.PublishConflict",
+            ErrorName::Internal => "Stedi.Internal",
+        }
+    }
+}
+
+impl fmt::Display for ErrorName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An error as it crosses into the state machine: a stable name and a cause.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskError {
+    pub name: ErrorName,
+    pub cause: String,
+}
+
+impl fmt::Display for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.name, self.cause)
+    }
+}
+
+impl std::error::Error for TaskError {}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ColumnDef {
+    pub name: String,
+    /// Hive type name (`string`, `bigint`, `double`, ...).
+    #[serde(rename = "type")]
+    pub ty: String,
+}
+
+/// One written snapshot of a table: what the catalog will point at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableRef {
+    pub table: Table,
+    /// Prefix under the warehouse root, ending in `/`.
+    pub location: String,
+    pub snapshot: String,
+    pub rows: u64,
+    pub columns: Vec<ColumnDef>,
+}
+
+/// Input of the landing-to-trusted and trusted-to-curated functions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TransitionRequest {
+    pub run_id: String,
+    #[serde(default)]
+    pub policy: Policy,
+    /// The table this invocation produces.
+    pub transition: Table,
+    /// Tables produced earlier in this run that the transition reads.
+    #[serde(default)]
+    pub inputs: BTreeMap<Table, TableRef>,
+    /// Under strict: the rubric shadows of the same inputs (null under rubric).
+    #[serde(default)]
+    pub rubric_inputs: BTreeMap<Table, Option<TableRef>>,
+}
+
+/// Output of one transition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TransitionResult {
+    pub transition: Table,
+    pub policy: Policy,
+    pub table: TableRef,
+    /// The quarantine table written alongside (landing transitions and
+    /// machine_learning_curated), or null.
+    pub quarantine: Option<TableRef>,
+    /// Under strict: the same transition under the rubric policy, written as a
+    /// shadow snapshot so the report can explain the difference; else null.
+    pub rubric: Option<TableRef>,
+    /// Rows of the main input: landing lines, or rows of the filtered table.
+    pub input_rows: u64,
+    /// Input rows kept: `input_rows = kept_rows + quarantined + dropped`.
+    /// Equals `table.rows` except for machine_learning_curated, whose rows are
+    /// pairings (one step reading can pair with several accelerometer readings).
+    pub kept_rows: u64,
+    pub quarantined: BTreeMap<String, u64>,
+    pub dropped: BTreeMap<String, u64>,
+    /// Under strict: the rubric shadow's drops, by rule.
+    #[serde(default)]
+    pub rubric_dropped: BTreeMap<String, u64>,
+    pub seconds: f64,
+    pub peak_rss_mib: Option<f64>,
+}
+
+/// Input of the quality gate: every transition's result, keyed by table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GateRequest {
+    pub run_id: String,
+    #[serde(default)]
+    pub policy: Policy,
+    pub results: BTreeMap<Table, TransitionResult>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckOutcome {
+    pub name: String,
+    pub passed: bool,
+    pub detail: String,
+}
+
+/// Output of the quality gate when every check passed and the catalog switched.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GateResult {
+    pub run_id: String,
+    pub passed: bool,
+    pub checks: Vec<CheckOutcome>,
+    pub report_key: String,
+    pub catalog_version: u64,
+}

@@ -1,0 +1,190 @@
+//! Every object key and prefix of the warehouse, built in one place.
+//! The layout is the same on a local directory and on S3:
+//!
+//! ```text
+//! <dataset>/landing/*.json                   raw JSON lines, as in the public starter data
+//! <dataset>/trusted/<snapshot>/part-*.parquet
+//! customer/curated/<snapshot>/...            machine_learning/curated/<snapshot>/...
+//! <dataset>/quarantine/<snapshot>/...
+//! _runs/<run id>/report.json                 _runs/<run id>/rubric/<table>/...  (strict runs)
+//! _catalog/catalog.json                      the local stand-in for the Glue Data Catalog
+//! _secrets/pseudonym.key                     the local HMAC key (never committed)
+//! ```
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::schema::Dataset;
+
+/// Zones of the lakehouse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Zone {
+    Landing,
+    Trusted,
+    Curated,
+    Quarantine,
+}
+
+impl Zone {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Zone::Landing => "landing",
+            Zone::Trusted => "trusted",
+            Zone::Curated => "curated",
+            Zone::Quarantine => "quarantine",
+        }
+    }
+}
+
+/// Every table of the catalog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Table {
+    CustomerLanding,
+    AccelerometerLanding,
+    StepTrainerLanding,
+    CustomerTrusted,
+    AccelerometerTrusted,
+    CustomersCurated,
+    StepTrainerTrusted,
+    MachineLearningCurated,
+    CustomerQuarantine,
+    AccelerometerQuarantine,
+    StepTrainerQuarantine,
+    MachineLearningQuarantine,
+}
+
+impl Table {
+    pub const ALL: [Table; 12] = [
+        Table::CustomerLanding,
+        Table::AccelerometerLanding,
+        Table::StepTrainerLanding,
+        Table::CustomerTrusted,
+        Table::AccelerometerTrusted,
+        Table::CustomersCurated,
+        Table::StepTrainerTrusted,
+        Table::MachineLearningCurated,
+        Table::CustomerQuarantine,
+        Table::AccelerometerQuarantine,
+        Table::StepTrainerQuarantine,
+        Table::MachineLearningQuarantine,
+    ];
+
+    /// The tables the five transitions produce, in pipeline order.
+    pub const PRODUCED: [Table; 5] = [
+        Table::CustomerTrusted,
+        Table::AccelerometerTrusted,
+        Table::CustomersCurated,
+        Table::StepTrainerTrusted,
+        Table::MachineLearningCurated,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::CustomerLanding => "customer_landing",
+            Table::AccelerometerLanding => "accelerometer_landing",
+            Table::StepTrainerLanding => "step_trainer_landing",
+            Table::CustomerTrusted => "customer_trusted",
+            Table::AccelerometerTrusted => "accelerometer_trusted",
+            Table::CustomersCurated => "customers_curated",
+            Table::StepTrainerTrusted => "step_trainer_trusted",
+            Table::MachineLearningCurated => "machine_learning_curated",
+            Table::CustomerQuarantine => "customer_quarantine",
+            Table::AccelerometerQuarantine => "accelerometer_quarantine",
+            Table::StepTrainerQuarantine => "step_trainer_quarantine",
+            Table::MachineLearningQuarantine => "machine_learning_quarantine",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Table> {
+        Table::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    pub fn zone(self) -> Zone {
+        use Table::*;
+        match self {
+            CustomerLanding | AccelerometerLanding | StepTrainerLanding => Zone::Landing,
+            CustomerTrusted | AccelerometerTrusted | StepTrainerTrusted => Zone::Trusted,
+            CustomersCurated | MachineLearningCurated => Zone::Curated,
+            CustomerQuarantine | AccelerometerQuarantine | StepTrainerQuarantine
+            | MachineLearningQuarantine => Zone::Quarantine,
+        }
+    }
+
+    /// The folder under the warehouse root that holds this table.
+    fn dir(self) -> &'static str {
+        use Table::*;
+        match self {
+            CustomerLanding | CustomerTrusted | CustomersCurated | CustomerQuarantine => "customer",
+            AccelerometerLanding | AccelerometerTrusted | AccelerometerQuarantine => "accelerometer",
+            StepTrainerLanding | StepTrainerTrusted | StepTrainerQuarantine => "step_trainer",
+            MachineLearningCurated | MachineLearningQuarantine => "machine_learning",
+        }
+    }
+
+    pub fn landing(dataset: Dataset) -> Table {
+        match dataset {
+            Dataset::Customer => Table::CustomerLanding,
+            Dataset::Accelerometer => Table::AccelerometerLanding,
+            Dataset::StepTrainer => Table::StepTrainerLanding,
+        }
+    }
+
+    pub fn quarantine(dataset: Dataset) -> Table {
+        match dataset {
+            Dataset::Customer => Table::CustomerQuarantine,
+            Dataset::Accelerometer => Table::AccelerometerQuarantine,
+            Dataset::StepTrainer => Table::StepTrainerQuarantine,
+        }
+    }
+}
+
+impl fmt::Display for Table {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// `<dataset>/landing/`: where the raw JSON-lines objects are.
+pub fn landing_prefix(dataset: Dataset) -> String {
+    format!("{}/landing/", dataset.dir())
+}
+
+/// `<dir>/<zone>/<snapshot>/`: where one snapshot of a produced table lives.
+pub fn snapshot_prefix(table: Table, snapshot: &str) -> String {
+    debug_assert!(table.zone() != Zone::Landing);
+    format!("{}/{}/{}/", table.dir(), table.zone().as_str(), snapshot)
+}
+
+/// `_runs/<run id>/rubric/<table>/`: the rubric-policy shadow of a table that a
+/// strict run computes to explain its difference to the rubric.
+pub fn rubric_shadow_prefix(run_id: &str, table: Table) -> String {
+    format!("_runs/{run_id}/rubric/{}/", table.name())
+}
+
+/// The key of the `n`-th Parquet part under a table prefix.
+pub fn part_key(prefix: &str, n: usize) -> String {
+    format!("{prefix}part-{n:05}.parquet")
+}
+
+pub fn report_key(run_id: &str) -> String {
+    format!("_runs/{run_id}/report.json")
+}
+
+pub fn runs_prefix() -> &'static str {
+    "_runs/"
+}
+
+pub fn catalog_key() -> &'static str {
+    "_catalog/catalog.json"
+}
+
+pub fn catalog_lock_key() -> &'static str {
+    "_catalog/catalog.lock"
+}
+
+pub fn pseudonym_key_key() -> &'static str {
+    "_secrets/pseudonym.key"
+}

@@ -1,0 +1,26 @@
+//! `zones`: the pure core of the STEDI lakehouse.
+//!
+//! Dataset schemas (parsed from the Athena DDL in `infra/athena/`), the
+//! landing parser with its quarantine, the two policies, the five transitions
+//! as Polars plans, the quality checks as SQL text, the run report, and the
+//! request/response contract passed between states.
+//!
+//! Deliberately absent: any I/O, environment variables, clocks or AWS crates.
+//! Bytes and frames come in, frames and plain values go out; the `lakehouse`
+//! crate does the reading, writing, cataloguing and querying.
+
+pub mod checks;
+pub mod contract;
+pub mod landing;
+pub mod layout;
+pub mod policy;
+pub mod pseudonym;
+pub mod report;
+pub mod schema;
+pub mod transitions;
+
+pub use contract::{ErrorName, GateRequest, GateResult, TableRef, TaskError, TransitionRequest, TransitionResult};
+pub use layout::{Table, Zone};
+pub use policy::Policy;
+pub use pseudonym::PseudonymKey;
+pub use schema::Dataset;

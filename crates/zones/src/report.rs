@@ -1,0 +1,106 @@
+//! The run report: what each transition read, kept, quarantined and dropped,
+//! the quality checks, and under strict the difference to the rubric policy.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::contract::{CheckOutcome, GateRequest};
+use crate::layout::{Table, Zone};
+use crate::policy::Policy;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub run_id: String,
+    pub policy: Policy,
+    pub passed: bool,
+    pub transitions: Vec<TransitionLine>,
+    pub checks: Vec<CheckOutcome>,
+    /// The largest peak resident set any transition reported.
+    pub peak_rss_mib: Option<f64>,
+    /// Under strict: per table, the rows the rubric policy gives on the same
+    /// input, and the difference explained by drop rule.
+    pub rubric_comparison: Vec<Comparison>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TransitionLine {
+    pub table: Table,
+    pub zone: Zone,
+    pub rows: u64,
+    pub snapshot: String,
+    pub location: String,
+    pub input_rows: u64,
+    pub kept_rows: u64,
+    pub quarantined: BTreeMap<String, u64>,
+    pub dropped: BTreeMap<String, u64>,
+    /// `input_rows == kept_rows + quarantined + dropped`.
+    pub accounted: bool,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    pub table: Table,
+    pub strict_rows: u64,
+    pub rubric_rows: u64,
+    /// Per drop rule: rows strict drops minus rows rubric drops.
+    pub by_rule: BTreeMap<String, i64>,
+}
+
+impl Report {
+    pub fn build(request: &GateRequest, checks: Vec<CheckOutcome>) -> Report {
+        let mut transitions = Vec::new();
+        let mut rubric_comparison = Vec::new();
+        for table in Table::PRODUCED {
+            let Some(r) = request.results.get(&table) else { continue };
+            let quarantined: u64 = r.quarantined.values().sum();
+            let dropped: u64 = r.dropped.values().sum();
+            transitions.push(TransitionLine {
+                table,
+                zone: table.zone(),
+                rows: r.table.rows,
+                snapshot: r.table.snapshot.clone(),
+                location: r.table.location.clone(),
+                input_rows: r.input_rows,
+                kept_rows: r.kept_rows,
+                quarantined: r.quarantined.clone(),
+                dropped: r.dropped.clone(),
+                accounted: r.input_rows == r.kept_rows + quarantined + dropped,
+                seconds: r.seconds,
+            });
+            if let Some(rubric) = &r.rubric {
+                let mut by_rule: BTreeMap<String, i64> = BTreeMap::new();
+                for (rule, n) in &r.dropped {
+                    *by_rule.entry(rule.clone()).or_default() += *n as i64;
+                }
+                for (rule, n) in &r.rubric_dropped {
+                    *by_rule.entry(rule.clone()).or_default() -= *n as i64;
+                }
+                // Strict quarantines what rubric would have kept or dropped.
+                for (reason, n) in &r.quarantined {
+                    if reason == crate::landing::QuarantineReason::AmbiguousCustomer.as_str() {
+                        *by_rule.entry(reason.clone()).or_default() += *n as i64;
+                    }
+                }
+                by_rule.retain(|_, v| *v != 0);
+                rubric_comparison.push(Comparison {
+                    table,
+                    strict_rows: r.table.rows,
+                    rubric_rows: rubric.rows,
+                    by_rule,
+                });
+            }
+        }
+        let peak_rss_mib = request.results.values().filter_map(|r| r.peak_rss_mib).reduce(f64::max);
+        Report {
+            run_id: request.run_id.clone(),
+            policy: request.policy,
+            passed: checks.iter().all(|c| c.passed),
+            transitions,
+            checks,
+            peak_rss_mib,
+            rubric_comparison,
+        }
+    }
+}

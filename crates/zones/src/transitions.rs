@@ -1,0 +1,321 @@
+//! The five transitions. Each builds a Polars plan from its input frames and
+//! annotates every input row with the rule that drops it (`_drop`, null when
+//! kept); [`settle`] collects the plan once and splits kept rows from counted
+//! drops. Nothing here reads or writes storage.
+
+use std::collections::BTreeMap;
+
+use polars::prelude::*;
+
+use crate::landing::{QuarantineReason, QuarantinedLine, quarantine_frame};
+use crate::policy::{Policy, rule};
+use crate::pseudonym::PseudonymKey;
+
+/// The column that carries a row's drop rule while a plan is annotated.
+const DROP: &str = "_drop";
+const CONSENT: &str = "shareWithResearchAsOfDate";
+
+/// Columns machine_learning_curated must never carry under strict.
+pub const IDENTIFIER_COLUMNS: [&str; 6] = ["email", "user", "customerName", "phone", "birthDay", "serialNumber"];
+
+/// What a transition produced.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub table: DataFrame,
+    /// Rows set aside with a reason (machine_learning_curated only; landing
+    /// quarantine happens while parsing).
+    pub quarantine: Option<DataFrame>,
+    /// Rows of the main input dropped, by rule.
+    pub drops: BTreeMap<String, u64>,
+    /// Rows of the main input (the table the transition filters).
+    pub input_rows: u64,
+    /// Input rows kept (for machine_learning_curated: step readings paired).
+    pub kept_rows: u64,
+}
+
+fn null_str() -> Expr {
+    lit(NULL).cast(DataType::String)
+}
+
+fn left_join() -> JoinArgs {
+    JoinArgs { maintain_order: MaintainOrderJoin::Left, ..JoinArgs::new(JoinType::Left) }
+}
+
+fn inner_join() -> JoinArgs {
+    JoinArgs { maintain_order: MaintainOrderJoin::LeftRight, ..JoinArgs::new(JoinType::Inner) }
+}
+
+/// Collects an annotated plan and splits kept rows from dropped ones.
+pub fn settle(annotated: LazyFrame) -> PolarsResult<Outcome> {
+    split(annotated.collect()?)
+}
+
+fn split(df: DataFrame) -> PolarsResult<Outcome> {
+    let drop_column = df.column(DROP)?.str()?.clone();
+    let mut drops = BTreeMap::new();
+    for rule in drop_column.iter().flatten() {
+        *drops.entry(rule.to_string()).or_insert(0u64) += 1;
+    }
+    let table = df.filter(&drop_column.is_null())?.drop(DROP)?;
+    Ok(Outcome { input_rows: df.height() as u64, kept_rows: table.height() as u64, table, quarantine: None, drops })
+}
+
+/// 1. customer_landing -> customer_trusted.
+pub fn customer_trusted(policy: Policy, landing: LazyFrame) -> LazyFrame {
+    let no_consent = col(CONSENT).is_null();
+    match policy {
+        Policy::Rubric => {
+            landing.with_column(when(no_consent).then(lit(rule::NO_RESEARCH_CONSENT)).otherwise(null_str()).alias(DROP))
+        }
+        Policy::Strict => {
+            // One row per email: the record with the latest lastUpdateDate wins
+            // (ties: the later line); it is kept only if it carries consent, so
+            // a later record without consent revokes an earlier one.
+            let rows = landing.with_row_index("_row", None);
+            let latest = rows.clone().group_by([col("email")]).agg([col("_row")
+                .sort_by([col("lastUpdateDate"), col("_row")], SortMultipleOptions::default())
+                .last()
+                .alias("_latest")]);
+            rows.join(latest, [col("email")], [col("email")], left_join())
+                .with_column(
+                    when(col("_row").neq(col("_latest")))
+                        .then(lit(rule::SUPERSEDED))
+                        .when(no_consent)
+                        .then(lit(rule::NO_RESEARCH_CONSENT))
+                        .otherwise(null_str())
+                        .alias(DROP),
+                )
+                .drop(cols(["_row", "_latest"]))
+        }
+    }
+}
+
+/// 2. accelerometer_landing + customer_trusted -> accelerometer_trusted.
+pub fn accelerometer_trusted(policy: Policy, landing: LazyFrame, customer_trusted: LazyFrame) -> LazyFrame {
+    // Under strict, customer_trusted holds one row per email; under rubric
+    // duplicates are possible, so take each email's earliest consent.
+    let consents = customer_trusted
+        .group_by([col("email")])
+        .agg([col(CONSENT).min().alias("_consent")]);
+    let joined = landing.join(consents, [col("user")], [col("email")], left_join());
+    let unknown = col("_consent").is_null();
+    let annotation = match policy {
+        Policy::Rubric => when(unknown).then(lit(rule::USER_NOT_TRUSTED)).otherwise(null_str()),
+        Policy::Strict => when(unknown)
+            .then(lit(rule::USER_NOT_TRUSTED))
+            .when(col("timestamp").lt(col("_consent")))
+            .then(lit(rule::BEFORE_CONSENT))
+            .otherwise(null_str()),
+    };
+    joined.with_column(annotation.alias(DROP)).drop(cols(["_consent"]))
+}
+
+/// 3. customer_trusted + accelerometer_trusted -> customers_curated.
+pub fn customers_curated(
+    policy: Policy,
+    customer_trusted: LazyFrame,
+    accelerometer_trusted: LazyFrame,
+) -> PolarsResult<LazyFrame> {
+    let users = accelerometer_trusted
+        .select([col("user")])
+        .unique(None, UniqueKeepStrategy::Any)
+        .with_column(lit(true).alias("_has_readings"));
+    let rows = customer_trusted.with_row_index("_row", None);
+    let names: Vec<Expr> = crate::schema::Dataset::Customer
+        .landing_schema()
+        .columns
+        .iter()
+        .map(|c| col(c.name.as_str()))
+        .collect();
+    let first_of_kind = col("_row").eq(col("_row").min().over(names)?);
+    Ok(rows
+        .join(users, [col("email")], [col("user")], left_join())
+        .with_column(
+            when(col("_has_readings").is_null())
+                .then(lit(rule::NO_READINGS))
+                .when(lit(policy == Policy::Rubric).and(first_of_kind.not()))
+                .then(lit(rule::DUPLICATE_ROW))
+                .otherwise(null_str())
+                .alias(DROP),
+        )
+        .drop(cols(["_row", "_has_readings"])))
+}
+
+/// 4. step_trainer_landing + customers_curated -> step_trainer_trusted.
+pub fn step_trainer_trusted(policy: Policy, landing: LazyFrame, customers_curated: LazyFrame) -> LazyFrame {
+    // The earliest consent among the curated customers owning each serial.
+    let serials = customers_curated
+        .group_by([col("serialNumber")])
+        .agg([col(CONSENT).min().alias("_consent")]);
+    let joined = landing.join(serials, [col("serialNumber")], [col("serialNumber")], left_join());
+    let unknown = col("_consent").is_null();
+    let annotation = match policy {
+        Policy::Rubric => when(unknown).then(lit(rule::SERIAL_NOT_CURATED)).otherwise(null_str()),
+        Policy::Strict => when(unknown)
+            .then(lit(rule::SERIAL_NOT_CURATED))
+            .when(col("sensorReadingTime").lt(col("_consent")))
+            .then(lit(rule::BEFORE_CONSENT))
+            .otherwise(null_str()),
+    };
+    joined.with_column(annotation.alias(DROP)).drop(cols(["_consent"]))
+}
+
+/// 5. step_trainer_trusted + accelerometer_trusted (+ customers_curated under
+/// strict) -> machine_learning_curated.
+pub fn machine_learning_curated(
+    policy: Policy,
+    step_trainer_trusted: LazyFrame,
+    accelerometer_trusted: LazyFrame,
+    customers_curated: LazyFrame,
+    key: &PseudonymKey,
+) -> PolarsResult<Outcome> {
+    match policy {
+        Policy::Rubric => {
+            let times = accelerometer_trusted
+                .clone()
+                .select([col("timestamp")])
+                .unique(None, UniqueKeepStrategy::Any)
+                .with_column(lit(true).alias("_seen"));
+            let annotated = step_trainer_trusted
+                .join(times, [col("sensorReadingTime")], [col("timestamp")], left_join())
+                .with_column(
+                    when(col("_seen").is_null())
+                        .then(lit(rule::NO_READING_AT_TIME))
+                        .otherwise(null_str())
+                        .alias(DROP),
+                )
+                .drop(cols(["_seen"]));
+            let mut outcome = settle(annotated)?;
+            outcome.table = outcome
+                .table
+                .lazy()
+                .join(accelerometer_trusted, [col("sensorReadingTime")], [col("timestamp")], inner_join())
+                .select([
+                    col("sensorReadingTime"),
+                    col("serialNumber"),
+                    col("distanceFromObject"),
+                    col("user"),
+                    col("sensorReadingTime").alias("timestamp"),
+                    col("x"),
+                    col("y"),
+                    col("z"),
+                ])
+                .collect()?;
+            Ok(outcome)
+        }
+        Policy::Strict => strict_machine_learning(step_trainer_trusted, accelerometer_trusted, customers_curated, key),
+    }
+}
+
+fn strict_machine_learning(
+    step_trainer_trusted: LazyFrame,
+    accelerometer_trusted: LazyFrame,
+    customers_curated: LazyFrame,
+    key: &PseudonymKey,
+) -> PolarsResult<Outcome> {
+    let key = key.clone();
+    let customers = customers_curated.select([
+        col("serialNumber"),
+        col("email").alias("_email"),
+        col(CONSENT).alias("_consent"),
+        col("email")
+            .map(
+                move |c: Column| {
+                    let out: StringChunked = c.str()?.iter().map(|e| e.map(|e| key.pseudonym(e))).collect();
+                    Ok(out.into_column())
+                },
+                |_, field| Ok(Field::new(field.name().clone(), DataType::String)),
+            )
+            .alias("customerKey"),
+    ]);
+    let steps = step_trainer_trusted.with_row_index("_step", None);
+    // Candidates: curated customers with the reading's serial who had consented by then.
+    let candidates = steps
+        .clone()
+        .select([col("_step"), col("sensorReadingTime"), col("serialNumber")])
+        .join(customers, [col("serialNumber")], [col("serialNumber")], inner_join())
+        .filter(col("_consent").lt_eq(col("sensorReadingTime")));
+    // A candidate is confirmed by an accelerometer reading of theirs at exactly that time.
+    let reading_keys = accelerometer_trusted
+        .clone()
+        .select([col("user"), col("timestamp")])
+        .unique(None, UniqueKeepStrategy::Any);
+    let confirmed = candidates
+        .join(
+            reading_keys,
+            [col("_email"), col("sensorReadingTime")],
+            [col("user"), col("timestamp")],
+            JoinArgs::new(JoinType::Semi),
+        )
+        .group_by([col("_step")])
+        .agg([
+            len().alias("_matches"),
+            col("_email").first().alias("_email"),
+            col("customerKey").first().alias("customerKey"),
+        ]);
+    let annotated = steps
+        .join(confirmed, [col("_step")], [col("_step")], left_join())
+        .with_column(
+            when(col("_matches").is_null())
+                .then(lit(rule::NO_CONFIRMED_CUSTOMER))
+                .when(col("_matches").gt(lit(1)))
+                .then(lit(QuarantineReason::AmbiguousCustomer.as_str()))
+                .otherwise(null_str())
+                .alias(DROP),
+        );
+    let df = annotated.collect()?;
+    let ambiguous_mask = df.column(DROP)?.str()?.equal(QuarantineReason::AmbiguousCustomer.as_str());
+    let ambiguous = df.filter(&ambiguous_mask)?;
+    let mut outcome = split(df)?;
+    outcome.drops.remove(QuarantineReason::AmbiguousCustomer.as_str());
+    outcome.quarantine = Some(ambiguous_quarantine(&ambiguous)?);
+    // One output row per accelerometer reading of the confirmed customer.
+    outcome.table = outcome
+        .table
+        .lazy()
+        .join(
+            accelerometer_trusted,
+            [col("_email"), col("sensorReadingTime")],
+            [col("user"), col("timestamp")],
+            inner_join(),
+        )
+        .select([
+            col("sensorReadingTime"),
+            col("distanceFromObject"),
+            col("x"),
+            col("y"),
+            col("z"),
+            col("customerKey"),
+        ])
+        .collect()?;
+    Ok(outcome)
+}
+
+/// Step readings that several candidate customers could explain, as quarantine rows.
+fn ambiguous_quarantine(ambiguous: &DataFrame) -> PolarsResult<DataFrame> {
+    let steps = ambiguous.column("_step")?.cast(&DataType::Int64)?;
+    let matches = ambiguous.column("_matches")?.cast(&DataType::Int64)?;
+    let times = ambiguous.column("sensorReadingTime")?.i64()?.clone();
+    let serials = ambiguous.column("serialNumber")?.str()?.clone();
+    let distances = ambiguous.column("distanceFromObject")?.i32()?.clone();
+    let mut lines = Vec::with_capacity(ambiguous.height());
+    for i in 0..ambiguous.height() {
+        let (time, serial, distance) = (times.get(i), serials.get(i), distances.get(i));
+        let raw = serde_json::json!({
+            "sensorReadingTime": time, "serialNumber": serial, "distanceFromObject": distance,
+        });
+        lines.push(QuarantinedLine {
+            source: crate::layout::Table::StepTrainerTrusted.name().to_string(),
+            line: steps.i64()?.get(i).unwrap_or_default() as u64 + 1,
+            reason: QuarantineReason::AmbiguousCustomer,
+            detail: format!(
+                "{} candidate customers with serial {} have an accelerometer reading at {}",
+                matches.i64()?.get(i).unwrap_or_default(),
+                serial.unwrap_or_default(),
+                time.unwrap_or_default(),
+            ),
+            raw: raw.to_string(),
+        });
+    }
+    Ok(quarantine_frame(&lines))
+}
