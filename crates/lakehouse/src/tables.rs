@@ -1,7 +1,5 @@
 //! Reading landing objects and writing/reading table snapshots as Parquet.
 
-use std::io::Cursor;
-
 use polars::prelude::*;
 use rayon::prelude::*;
 use zones::contract::{ColumnDef, TableRef};
@@ -77,19 +75,17 @@ pub fn columns_of(schema: &Schema) -> Vec<ColumnDef> {
     schema.iter().map(|(name, dtype)| ColumnDef { name: name.to_string(), ty: hive_type(dtype) }).collect()
 }
 
-/// Reads every Parquet part of a snapshot.
+/// Scans every Parquet part of a snapshot.
 pub fn read_table(store: &dyn Store, table: &TableRef) -> Result<LazyFrame> {
     let parts = store.list(&table.location)?;
-    let mut frames = Vec::with_capacity(parts.len());
-    for part in parts.iter().filter(|p| p.key.ends_with(".parquet")) {
-        let bytes = store.get(&part.key)?;
-        let df = ParquetReader::new(Cursor::new(bytes))
-            .finish()
-            .map_err(|source| Error::Read { key: part.key.clone(), source })?;
-        frames.push(df.lazy());
-    }
-    if frames.is_empty() {
+    let buffers = parts
+        .iter()
+        .filter(|p| p.key.ends_with(".parquet"))
+        .map(|p| Ok(polars_buffer::Buffer::from(store.get(&p.key)?)))
+        .collect::<Result<Vec<_>>>()?;
+    if buffers.is_empty() {
         return Err(Error::NotFound { store: store.url(""), key: layout::part_key(&table.location, 0) });
     }
-    Ok(concat(frames, UnionArgs::default())?)
+    LazyFrame::scan_parquet_sources(ScanSources::Buffers(buffers.into()), ScanArgsParquet { hive_options: HiveOptions { enabled: Some(false), ..Default::default() }, ..Default::default() })
+        .map_err(|source| Error::Read { key: table.location.clone(), source })
 }

@@ -133,13 +133,13 @@ fn generate_chunk(seed: u64, k: usize, first: usize, count: usize, shared: &[Str
 
         let mut session = Session {
             start: T0 + rng.i64(0..40_000) * 1000 + rng.i64(0..1000),
-            interval: [2000, 3000, 3400, 4000, 6500][rng.usize(..5)],
+            interval: [4000, 5000, 6000, 7000, 8000][rng.usize(..5)],
             steps: rng.i64(24..37),
         };
         if rng.u8(..100) < 15 {
             // Different users share timestamps: snap onto a coarse grid.
             session.start = T0 + rng.i64(0..400) * 1000;
-            session.interval = 3000;
+            session.interval = 6000;
         }
         if let Some(s) = shared_index {
             // Some customers of a reused serial ride together: ambiguous pairings.
@@ -151,7 +151,7 @@ fn generate_chunk(seed: u64, k: usize, first: usize, count: usize, shared: &[Str
         }
         // Readings start about two minutes before consent.
         let registration = session.start - rng.i64(60_000..3_600_000);
-        let consent = (rng.u8(..100) < 52).then(|| session.start + 120_000 + rng.i64(-5_000..5_000));
+        let consent = (rng.u8(..100) < 52).then(|| session.start + rng.i64(60_000..150_000));
         let record = CustomerRecord {
             name: format!("{first_name} {last_name}"),
             email: email.clone(),

@@ -1,0 +1,6 @@
+//! Exact-value tests of the pure core on small inputs built by hand.
+
+mod landing;
+mod schema;
+mod support;
+mod transitions;

@@ -1,0 +1,204 @@
+//! Every transition under both policies on one small hand-built story:
+//! - a@x consents at 100, has a reading before consent (90);
+//! - b@x never consents; c@x consents, then a later record revokes it;
+//! - d@x first refuses, then a later record consents at 300;
+//! - e@x's record arrives twice; f@x consents but has no reading;
+//! - g@x consents at 50 and shares serial S1 with a@x (and c@x): at time 100
+//!   both a@x and g@x have a reading, so the S1 reading at 100 is ambiguous.
+
+use polars::prelude::*;
+use zones::policy::rule;
+use zones::transitions::{self, Outcome, settle};
+use zones::{Dataset, Policy, PseudonymKey};
+
+use crate::support::{canonical, drops, rows};
+
+fn customer(email: &str, serial: &str, last_update: i64, consent: Option<i64>) -> String {
+    let consent = consent.map_or(String::new(), |c| format!(r#","shareWithResearchAsOfDate":{c}"#));
+    format!(
+        r#"{{"customerName":"N","email":"{email}","phone":"1","birthDay":"1900-01-01","serialNumber":"{serial}","registrationDate":1,"lastUpdateDate":{last_update}{consent}}}"#
+    )
+}
+
+fn customer_landing() -> LazyFrame {
+    let lines = [
+        customer("a@x", "S1", 10, Some(100)),
+        customer("b@x", "S1", 10, None),
+        customer("c@x", "S1", 10, Some(100)),
+        customer("c@x", "S1", 20, None),
+        customer("d@x", "S2", 10, None),
+        customer("d@x", "S2", 20, Some(300)),
+        customer("e@x", "S3", 10, Some(100)),
+        customer("e@x", "S3", 10, Some(100)),
+        customer("f@x", "S4", 10, Some(100)),
+        customer("g@x", "S1", 10, Some(50)),
+    ];
+    rows(Dataset::Customer, &lines.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+fn accelerometer_landing() -> LazyFrame {
+    let readings = [
+        ("a@x", 90, 1),
+        ("a@x", 100, 2),
+        ("a@x", 110, 3),
+        ("a@x", 110, 4),
+        ("b@x", 100, 5),
+        ("c@x", 100, 6),
+        ("d@x", 200, 7),
+        ("d@x", 300, 8),
+        ("e@x", 110, 9),
+        ("z@x", 100, 10),
+        ("g@x", 100, 11),
+    ];
+    let lines: Vec<String> = readings
+        .iter()
+        .map(|(u, t, x)| format!(r#"{{"user":"{u}","timestamp":{t},"x":{x},"y":0,"z":0}}"#))
+        .collect();
+    rows(Dataset::Accelerometer, &lines.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+fn step_landing() -> LazyFrame {
+    let readings = [("S1", 90, 190), ("S1", 100, 200), ("S1", 110, 210), ("S2", 250, 250), ("S2", 300, 300), ("S3", 110, 111), ("S9", 100, 999)];
+    let lines: Vec<String> = readings
+        .iter()
+        .map(|(s, t, d)| format!(r#"{{"sensorReadingTime":{t},"serialNumber":"{s}","distanceFromObject":{d}}}"#))
+        .collect();
+    rows(Dataset::StepTrainer, &lines.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// Runs the five transitions in order; returns their outcomes.
+fn pipeline(policy: Policy) -> [Outcome; 5] {
+    let key = PseudonymKey::new(b"test-key");
+    let customer_trusted = settle(transitions::customer_trusted(policy, customer_landing())).unwrap();
+    let accelerometer_trusted = settle(transitions::accelerometer_trusted(
+        policy,
+        accelerometer_landing(),
+        customer_trusted.table.clone().lazy(),
+    ))
+    .unwrap();
+    let customers_curated = settle(
+        transitions::customers_curated(policy, customer_trusted.table.clone().lazy(), accelerometer_trusted.table.clone().lazy())
+            .unwrap(),
+    )
+    .unwrap();
+    let step_trainer_trusted =
+        settle(transitions::step_trainer_trusted(policy, step_landing(), customers_curated.table.clone().lazy())).unwrap();
+    let machine_learning = transitions::machine_learning_curated(
+        policy,
+        step_trainer_trusted.table.clone().lazy(),
+        accelerometer_trusted.table.clone().lazy(),
+        customers_curated.table.clone().lazy(),
+        &key,
+    )
+    .unwrap();
+    [customer_trusted, accelerometer_trusted, customers_curated, step_trainer_trusted, machine_learning]
+}
+
+fn column(outcome: &Outcome, name: &str) -> Vec<String> {
+    let mut values: Vec<String> = outcome
+        .table
+        .column(name)
+        .unwrap()
+        .as_materialized_series()
+        .iter()
+        .map(|v| match v {
+            AnyValue::String(s) => s.to_string(),
+            other => other.to_string(),
+        })
+        .collect();
+    values.sort();
+    values
+}
+
+fn accounted(outcome: &Outcome) {
+    let dropped: u64 = outcome.drops.values().sum();
+    let quarantined = outcome.quarantine.as_ref().map_or(0, |q| q.height() as u64);
+    assert_eq!(outcome.input_rows, outcome.kept_rows + dropped + quarantined, "every input row accounted for");
+}
+
+#[test]
+fn strict_policy() {
+    let [customer, accelerometer, curated, step, ml] = pipeline(Policy::Strict);
+    for o in [&customer, &accelerometer, &curated, &step, &ml] {
+        accounted(o);
+    }
+
+    // One row per email, latest record wins; c@x revoked, d@x consented later.
+    assert_eq!(column(&customer, "email"), ["a@x", "d@x", "e@x", "f@x", "g@x"]);
+    assert_eq!(customer.drops, drops(&[(rule::NO_RESEARCH_CONSENT, 2), (rule::SUPERSEDED, 3)]));
+    assert_eq!(customer.input_rows, 10);
+
+    // No reading before its owner's consent; b, c (revoked) and z are not trusted customers.
+    assert_eq!(column(&accelerometer, "x"), ["11.0", "2.0", "3.0", "4.0", "8.0", "9.0"]);
+    assert_eq!(accelerometer.drops, drops(&[(rule::BEFORE_CONSENT, 2), (rule::USER_NOT_TRUSTED, 3)]));
+
+    assert_eq!(column(&curated, "email"), ["a@x", "d@x", "e@x", "g@x"]);
+    assert_eq!(curated.drops, drops(&[(rule::NO_READINGS, 1)]));
+
+    // S1's earliest consent is g@x's (50), so S1@90 stays; S2@250 precedes d@x's consent.
+    assert_eq!(column(&step, "distanceFromObject"), ["111", "190", "200", "210", "300"]);
+    assert_eq!(step.drops, drops(&[(rule::BEFORE_CONSENT, 1), (rule::SERIAL_NOT_CURATED, 1)]));
+
+    // S1@90: only g@x had consented, and g@x has no reading at 90: dropped.
+    // S1@100: a@x and g@x both have a reading at 100: quarantined, not guessed.
+    // S1@110: only a@x has readings at 110 (two): two rows.
+    let key = PseudonymKey::new(b"test-key");
+    let (a, d, e) = (key.pseudonym("a@x"), key.pseudonym("d@x"), key.pseudonym("e@x"));
+    let mut expected = vec![
+        format!("sensorReadingTime=110 distanceFromObject=111 x=9.0 y=0.0 z=0.0 customerKey={e}"),
+        format!("sensorReadingTime=110 distanceFromObject=210 x=3.0 y=0.0 z=0.0 customerKey={a}"),
+        format!("sensorReadingTime=110 distanceFromObject=210 x=4.0 y=0.0 z=0.0 customerKey={a}"),
+        format!("sensorReadingTime=300 distanceFromObject=300 x=8.0 y=0.0 z=0.0 customerKey={d}"),
+    ];
+    expected.sort();
+    assert_eq!(canonical(&ml.table), expected);
+    assert_eq!(ml.kept_rows, 3);
+    assert_eq!(ml.drops, drops(&[(rule::NO_CONFIRMED_CUSTOMER, 1)]));
+    let quarantine = ml.quarantine.as_ref().expect("strict quarantines ambiguous readings");
+    assert_eq!(
+        canonical(&quarantine.select(["line", "reason", "detail", "raw"]).unwrap()),
+        [r#"line=2 reason=ambiguous_customer detail=2 candidate customers with serial S1 have an accelerometer reading at 100 raw={"distanceFromObject":200,"sensorReadingTime":100,"serialNumber":"S1"}"#]
+    );
+    for identifier in zones::transitions::IDENTIFIER_COLUMNS {
+        assert!(ml.table.column(identifier).is_err(), "{identifier} must not be in machine_learning_curated");
+    }
+}
+
+#[test]
+fn rubric_policy() {
+    let [customer, accelerometer, curated, step, ml] = pipeline(Policy::Rubric);
+    for o in [&customer, &accelerometer, &curated, &step, &ml] {
+        accounted(o);
+    }
+    assert_eq!(column(&customer, "email"), ["a@x", "c@x", "d@x", "e@x", "e@x", "f@x", "g@x"]);
+    assert_eq!(customer.drops, drops(&[(rule::NO_RESEARCH_CONSENT, 3)]));
+
+    assert_eq!(column(&accelerometer, "x"), ["1.0", "11.0", "2.0", "3.0", "4.0", "6.0", "7.0", "8.0", "9.0"]);
+    assert_eq!(accelerometer.drops, drops(&[(rule::USER_NOT_TRUSTED, 2)]));
+
+    assert_eq!(column(&curated, "email"), ["a@x", "c@x", "d@x", "e@x", "g@x"]);
+    assert_eq!(curated.drops, drops(&[(rule::DUPLICATE_ROW, 1), (rule::NO_READINGS, 1)]));
+
+    assert_eq!(column(&step, "distanceFromObject"), ["111", "190", "200", "210", "250", "300"]);
+    assert_eq!(step.drops, drops(&[(rule::SERIAL_NOT_CURATED, 1)]));
+
+    // Joined on time alone: 90 -> 1, 100 -> 3 (a, c, g), 110 -> 3 twice (S1 and S3), 300 -> 1.
+    assert_eq!(ml.table.height(), 11);
+    assert_eq!(ml.kept_rows, 5);
+    assert_eq!(ml.drops, drops(&[(rule::NO_READING_AT_TIME, 1)]));
+    assert_eq!(
+        ml.table.get_column_names(),
+        ["sensorReadingTime", "serialNumber", "distanceFromObject", "user", "timestamp", "x", "y", "z"]
+    );
+    // a@x: 90, 100, 110 x2 for S1 and again x2 for S3.
+    assert_eq!(column(&ml, "user"), ["a@x", "a@x", "a@x", "a@x", "a@x", "a@x", "c@x", "d@x", "e@x", "e@x", "g@x"]);
+}
+
+#[test]
+fn pseudonym_is_hmac_sha256() {
+    // RFC 4231, test case 2.
+    assert_eq!(
+        PseudonymKey::new(b"Jefe").pseudonym("what do ya want for nothing?"),
+        "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+    );
+}
