@@ -1,0 +1,198 @@
+use std::cell::RefCell;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use stedi::asl::{Event, Failure, Interpreter, Invoker};
+
+/// An invoker that answers from a closure and records every call.
+struct Fake<F: Fn(&str, &Value, usize) -> Result<Value, Failure>> {
+    answer: F,
+    calls: RefCell<Vec<(String, Value)>>,
+}
+
+impl<F: Fn(&str, &Value, usize) -> Result<Value, Failure>> Invoker for Fake<F> {
+    fn invoke(&self, resource: &str, input: Value) -> Result<Value, Failure> {
+        let n = self.calls.borrow().len();
+        self.calls.borrow_mut().push((resource.to_string(), input.clone()));
+        (self.answer)(resource, &input, n)
+    }
+}
+
+fn fake<F: Fn(&str, &Value, usize) -> Result<Value, Failure>>(answer: F) -> Fake<F> {
+    Fake { answer, calls: RefCell::new(Vec::new()) }
+}
+
+fn execute(definition: Value, input: Value, invoker: &dyn Invoker) -> (Result<Value, Failure>, Vec<Event>) {
+    let events = RefCell::new(Vec::new());
+    let observer = |e: &Event| events.borrow_mut().push(e.clone());
+    let interpreter = Interpreter::new(invoker, &observer);
+    let result = interpreter.execute(&definition, input);
+    (result, events.into_inner())
+}
+
+fn transient(n: &str) -> Failure {
+    Failure { error: "Stedi.Transient".into(), cause: format!("hiccup {n}") }
+}
+
+#[test]
+fn tasks_pass_data_through_parameters_and_result_paths() {
+    let definition = json!({
+        "StartAt": "First",
+        "States": {
+            "First": {
+                "Type": "Task", "Resource": "${A}",
+                "Parameters": { "id.$": "$.run_id", "fixed": "x", "nested": { "p.$": "$.policy" } },
+                "ResultSelector": { "rows.$": "$.rows" },
+                "ResultPath": "$.results.first",
+                "Next": "Second"
+            },
+            "Second": {
+                "Type": "Task", "Resource": "${B}",
+                "Parameters": { "prev.$": "$.results.first.rows" },
+                "ResultPath": "$.results.second",
+                "OutputPath": "$.results",
+                "End": true
+            }
+        }
+    });
+    let invoker = fake(|resource, input, _| match resource {
+        "${A}" => Ok(json!({ "rows": 7, "noise": true, "echo": input })),
+        _ => Ok(json!({ "got": input["prev"] })),
+    });
+    let (result, events) = execute(definition, json!({ "run_id": "r1", "policy": "strict" }), &invoker);
+    assert_eq!(result.unwrap(), json!({ "first": { "rows": 7 }, "second": { "got": 7 } }));
+    assert_eq!(
+        invoker.calls.borrow()[0],
+        ("${A}".to_string(), json!({ "id": "r1", "fixed": "x", "nested": { "p": "strict" } }))
+    );
+    let done: Vec<_> = events.iter().filter_map(|e| match e {
+        Event::Succeeded { state, .. } => Some(state.as_str()),
+        _ => None,
+    }).collect();
+    assert_eq!(done, ["First", "Second"]);
+}
+
+#[test]
+fn retry_backs_off_then_succeeds() {
+    let definition = json!({
+        "StartAt": "T",
+        "States": { "T": {
+            "Type": "Task", "Resource": "${A}",
+            "Retry": [
+                { "ErrorEquals": ["Stedi.InvalidInput"], "MaxAttempts": 0 },
+                { "ErrorEquals": ["Stedi.Transient"], "IntervalSeconds": 0.004, "BackoffRate": 2.0, "MaxAttempts": 3, "MaxDelaySeconds": 0.006 }
+            ],
+            "End": true
+        } }
+    });
+    let invoker = fake(|_, _, n| if n < 3 { Err(transient(&n.to_string())) } else { Ok(json!("ok")) });
+    let (result, events) = execute(definition, json!({}), &invoker);
+    assert_eq!(result.unwrap(), json!("ok"));
+    let delays: Vec<Duration> = events.iter().filter_map(|e| match e {
+        Event::Retrying { delay, .. } => Some(*delay),
+        _ => None,
+    }).collect();
+    // 0.004, 0.008 capped at 0.006, 0.016 capped at 0.006.
+    assert_eq!(delays, [Duration::from_millis(4), Duration::from_millis(6), Duration::from_millis(6)]);
+    assert_eq!(invoker.calls.borrow().len(), 4);
+}
+
+#[test]
+fn exhausted_retries_fall_to_catch_and_fail_records_the_cause() {
+    let definition = json!({
+        "StartAt": "T",
+        "States": {
+            "T": {
+                "Type": "Task", "Resource": "${A}",
+                "Retry": [{ "ErrorEquals": ["Stedi.Transient"], "IntervalSeconds": 0, "MaxAttempts": 2 }],
+                "Catch": [
+                    { "ErrorEquals": ["Stedi.QualityGateFailed"], "Next": "Unreached" },
+                    { "ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Failed" }
+                ],
+                "End": true
+            },
+            "Unreached": { "Type": "Succeed" },
+            "Failed": { "Type": "Fail", "ErrorPath": "$.error.Error", "CausePath": "$.error.Cause" }
+        }
+    });
+    let invoker = fake(|_, _, n| Err(transient(&n.to_string())));
+    let (result, _) = execute(definition, json!({ "run_id": "r" }), &invoker);
+    assert_eq!(result.unwrap_err(), Failure { error: "Stedi.Transient".into(), cause: "hiccup 2".into() });
+    assert_eq!(invoker.calls.borrow().len(), 3, "one try and two retries");
+}
+
+#[test]
+fn uncaught_errors_fail_the_execution() {
+    let definition = json!({ "StartAt": "T", "States": { "T": { "Type": "Task", "Resource": "${A}", "End": true } } });
+    let invoker = fake(|_, _, _| Err(Failure { error: "Stedi.InvalidInput".into(), cause: "no landing data".into() }));
+    let (result, events) = execute(definition, json!({}), &invoker);
+    assert_eq!(result.unwrap_err().error, "Stedi.InvalidInput");
+    assert_eq!(events.last(), Some(&Event::Failed { state: "T".into(), error: "Stedi.InvalidInput".into() }));
+}
+
+#[test]
+fn choice_parallel_map_and_pass() {
+    let definition = json!({
+        "StartAt": "Route",
+        "States": {
+            "Route": {
+                "Type": "Choice",
+                "Choices": [
+                    { "And": [
+                        { "Variable": "$.policy", "StringEquals": "strict" },
+                        { "Not": { "Variable": "$.n", "NumericGreaterThan": 5 } }
+                    ], "Next": "Fan" }
+                ],
+                "Default": "Other"
+            },
+            "Other": { "Type": "Pass", "Result": "other", "End": true },
+            "Fan": {
+                "Type": "Parallel",
+                "Branches": [
+                    { "StartAt": "B1", "States": { "B1": { "Type": "Pass", "Parameters": { "b.$": "$.n" }, "End": true } } },
+                    { "StartAt": "B2", "States": { "B2": { "Type": "Task", "Resource": "${A}", "End": true } } }
+                ],
+                "ResultPath": "$.branches",
+                "Next": "Each"
+            },
+            "Each": {
+                "Type": "Map",
+                "ItemsPath": "$.items",
+                "ItemSelector": { "value.$": "$$.Map.Item.Value", "index.$": "$$.Map.Item.Index", "n.$": "$.n" },
+                "ItemProcessor": { "StartAt": "Work", "States": { "Work": { "Type": "Task", "Resource": "${A}", "End": true } } },
+                "ResultPath": "$.mapped",
+                "Next": "Done"
+            },
+            "Done": { "Type": "Succeed", "OutputPath": "$" }
+        }
+    });
+    let invoker = fake(|_, input, _| Ok(json!({ "saw": input })));
+    let input = json!({ "policy": "strict", "n": 2, "items": ["a", "b"] });
+    let (result, _) = execute(definition.clone(), input, &invoker);
+    assert_eq!(
+        result.unwrap(),
+        json!({
+            "policy": "strict", "n": 2, "items": ["a", "b"],
+            "branches": [{ "b": 2 }, { "saw": { "policy": "strict", "n": 2, "items": ["a", "b"] } }],
+            "mapped": [
+                { "saw": { "value": "a", "index": 0, "n": 2 } },
+                { "saw": { "value": "b", "index": 1, "n": 2 } }
+            ]
+        })
+    );
+    let (other, _) = execute(definition, json!({ "policy": "rubric", "n": 2 }), &invoker);
+    assert_eq!(other.unwrap(), json!("other"));
+}
+
+#[test]
+fn missing_paths_are_runtime_errors() {
+    let definition = json!({
+        "StartAt": "T",
+        "States": { "T": { "Type": "Task", "Resource": "${A}", "Parameters": { "x.$": "$.absent" }, "End": true } }
+    });
+    let invoker = fake(|_, _, _| Ok(json!(null)));
+    let (result, _) = execute(definition, json!({}), &invoker);
+    let failure = result.unwrap_err();
+    assert_eq!(failure.error, "States.Runtime");
+    assert_eq!(failure.cause, "path `$.absent` does not select exactly one value of the input");
+}
