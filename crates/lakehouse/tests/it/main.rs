@@ -1,0 +1,4 @@
+//! Tests of the I/O layer on a temporary local warehouse.
+
+mod catalog;
+mod store;

@@ -1,0 +1,35 @@
+use lakehouse::{LocalStore, Store};
+
+#[test]
+fn list_is_sorted_recursive_and_skips_hidden_temporaries() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::new(dir.path());
+    store.put("customer/landing/b.json", b"2").unwrap();
+    store.put("customer/landing/a.json", b"1").unwrap();
+    store.put("customer/trusted/s1/part-00000.parquet", b"p").unwrap();
+    std::fs::write(dir.path().join("customer/landing/.a.json.1.tmp"), b"half").unwrap();
+
+    let keys: Vec<_> = store.list("customer/").unwrap().into_iter().map(|o| (o.key, o.size)).collect();
+    assert_eq!(
+        keys,
+        [
+            ("customer/landing/a.json".to_string(), 1),
+            ("customer/landing/b.json".to_string(), 1),
+            ("customer/trusted/s1/part-00000.parquet".to_string(), 1)
+        ]
+    );
+    assert_eq!(store.list("customer/landing/a").unwrap().len(), 1);
+    assert!(store.list("nothing/here/").unwrap().is_empty());
+}
+
+#[test]
+fn put_if_absent_and_missing_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::new(dir.path());
+    assert!(store.put_if_absent("_catalog/catalog.lock", b"1").unwrap());
+    assert!(!store.put_if_absent("_catalog/catalog.lock", b"2").unwrap());
+    assert_eq!(store.get("_catalog/catalog.lock").unwrap(), b"1");
+    let err = store.get("missing.json").unwrap_err();
+    assert_eq!(err.name(), zones::ErrorName::InvalidInput);
+    assert!(err.to_string().contains("missing.json"), "{err}");
+}
