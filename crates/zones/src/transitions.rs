@@ -201,6 +201,8 @@ pub fn machine_learning_curated(
                     col("z"),
                 ])
                 .collect()?;
+            // Rubric never quarantines here; the table exists all the same.
+            outcome.quarantine = Some(quarantine_frame(&[]));
             Ok(outcome)
         }
         Policy::Strict => strict_machine_learning(step_trainer_trusted, accelerometer_trusted, customers_curated, key),

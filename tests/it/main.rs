@@ -1,0 +1,3 @@
+mod consistency;
+mod end_to_end;
+mod support;

@@ -1,0 +1,51 @@
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The workspace root, found from this package's manifest directory.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ sits in the workspace").to_path_buf()
+}
+
+/// The `stedi` binary of this build (`cargo build --workspace --bins` puts it
+/// next to the test binary's `deps/` folder).
+pub fn stedi_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
+    let bin = dir.join("stedi");
+    assert!(bin.exists(), "{} is missing: build it first with `cargo build --workspace --bins`", bin.display());
+    bin
+}
+
+pub fn stedi(warehouse: &Path, args: &[&str]) -> Output {
+    Command::new(stedi_binary())
+        .arg("--warehouse")
+        .arg(warehouse)
+        .args(args)
+        .output()
+        .expect("stedi runs")
+}
+
+/// Runs `stedi` and returns stdout, failing the test with stderr when it fails.
+pub fn stedi_ok(warehouse: &Path, args: &[&str]) -> String {
+    let out = stedi(warehouse, args);
+    assert!(
+        out.status.success(),
+        "stedi {args:?} failed\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+/// `stedi query --format csv`, with the data rows sorted (header first).
+pub fn query_csv(warehouse: &Path, sql: &str) -> Vec<String> {
+    let out = stedi_ok(warehouse, &["query", "--format", "csv", sql]);
+    let mut lines: Vec<String> = out.lines().map(String::from).collect();
+    lines[1..].sort();
+    lines
+}
+
+pub fn report(warehouse: &Path, run_id: &str) -> serde_json::Value {
+    let path = warehouse.join("_runs").join(run_id).join("report.json");
+    serde_json::from_slice(&std::fs::read(&path).expect("report written")).expect("report is JSON")
+}
