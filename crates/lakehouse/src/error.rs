@@ -29,7 +29,7 @@ pub enum Error {
     #[error("catalog changed while publishing: expected version {expected}, found {found}")]
     CatalogConflict { expected: u64, found: u64 },
 
-    #[error("catalog is locked by another publisher (`{key}` exists)")]
+    #[error("catalog is locked by another publisher (`{key}` exists; if no run is publishing, a crashed one left it: delete it)")]
     CatalogLocked { key: String },
 
     #[error("query failed: {0}")]
