@@ -131,14 +131,16 @@ fn generate_chunk(seed: u64, k: usize, first: usize, count: usize, shared: &[Str
         let shared_index = (rng.u8(..100) < 35).then(|| rng.usize(..shared.len()));
         let serial = shared_index.map_or_else(|| uuid(&mut rng), |s| shared[s].clone());
 
+        // Each chunk has its own time span, so counts scale with the customers.
+        let span = T0 + k as i64 * 100_000_000;
         let mut session = Session {
-            start: T0 + rng.i64(0..40_000) * 1000 + rng.i64(0..1000),
+            start: span + rng.i64(0..40_000) * 1000 + rng.i64(0..1000),
             interval: [4000, 5000, 6000, 7000, 8000][rng.usize(..5)],
             steps: rng.i64(24..37),
         };
-        if rng.u8(..100) < 15 {
+        if rng.u8(..100) < 3 {
             // Different users share timestamps: snap onto a coarse grid.
-            session.start = T0 + rng.i64(0..400) * 1000;
+            session.start = span + rng.i64(0..400) * 1000;
             session.interval = 6000;
         }
         if let Some(s) = shared_index {

@@ -231,32 +231,30 @@ fn strict_machine_learning(
             .alias("customerKey"),
     ]);
     let steps = step_trainer_trusted.with_row_index("_step", None);
-    // Candidates: curated customers with the reading's serial who had consented by then.
-    let candidates = steps
-        .clone()
-        .select([col("_step"), col("sensorReadingTime"), col("serialNumber")])
-        .join(customers, [col("serialNumber")], [col("serialNumber")], inner_join())
-        .filter(col("_consent").lt_eq(col("sensorReadingTime")));
-    // A candidate is confirmed by an accelerometer reading of theirs at exactly that time.
-    let reading_keys = accelerometer_trusted
+    // Confirmations: a curated customer's accelerometer reading at a time on or
+    // after their consent, keyed by their serial. A step reading's candidates
+    // are the customers with its serial who had consented by then; those
+    // confirmed are exactly the confirmations at its (serial, time). Joining
+    // on (serial, time) keeps this linear even when a serial has many owners.
+    let confirmations = accelerometer_trusted
         .clone()
         .select([col("user"), col("timestamp")])
-        .unique(None, UniqueKeepStrategy::Any);
-    let confirmed = candidates
-        .join(
-            reading_keys,
-            [col("_email"), col("sensorReadingTime")],
-            [col("user"), col("timestamp")],
-            JoinArgs::new(JoinType::Semi),
-        )
-        .group_by([col("_step")])
+        .unique(None, UniqueKeepStrategy::Any)
+        .join(customers, [col("user")], [col("_email")], inner_join())
+        .filter(col("_consent").lt_eq(col("timestamp")))
+        .group_by([col("serialNumber"), col("timestamp")])
         .agg([
             len().alias("_matches"),
-            col("_email").first().alias("_email"),
+            col("user").first().alias("_email"),
             col("customerKey").first().alias("customerKey"),
         ]);
     let annotated = steps
-        .join(confirmed, [col("_step")], [col("_step")], left_join())
+        .join(
+            confirmations,
+            [col("serialNumber"), col("sensorReadingTime")],
+            [col("serialNumber"), col("timestamp")],
+            left_join(),
+        )
         .with_column(
             when(col("_matches").is_null())
                 .then(lit(rule::NO_CONFIRMED_CUSTOMER))
