@@ -4,7 +4,7 @@ POLICY    ?= strict
 CUSTOMERS ?= 1000
 STEDI     := cargo run --quiet --bin stedi --
 
-.PHONY: build run seed test lint fmt clean
+.PHONY: build run seed test lint fmt clean bench
 
 build:
 	cargo build --bin stedi
@@ -31,3 +31,8 @@ fmt:
 
 clean:
 	rm -rf $(WAREHOUSE)
+
+# Benchmark against DuckDB, Python Polars and PySpark (up to ~30 minutes);
+# writes bench/results.md and bench/results.json.
+bench:
+	python3 bench/bench.py

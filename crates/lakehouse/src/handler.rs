@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use polars::prelude::*;
-use zones::contract::{TransitionRequest, TransitionResult};
+use zones::contract::{TableRef, TransitionRequest, TransitionResult};
 use zones::transitions::Outcome;
 use zones::{Policy, Table, layout};
 
@@ -33,68 +33,87 @@ pub fn rubric_input(store: &dyn Store, request: &TransitionRequest, table: Table
     tables::read_table(store, table_ref)
 }
 
-/// Rows quarantined while parsing landing data, for [`complete`].
+/// What a transition wrote, before its result is described.
 #[derive(Debug)]
-pub struct LandingQuarantine {
-    pub table: Table,
-    pub frame: DataFrame,
+pub struct Produced {
+    pub table: TableRef,
+    /// Rows of the main input, quarantined landing lines included.
+    pub input_rows: u64,
+    pub kept_rows: u64,
+    pub drops: BTreeMap<String, u64>,
+    /// The quarantine table and its rows (landing lines that failed to
+    /// parse, or machine_learning_curated's ambiguous readings).
+    pub quarantine: Option<(Table, DataFrame)>,
+    /// Under strict: the rubric shadow written and its drops.
+    pub rubric: Option<(TableRef, BTreeMap<String, u64>)>,
 }
 
-/// Writes the outcome (and under strict its rubric shadow) and builds the result.
-pub fn complete(
+/// Writes an in-memory outcome (and its rubric shadow) as single-part snapshots.
+/// `landing_quarantine` holds the lines that failed to parse, if the input was landing data.
+pub fn write_outcome(
     store: &dyn Store,
     request: &TransitionRequest,
-    started: Instant,
-    landing_quarantine: Option<LandingQuarantine>,
     mut outcome: Outcome,
     rubric: Option<Outcome>,
-) -> Result<TransitionResult> {
-    let run_id = &request.run_id;
-    let table = request.transition;
-    let table_ref =
-        tables::write_table(store, table, &layout::snapshot_prefix(table, run_id), run_id, &mut outcome.table)?;
-
-    let mut quarantined = BTreeMap::new();
-    let mut landing_lines_quarantined = 0;
+    landing_quarantine: Option<(Table, DataFrame)>,
+) -> Result<Produced> {
+    let (run_id, table) = (&request.run_id, request.transition);
+    let table_ref = tables::write_table(store, table, &layout::snapshot_prefix(table, run_id), run_id, &mut outcome.table)?;
+    let rubric = match rubric {
+        Some(mut shadow) => {
+            let prefix = layout::rubric_shadow_prefix(run_id, table);
+            Some((tables::write_table(store, table, &prefix, run_id, &mut shadow.table)?, shadow.drops))
+        }
+        None => None,
+    };
+    let unparsed = landing_quarantine.as_ref().map_or(0, |(_, frame)| frame.height() as u64);
     let quarantine = match (landing_quarantine, outcome.quarantine.take()) {
-        (Some(LandingQuarantine { table: q, mut frame }), None) => {
-            count_reasons(&frame, &mut quarantined)?;
-            landing_lines_quarantined = frame.height() as u64;
-            Some(tables::write_table(store, q, &layout::snapshot_prefix(q, run_id), run_id, &mut frame)?)
-        }
-        (None, Some(mut frame)) => {
-            count_reasons(&frame, &mut quarantined)?;
-            let q = Table::MachineLearningQuarantine;
-            Some(tables::write_table(store, q, &layout::snapshot_prefix(q, run_id), run_id, &mut frame)?)
-        }
+        (Some(landing), None) => Some(landing),
+        (None, Some(frame)) => Some((Table::MachineLearningQuarantine, frame)),
         (None, None) => None,
         (Some(_), Some(_)) => unreachable!("a transition quarantines either while parsing or while joining"),
     };
+    Ok(Produced {
+        table: table_ref,
+        input_rows: outcome.input_rows + unparsed,
+        kept_rows: outcome.kept_rows,
+        drops: outcome.drops,
+        quarantine,
+        rubric,
+    })
+}
 
-    let (rubric_ref, rubric_dropped) = match rubric {
-        Some(mut shadow) => {
-            let prefix = layout::rubric_shadow_prefix(run_id, table);
-            (Some(tables::write_table(store, table, &prefix, run_id, &mut shadow.table)?), shadow.drops)
+/// Writes the quarantine table and describes the transition's result.
+pub fn finish(store: &dyn Store, request: &TransitionRequest, started: Instant, produced: Produced) -> Result<TransitionResult> {
+    let run_id = &request.run_id;
+    let mut quarantined = BTreeMap::new();
+    let quarantine = match produced.quarantine {
+        Some((table, mut frame)) => {
+            count_reasons(&frame, &mut quarantined)?;
+            Some(tables::write_table(store, table, &layout::snapshot_prefix(table, run_id), run_id, &mut frame)?)
         }
+        None => None,
+    };
+    let (rubric, rubric_dropped) = match produced.rubric {
+        Some((table_ref, drops)) => (Some(table_ref), drops),
         None => (None, BTreeMap::new()),
     };
-
     let result = TransitionResult {
-        transition: table,
+        transition: request.transition,
         policy: request.policy,
-        table: table_ref,
+        table: produced.table,
         quarantine,
-        rubric: rubric_ref,
-        input_rows: outcome.input_rows + landing_lines_quarantined,
-        kept_rows: outcome.kept_rows,
+        rubric,
+        input_rows: produced.input_rows,
+        kept_rows: produced.kept_rows,
         quarantined,
-        dropped: outcome.drops,
+        dropped: produced.drops,
         rubric_dropped,
         seconds: started.elapsed().as_secs_f64(),
         peak_rss_mib: crate::peak_rss_mib(),
     };
     tracing::info!(
-        table = %table,
+        table = %request.transition,
         policy = %request.policy,
         rows = result.table.rows,
         input_rows = result.input_rows,

@@ -8,7 +8,7 @@ use zones::schema::hive_type;
 use zones::{Dataset, Table, layout};
 
 use crate::error::{Error, Result};
-use crate::store::Store;
+use crate::store::{ObjectInfo, Store};
 
 /// Every landing object of a dataset, parsed once.
 #[derive(Debug)]
@@ -21,14 +21,20 @@ pub struct Landing {
     pub bytes: u64,
 }
 
-/// Reads and parses all landing objects of `dataset`, in parallel across
-/// objects; rows keep the order of (object key, line).
-pub fn read_landing(store: &dyn Store, dataset: Dataset) -> Result<Landing> {
+/// The landing objects of `dataset`, sorted by key; an error if there are none.
+pub fn landing_objects(store: &dyn Store, dataset: Dataset) -> Result<Vec<ObjectInfo>> {
     let prefix = layout::landing_prefix(dataset);
     let objects = store.list(&prefix)?;
     if objects.is_empty() {
         return Err(Error::NoLandingData { dataset, prefix: prefix.clone(), store: store.url(&prefix) });
     }
+    Ok(objects)
+}
+
+/// Reads and parses all landing objects of `dataset`, in parallel across
+/// objects; rows keep the order of (object key, line).
+pub fn read_landing(store: &dyn Store, dataset: Dataset) -> Result<Landing> {
+    let objects = landing_objects(store, dataset)?;
     let parsed: Vec<landing::ParsedObject> = objects
         .par_iter()
         .map(|o| Ok(landing::parse_object(dataset, &o.key, &store.get(&o.key)?)))
@@ -52,23 +58,34 @@ pub fn read_landing(store: &dyn Store, dataset: Dataset) -> Result<Landing> {
     })
 }
 
-/// Writes `df` as the snapshot of `table` under `prefix` and describes it.
-pub fn write_table(store: &dyn Store, table: Table, prefix: &str, snapshot: &str, df: &mut DataFrame) -> Result<TableRef> {
-    let key = layout::part_key(prefix, 0);
+/// Writes `df` as the `n`-th Parquet part under `prefix` (the same key on a retry).
+pub fn write_part(store: &dyn Store, prefix: &str, n: usize, df: &mut DataFrame) -> Result<()> {
+    let key = layout::part_key(prefix, n);
     let mut bytes = Vec::new();
     ParquetWriter::new(&mut bytes)
         .with_compression(ParquetCompression::Snappy)
         .finish(df)
         .map_err(|source| Error::Write { key: key.clone(), source })?;
     store.put(&key, &bytes)?;
-    tracing::debug!(%table, key, rows = df.height(), bytes = bytes.len(), "wrote snapshot");
-    Ok(TableRef {
+    tracing::debug!(key, rows = df.height(), bytes = bytes.len(), "wrote part");
+    Ok(())
+}
+
+/// Describes a snapshot written under `prefix`.
+pub fn table_ref(table: Table, prefix: &str, snapshot: &str, rows: u64, schema: &Schema) -> TableRef {
+    TableRef {
         table,
         location: prefix.to_string(),
         snapshot: snapshot.to_string(),
-        rows: df.height() as u64,
-        columns: columns_of(df.schema()),
-    })
+        rows,
+        columns: columns_of(schema),
+    }
+}
+
+/// Writes `df` as the single-part snapshot of `table` under `prefix` and describes it.
+pub fn write_table(store: &dyn Store, table: Table, prefix: &str, snapshot: &str, df: &mut DataFrame) -> Result<TableRef> {
+    write_part(store, prefix, 0, df)?;
+    Ok(table_ref(table, prefix, snapshot, df.height() as u64, df.schema()))
 }
 
 pub fn columns_of(schema: &Schema) -> Vec<ColumnDef> {

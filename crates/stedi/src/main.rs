@@ -32,6 +32,9 @@ enum Command {
         customers: usize,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// No damaged lines and no old `timeStamp` spelling (for benchmarks).
+        #[arg(long)]
+        clean: bool,
     },
     /// Run the pipeline: execute statemachine.asl.json through the local runner.
     Run {
@@ -76,9 +79,9 @@ fn main() -> ExitCode {
 fn dispatch(cli: Cli) -> Result<ExitCode> {
     let warehouse = cli.warehouse;
     match cli.command {
-        Command::Seed { customers, seed } => {
+        Command::Seed { customers, seed, clean } => {
             let started = std::time::Instant::now();
-            let written = seed::seed(&warehouse, seed::SeedOptions { customers, seed })?;
+            let written = seed::seed(&warehouse, seed::SeedOptions { customers, seed, clean })?;
             println!(
                 "seeded {} in {:.2}s: {customers} customers; landing lines: customer {}, accelerometer {}, step_trainer {}",
                 warehouse.display(),

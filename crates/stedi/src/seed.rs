@@ -32,6 +32,9 @@ const LAST: [&str; 14] = [
 pub struct SeedOptions {
     pub customers: usize,
     pub seed: u64,
+    /// Leave out damaged lines and the old `timeStamp` spelling, as in the
+    /// public starter data (the benchmark's peers read it without quarantine).
+    pub clean: bool,
 }
 
 /// What was written, per dataset: (objects, lines).
@@ -51,7 +54,7 @@ pub fn seed(root: &Path, options: SeedOptions) -> Result<Seeded> {
         .map(|k| {
             let first = k * CHUNK;
             let count = CHUNK.min(options.customers - first);
-            let chunk = generate_chunk(options.seed, k, first, count, &shared);
+            let chunk = generate_chunk(options, k, first, count, &shared);
             for (dataset, bytes) in [
                 (Dataset::Customer, &chunk.customer),
                 (Dataset::Accelerometer, &chunk.accelerometer),
@@ -105,8 +108,9 @@ struct Session {
     steps: i64,
 }
 
-fn generate_chunk(seed: u64, k: usize, first: usize, count: usize, shared: &[String]) -> Chunk {
-    let mut rng = fastrand::Rng::with_seed(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(k as u64));
+fn generate_chunk(options: SeedOptions, k: usize, first: usize, count: usize, shared: &[String]) -> Chunk {
+    let damage_one_in = if options.clean { 0 } else { 500 };
+    let mut rng = fastrand::Rng::with_seed(options.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(k as u64));
     let mut out = Chunk {
         customer: Vec::with_capacity(count * 330),
         accelerometer: Vec::with_capacity(count * 85 * 80),
@@ -114,7 +118,7 @@ fn generate_chunk(seed: u64, k: usize, first: usize, count: usize, shared: &[Str
         lines: [0; 3],
     };
     // Older copies of the public data spell the accelerometer field `timeStamp`.
-    let time_key = if k % 4 == 3 { "timeStamp" } else { "timestamp" };
+    let time_key = if k % 4 == 3 && !options.clean { "timeStamp" } else { "timestamp" };
     let mut later_records = Vec::new();
     // (serial, session) of earlier customers sharing a serial, to overlap with.
     let mut shared_sessions: Vec<(usize, Session)> = Vec::new();
@@ -188,18 +192,18 @@ fn generate_chunk(seed: u64, k: usize, first: usize, count: usize, shared: &[Str
             6..=7 => later_records.push(record.clone()),
             _ => {}
         }
-        emit(&mut out.customer, &mut out.lines[0], &mut rng, |buf| record.write(buf));
+        emit(&mut out.customer, &mut out.lines[0], &mut rng, damage_one_in, |buf| record.write(buf));
 
         if rng.u8(..100) < 92 {
             for j in 0..session.steps {
                 let t = session.start + j * session.interval;
-                emit(&mut out.step_trainer, &mut out.lines[2], &mut rng, |buf| {
+                emit(&mut out.step_trainer, &mut out.lines[2], &mut rng, damage_one_in, |buf| {
                     write!(buf, r#"{{"sensorReadingTime":{t},"serialNumber":"{serial}","distanceFromObject":{}}}"#, rng_distance(t))
                 });
                 // Each reading time repeats about three times in the accelerometer feed.
                 for _ in 0..[2, 3, 3, 4][rng.usize(..4)] {
                     let (x, y, z) = (axis(&mut rng), axis(&mut rng), axis(&mut rng));
-                    emit(&mut out.accelerometer, &mut out.lines[1], &mut rng, |buf| {
+                    emit(&mut out.accelerometer, &mut out.lines[1], &mut rng, damage_one_in, |buf| {
                         write!(buf, r#"{{"user":"{email}","{time_key}":{t},"x":{x:.1},"y":{y:.1},"z":{z:.1}}}"#)
                     });
                 }
@@ -207,7 +211,7 @@ fn generate_chunk(seed: u64, k: usize, first: usize, count: usize, shared: &[Str
         }
     }
     for record in later_records {
-        emit(&mut out.customer, &mut out.lines[0], &mut rng, |buf| record.write(buf));
+        emit(&mut out.customer, &mut out.lines[0], &mut rng, damage_one_in, |buf| record.write(buf));
     }
     out
 }
@@ -221,11 +225,18 @@ fn axis(rng: &mut fastrand::Rng) -> f64 {
     [-1.0, 0.0, 1.0][rng.usize(..3)]
 }
 
-/// Writes one line; about 1 line in 500 is damaged in one of the ways real feeds are.
-fn emit(buf: &mut Vec<u8>, lines: &mut u64, rng: &mut fastrand::Rng, write: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()>) {
+/// Writes one line; about 1 line in `damage_one_in` (none when 0) is damaged
+/// in one of the ways real feeds are.
+fn emit(
+    buf: &mut Vec<u8>,
+    lines: &mut u64,
+    rng: &mut fastrand::Rng,
+    damage_one_in: u16,
+    write: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()>,
+) {
     let start = buf.len();
     write(buf).expect("writing to a Vec cannot fail");
-    if rng.u16(..500) == 0 {
+    if damage_one_in > 0 && rng.u16(..damage_one_in) == 0 {
         damage(buf, start, rng);
     }
     buf.push(b'\n');

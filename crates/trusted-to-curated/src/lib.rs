@@ -48,5 +48,6 @@ fn run_inner(env: &Env, request: &TransitionRequest) -> Result<TransitionResult,
     } else {
         None
     };
-    handler::complete(store, request, started, None, outcome, rubric)
+    let produced = handler::write_outcome(store, request, outcome, rubric, None)?;
+    handler::finish(store, request, started, produced)
 }

@@ -16,7 +16,7 @@ fn files(root: &std::path::Path) -> Vec<(String, Vec<u8>)> {
 #[test]
 fn same_seed_same_bytes_other_seed_other_bytes() {
     let (a, b, c) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let options = SeedOptions { customers: 2500, seed: 7 };
+    let options = SeedOptions { customers: 2500, seed: 7, clean: false };
     let written = seed(a.path(), options).unwrap();
     seed(b.path(), options).unwrap();
     seed(c.path(), SeedOptions { seed: 8, ..options }).unwrap();
@@ -30,7 +30,7 @@ fn same_seed_same_bytes_other_seed_other_bytes() {
 #[test]
 fn generated_data_has_the_known_defects() {
     let dir = tempfile::tempdir().unwrap();
-    seed(dir.path(), SeedOptions { customers: 4000, seed: 1 }).unwrap();
+    seed(dir.path(), SeedOptions { customers: 4000, seed: 1, clean: false }).unwrap();
     let all = files(dir.path());
     let text = |prefix: &str| -> String {
         all.iter().filter(|(n, _)| n.starts_with(prefix)).map(|(_, b)| String::from_utf8_lossy(b).into_owned()).collect()
@@ -54,4 +54,18 @@ fn generated_data_has_the_known_defects() {
     }
     let shared = owners.values().filter(|emails| emails.len() > 1).count();
     assert_eq!(shared, 30, "exactly the 30 reused serials are shared");
+}
+
+#[test]
+fn clean_data_has_no_damaged_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path(), SeedOptions { customers: 3000, seed: 1, clean: true }).unwrap();
+    for (name, bytes) in files(dir.path()) {
+        let text = std::str::from_utf8(&bytes).unwrap_or_else(|_| panic!("{name} is not UTF-8"));
+        assert!(!text.contains("timeStamp"), "{name}");
+        for line in text.lines() {
+            let value: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{name}: {e}: {line}"));
+            assert!(value.is_object());
+        }
+    }
 }

@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+"""`make bench`: stedi against DuckDB, Python Polars and PySpark on the same landing data.
+
+For each scale (1x, 10x, 50x the public STEDI starter data) it seeds clean
+landing data with `stedi seed --clean`, runs the full pipeline (`stedi run`,
+release build) under both policies, runs the same five transitions (rubric
+semantics, Parquet out) with each peer, checks that every peer's counts equal
+ours, and times a plain parallel JSON parse of the same files (the physical
+limit). Every measurement is the median of REPEATS runs of wall seconds and
+peak RSS, taken with /usr/bin/time -v. Writes bench/results.md and
+bench/results.json and prints the table.
+
+Environment: STEDI_BENCH_REPEATS (default 3), STEDI_BENCH_SCALES (e.g. "1x,10x"),
+STEDI_BENCH_PEERS (e.g. "duckdb,polars"), STEDI_BENCH_DIR (work directory).
+"""
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+WORK = Path(os.environ.get("STEDI_BENCH_DIR", BENCH / "work"))
+VENV = BENCH / ".venv"
+SCALES = {"1x": 1000, "10x": 10000, "50x": 50000}
+CORES = 2
+PEER_PACKAGES = ["duckdb==2.0.0", "polars==2.1.0", "pyspark==4.3.0"]
+PEERS = {
+    "duckdb": BENCH / "peers" / "duckdb_peer.py",
+    "polars": BENCH / "peers" / "polars_peer.py",
+    "pyspark": BENCH / "peers" / "spark_peer.py",
+}
+TABLES = ["customer_trusted", "accelerometer_trusted", "customers_curated", "step_trainer_trusted",
+          "machine_learning_curated"]
+
+
+def log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+def build():
+    log("building stedi (release) ...")
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "stedi", "--example", "parse_json"],
+                   cwd=ROOT, check=True)
+    meta = json.loads(subprocess.run(["cargo", "metadata", "--format-version", "1", "--no-deps"], cwd=ROOT,
+                                     check=True, capture_output=True, text=True).stdout)
+    release = Path(meta["target_directory"]) / "release"
+    return release / "stedi", release / "examples" / "parse_json"
+
+
+def venv_python():
+    python = VENV / "bin" / "python"
+    if not python.exists():
+        log("creating the peers' virtual environment ...")
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *PEER_PACKAGES],
+                   check=True)
+    return python
+
+
+def timed(command):
+    """Runs a command under /usr/bin/time -v; returns (seconds, peak MiB, stdout)."""
+    done = subprocess.run(["/usr/bin/time", "-v", *map(str, command)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(map(str, command))} failed:\n{done.stdout}\n{done.stderr}")
+    wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (?:(\d+):)?(\d+):([\d.]+)", done.stderr)
+    hours, minutes, seconds = wall.groups()
+    seconds = int(hours or 0) * 3600 + int(minutes) * 60 + float(seconds)
+    peak_kib = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr).group(1))
+    return seconds, peak_kib / 1024, done.stdout
+
+
+def median_of(repeats, command, before=None):
+    samples = []
+    for _ in range(repeats):
+        if before:
+            before()
+        samples.append(timed(command))
+    return {
+        "seconds": statistics.median(s[0] for s in samples),
+        "peak_mib": statistics.median(s[1] for s in samples),
+        "samples_seconds": [round(s[0], 3) for s in samples],
+    }, samples[-1][2]
+
+
+def clean_outputs(warehouse):
+    for path in warehouse.iterdir():
+        if path.name in ("_runs", "_catalog", "machine_learning"):
+            shutil.rmtree(path)
+        elif path.is_dir() and not path.name.startswith("_"):
+            for zone in ("trusted", "curated", "quarantine"):
+                shutil.rmtree(path / zone, ignore_errors=True)
+
+
+def main():
+    repeats = int(os.environ.get("STEDI_BENCH_REPEATS", "3"))
+    scales = os.environ.get("STEDI_BENCH_SCALES", ",".join(SCALES)).split(",")
+    peers = os.environ.get("STEDI_BENCH_PEERS", ",".join(PEERS)).split(",")
+    stedi, parse_json = build()
+    python = venv_python()
+    results = {"machine": {"cores": os.cpu_count(), "repeats": repeats}, "scales": {}}
+
+    for scale in scales:
+        customers = SCALES[scale]
+        warehouse = WORK / scale
+        if not (warehouse / "customer" / "landing").exists():
+            log(f"[{scale}] seeding {customers} customers ...")
+            subprocess.run([stedi, "--warehouse", warehouse, "seed", "--clean", "--customers", str(customers)],
+                           check=True, capture_output=True)
+        landing_bytes = sum(p.stat().st_size for p in warehouse.glob("*/landing/*.json"))
+        input_mb = landing_bytes / 1e6
+        entry = {"input_mb": round(input_mb, 1), "engines": {}}
+        results["scales"][scale] = entry
+
+        log(f"[{scale}] plain parse of {input_mb:.0f} MB ...")
+        entry["engines"]["plain JSON parse"], _ = median_of(repeats, [parse_json, warehouse])
+
+        counts = None
+        for policy in ("rubric", "strict"):
+            log(f"[{scale}] stedi --policy {policy} ...")
+            measured, _ = median_of(repeats, [stedi, "--warehouse", warehouse, "run", "--policy", policy,
+                                              "--run-id", f"bench-{policy}"], before=lambda: clean_outputs(warehouse))
+            entry["engines"][f"stedi {policy}"] = measured
+            if policy == "rubric":
+                report = json.loads((warehouse / "_runs" / "bench-rubric" / "report.json").read_text())
+                counts = {t["table"]: t["rows"] for t in report["transitions"]}
+        entry["counts"] = counts
+
+        for peer in peers:
+            out = WORK / f"{scale}-{peer}-out"
+            log(f"[{scale}] {peer} ...")
+
+            def fresh(out=out):
+                shutil.rmtree(out, ignore_errors=True)
+                out.mkdir(parents=True)
+
+            measured, stdout = median_of(repeats, [python, PEERS[peer], warehouse, out], before=fresh)
+            peer_counts = json.loads(stdout.strip().splitlines()[-1])
+            if peer_counts != counts:
+                raise SystemExit(f"[{scale}] {peer} counts differ from stedi's:\n  {peer}: {peer_counts}\n  stedi: {counts}")
+            entry["engines"][peer] = measured
+            shutil.rmtree(out, ignore_errors=True)
+
+        ours = entry["engines"]["stedi rubric"]["seconds"]
+        for name, measured in entry["engines"].items():
+            measured["mb_per_s_per_core"] = round(input_mb / measured["seconds"] / CORES, 1)
+            measured["time_ratio_to_stedi_rubric"] = round(measured["seconds"] / ours, 2)
+
+    (BENCH / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    markdown = render(results)
+    (BENCH / "results.md").write_text(markdown)
+    print(markdown)
+
+
+def render(results):
+    lines = [
+        "# Benchmark results",
+        "",
+        "Produced by `make bench` (bench/bench.py). Rubric semantics for the peers, Parquet out, clean landing data "
+        f"from `stedi seed --clean`; median of {results['machine']['repeats']} runs of wall seconds and peak RSS "
+        f"(`/usr/bin/time -v`) on a {results['machine']['cores']}-core machine. `ratio` is the engine's time divided "
+        "by `stedi rubric`'s (above 1: stedi is faster). `plain JSON parse` is a parallel serde_json parse of the same "
+        "files into nothing: the physical limit of reading the input once.",
+        "",
+        "| scale | input MB | engine | seconds | peak MiB | MB/s per core | ratio |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for scale, entry in results["scales"].items():
+        for name, m in entry["engines"].items():
+            lines.append(f"| {scale} | {entry['input_mb']} | {name} | {m['seconds']:.2f} | {m['peak_mib']:.0f} | "
+                         f"{m['mb_per_s_per_core']} | {m['time_ratio_to_stedi_rubric']:.2f} |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
