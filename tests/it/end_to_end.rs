@@ -6,7 +6,14 @@ use zones::Table;
 
 use crate::support::{query_csv, report, stedi, stedi_ok};
 
-const IDENTIFIERS: [&str; 6] = ["email", "user", "customerName", "phone", "birthDay", "serialNumber"];
+const IDENTIFIERS: [&str; 6] = [
+    "email",
+    "user",
+    "customerName",
+    "phone",
+    "birthDay",
+    "serialNumber",
+];
 
 fn dump(warehouse: &Path) -> Vec<(Table, Vec<String>)> {
     Table::ALL
@@ -22,7 +29,11 @@ fn landing_lines(warehouse: &Path, dataset: &str) -> u64 {
     std::fs::read_dir(dir)
         .unwrap()
         .map(|e| std::fs::read(e.unwrap().path()).unwrap())
-        .map(|b| b.split(|c| *c == b'\n').filter(|l| !l.iter().all(u8::is_ascii_whitespace)).count() as u64)
+        .map(|b| {
+            b.split(|c| *c == b'\n')
+                .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+                .count() as u64
+        })
         .sum()
 }
 
@@ -49,14 +60,25 @@ fn strict_run_keeps_the_invariants_and_reruns_identically() {
     }
     let quarantined: u64 = ["customer", "accelerometer", "step_trainer"]
         .iter()
-        .map(|d| query_csv(wh, &format!("SELECT COUNT(*) AS n FROM {d}_quarantine"))[1].parse::<u64>().unwrap())
+        .map(|d| {
+            query_csv(wh, &format!("SELECT COUNT(*) AS n FROM {d}_quarantine"))[1]
+                .parse::<u64>()
+                .unwrap()
+        })
         .sum();
     assert!(quarantined > 0, "the generator damages some lines");
 
     // No identifier in the training table; a pseudonym instead.
     let header = query_csv(wh, "SELECT * FROM machine_learning_curated LIMIT 1")[0].clone();
-    assert_eq!(header, "sensorReadingTime,distanceFromObject,x,y,z,customerKey");
-    assert!(IDENTIFIERS.iter().all(|id| !header.split(',').any(|c| c == *id)));
+    assert_eq!(
+        header,
+        "sensorReadingTime,distanceFromObject,x,y,z,customerKey"
+    );
+    assert!(
+        IDENTIFIERS
+            .iter()
+            .all(|id| !header.split(',').any(|c| c == *id))
+    );
 
     // No reading before its owner's consent.
     let early = query_csv(
@@ -64,8 +86,14 @@ fn strict_run_keeps_the_invariants_and_reruns_identically() {
         r#"SELECT COUNT(*) AS n FROM accelerometer_trusted a JOIN customer_trusted c ON a."user" = c.email WHERE a."timestamp" < c."shareWithResearchAsOfDate""#,
     );
     assert_eq!(early, ["n", "0"]);
-    let ambiguous = query_csv(wh, "SELECT COUNT(*) AS n FROM machine_learning_quarantine WHERE reason = 'ambiguous_customer'");
-    assert_ne!(ambiguous[1], "0", "the reused serials make some pairings ambiguous");
+    let ambiguous = query_csv(
+        wh,
+        "SELECT COUNT(*) AS n FROM machine_learning_quarantine WHERE reason = 'ambiguous_customer'",
+    );
+    assert_ne!(
+        ambiguous[1], "0",
+        "the reused serials make some pairings ambiguous"
+    );
 
     // A second run over the same input publishes identical table contents.
     let before = dump(wh);
@@ -73,7 +101,10 @@ fn strict_run_keeps_the_invariants_and_reruns_identically() {
     let after = dump(wh);
     assert_eq!(before, after);
     let tables = stedi_ok(wh, &["tables"]);
-    assert!(tables.contains("second") && !tables.contains("first"), "{tables}");
+    assert!(
+        tables.contains("second") && !tables.contains("first"),
+        "{tables}"
+    );
 }
 
 #[test]
@@ -85,13 +116,28 @@ fn a_run_failing_before_the_switch_leaves_the_previous_snapshot_readable() {
     let before = dump(wh);
 
     // The next run writes customer_trusted, then finds no accelerometer data.
-    std::fs::rename(wh.join("accelerometer/landing"), wh.join("accelerometer/elsewhere")).unwrap();
+    std::fs::rename(
+        wh.join("accelerometer/landing"),
+        wh.join("accelerometer/elsewhere"),
+    )
+    .unwrap();
     let out = stedi(wh, &["run", "--run-id", "broken"]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("Stedi.InvalidInput") && stderr.contains("accelerometer/landing/"), "{stderr}");
-    assert!(wh.join("customer/trusted/broken/part-00000.parquet").exists(), "data was written");
-    std::fs::rename(wh.join("accelerometer/elsewhere"), wh.join("accelerometer/landing")).unwrap();
+    assert!(
+        stderr.contains("Stedi.InvalidInput") && stderr.contains("accelerometer/landing/"),
+        "{stderr}"
+    );
+    assert!(
+        wh.join("customer/trusted/broken/part-00000.parquet")
+            .exists(),
+        "data was written"
+    );
+    std::fs::rename(
+        wh.join("accelerometer/elsewhere"),
+        wh.join("accelerometer/landing"),
+    )
+    .unwrap();
 
     assert_eq!(dump(wh), before, "readers still see the previous snapshot");
     assert!(stedi_ok(wh, &["tables"]).contains("good"));
@@ -102,9 +148,15 @@ fn rubric_run_and_unusable_input() {
     let dir = tempfile::tempdir().unwrap();
     let wh = dir.path();
     let out = stedi(wh, &["run"]);
-    assert!(!out.status.success(), "an empty warehouse is unusable input");
+    assert!(
+        !out.status.success(),
+        "an empty warehouse is unusable input"
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("no objects under `customer/landing/`"), "{stderr}");
+    assert!(
+        stderr.contains("no objects under `customer/landing/`"),
+        "{stderr}"
+    );
 
     stedi_ok(wh, &["seed", "--customers", "300"]);
     stedi_ok(wh, &["run", "--policy", "rubric", "--run-id", "r"]);
@@ -113,8 +165,22 @@ fn rubric_run_and_unusable_input() {
     assert_eq!(r["rubric_comparison"], serde_json::json!([]));
     // The rubric training table keeps the reference columns, identifiers included.
     let header = query_csv(wh, "SELECT * FROM machine_learning_curated LIMIT 1")[0].clone();
-    assert_eq!(header, "sensorReadingTime,serialNumber,distanceFromObject,user,timestamp,x,y,z");
-    let json = stedi_ok(wh, &["query", "--format", "json", "SELECT COUNT(*) AS n FROM customers_curated"]);
+    assert_eq!(
+        header,
+        "sensorReadingTime,serialNumber,distanceFromObject,user,timestamp,x,y,z"
+    );
+    let json = stedi_ok(
+        wh,
+        &[
+            "query",
+            "--format",
+            "json",
+            "SELECT COUNT(*) AS n FROM customers_curated",
+        ],
+    );
     let n: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
-    assert_eq!(n["n"].as_u64().unwrap(), r["transitions"][2]["rows"].as_u64().unwrap());
+    assert_eq!(
+        n["n"].as_u64().unwrap(),
+        r["transitions"][2]["rows"].as_u64().unwrap()
+    );
 }

@@ -3,16 +3,26 @@ use std::process::{Command, Output};
 
 /// The workspace root, found from this package's manifest directory.
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ sits in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the workspace")
+        .to_path_buf()
 }
 
 /// The `stedi` binary of this build (`cargo build --workspace --bins` puts it
 /// next to the test binary's `deps/` folder).
 pub fn stedi_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>");
     let bin = dir.join("stedi");
-    assert!(bin.exists(), "{} is missing: build it first with `cargo build --workspace --bins`", bin.display());
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first with `cargo build --workspace --bins`",
+        bin.display()
+    );
     bin
 }
 

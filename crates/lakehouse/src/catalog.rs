@@ -52,7 +52,10 @@ pub fn landing_entry(dataset: Dataset, lines: u64) -> Entry {
             columns: schema
                 .columns
                 .iter()
-                .map(|c| ColumnDef { name: c.name.clone(), ty: zones::schema::hive_type(&c.ty.dtype()) })
+                .map(|c| ColumnDef {
+                    name: c.name.clone(),
+                    ty: zones::schema::hive_type(&c.ty.dtype()),
+                })
                 .collect(),
         },
         format: Format::Json,
@@ -76,7 +79,10 @@ impl<'s> LocalCatalog<'s> {
     pub fn load(&self) -> Result<CatalogState> {
         let key = layout::catalog_key();
         match self.store.get(key) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| Error::CatalogFormat { key: key.into(), source }),
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| Error::CatalogFormat {
+                key: key.into(),
+                source,
+            }),
             Err(Error::NotFound { .. }) => Ok(CatalogState::default()),
             Err(e) => Err(e),
         }
@@ -86,8 +92,13 @@ impl<'s> LocalCatalog<'s> {
     /// `expected_version`. Tables not in `entries` keep their entry.
     pub fn publish(&self, expected_version: u64, entries: Vec<Entry>) -> Result<u64> {
         let lock = layout::catalog_lock_key();
-        if !self.store.put_if_absent(lock, std::process::id().to_string().as_bytes())? {
-            return Err(Error::CatalogLocked { key: self.store.url(lock) });
+        if !self
+            .store
+            .put_if_absent(lock, std::process::id().to_string().as_bytes())?
+        {
+            return Err(Error::CatalogLocked {
+                key: self.store.url(lock),
+            });
         }
         let result = self.publish_locked(expected_version, entries);
         let unlocked = self.store.delete(lock);
@@ -99,7 +110,10 @@ impl<'s> LocalCatalog<'s> {
     fn publish_locked(&self, expected_version: u64, entries: Vec<Entry>) -> Result<u64> {
         let mut state = self.load()?;
         if state.version != expected_version {
-            return Err(Error::CatalogConflict { expected: expected_version, found: state.version });
+            return Err(Error::CatalogConflict {
+                expected: expected_version,
+                found: state.version,
+            });
         }
         state.version += 1;
         for entry in entries {

@@ -6,30 +6,49 @@ use zones::{ErrorName, TaskError};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{op} `{path}`: {source}")]
-    Io { op: &'static str, path: PathBuf, source: std::io::Error },
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     #[error("object `{key}` does not exist in {store}")]
     NotFound { store: String, key: String },
 
     #[error("{dataset} landing data: no objects under `{prefix}` in {store}")]
-    NoLandingData { dataset: zones::Dataset, prefix: String, store: String },
+    NoLandingData {
+        dataset: zones::Dataset,
+        prefix: String,
+        store: String,
+    },
 
     #[error("table `{table}` is not in the catalog or in this run's inputs")]
     MissingTable { table: String },
 
     #[error("reading `{key}`: {source}")]
-    Read { key: String, source: polars::error::PolarsError },
+    Read {
+        key: String,
+        source: polars::error::PolarsError,
+    },
 
     #[error("writing `{key}`: {source}")]
-    Write { key: String, source: polars::error::PolarsError },
+    Write {
+        key: String,
+        source: polars::error::PolarsError,
+    },
 
     #[error("catalog `{key}` is not valid: {source}")]
-    CatalogFormat { key: String, source: serde_json::Error },
+    CatalogFormat {
+        key: String,
+        source: serde_json::Error,
+    },
 
     #[error("catalog changed while publishing: expected version {expected}, found {found}")]
     CatalogConflict { expected: u64, found: u64 },
 
-    #[error("catalog is locked by another publisher (`{key}` exists; if no run is publishing, a crashed one left it: delete it)")]
+    #[error(
+        "catalog is locked by another publisher (`{key}` exists; if no run is publishing, a crashed one left it: delete it)"
+    )]
     CatalogLocked { key: String },
 
     #[error("query failed: {0}")]
@@ -55,9 +74,10 @@ impl Error {
                 ErrorName::InvalidInput
             }
             Error::Query(_) => ErrorName::InvalidInput,
-            Error::Io { .. } | Error::NotFound { .. } | Error::Read { .. } | Error::Write { .. } => {
-                ErrorName::InvalidInput
-            }
+            Error::Io { .. }
+            | Error::NotFound { .. }
+            | Error::Read { .. }
+            | Error::Write { .. } => ErrorName::InvalidInput,
             Error::CatalogFormat { .. } | Error::Polars(_) => ErrorName::Internal,
         }
     }
@@ -75,6 +95,9 @@ fn is_transient(e: &std::io::Error) -> bool {
 
 impl From<Error> for TaskError {
     fn from(e: Error) -> TaskError {
-        TaskError { name: e.name(), cause: e.to_string() }
+        TaskError {
+            name: e.name(),
+            cause: e.to_string(),
+        }
     }
 }

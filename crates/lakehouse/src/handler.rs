@@ -17,13 +17,20 @@ use crate::tables;
 /// An input snapshot produced earlier in this run, named in the request.
 pub fn input(store: &dyn Store, request: &TransitionRequest, table: Table) -> Result<LazyFrame> {
     let table_ref = request.inputs.get(&table).ok_or_else(|| {
-        Error::InvalidRequest(format!("{} needs input `{table}`, which the request does not name", request.transition))
+        Error::InvalidRequest(format!(
+            "{} needs input `{table}`, which the request does not name",
+            request.transition
+        ))
     })?;
     tables::read_table(store, table_ref)
 }
 
 /// The rubric shadow of an input (strict runs only).
-pub fn rubric_input(store: &dyn Store, request: &TransitionRequest, table: Table) -> Result<LazyFrame> {
+pub fn rubric_input(
+    store: &dyn Store,
+    request: &TransitionRequest,
+    table: Table,
+) -> Result<LazyFrame> {
     let table_ref = request.rubric_inputs.get(&table).and_then(Option::as_ref).ok_or_else(|| {
         Error::InvalidRequest(format!(
             "{} under strict needs the rubric shadow of `{table}`, which the request does not name",
@@ -58,20 +65,33 @@ pub fn write_outcome(
     landing_quarantine: Option<(Table, DataFrame)>,
 ) -> Result<Produced> {
     let (run_id, table) = (&request.run_id, request.transition);
-    let table_ref = tables::write_table(store, table, &layout::snapshot_prefix(table, run_id), run_id, &mut outcome.table)?;
+    let table_ref = tables::write_table(
+        store,
+        table,
+        &layout::snapshot_prefix(table, run_id),
+        run_id,
+        &mut outcome.table,
+    )?;
     let rubric = match rubric {
         Some(mut shadow) => {
             let prefix = layout::rubric_shadow_prefix(run_id, table);
-            Some((tables::write_table(store, table, &prefix, run_id, &mut shadow.table)?, shadow.drops))
+            Some((
+                tables::write_table(store, table, &prefix, run_id, &mut shadow.table)?,
+                shadow.drops,
+            ))
         }
         None => None,
     };
-    let unparsed = landing_quarantine.as_ref().map_or(0, |(_, frame)| frame.height() as u64);
+    let unparsed = landing_quarantine
+        .as_ref()
+        .map_or(0, |(_, frame)| frame.height() as u64);
     let quarantine = match (landing_quarantine, outcome.quarantine.take()) {
         (Some(landing), None) => Some(landing),
         (None, Some(frame)) => Some((Table::MachineLearningQuarantine, frame)),
         (None, None) => None,
-        (Some(_), Some(_)) => unreachable!("a transition quarantines either while parsing or while joining"),
+        (Some(_), Some(_)) => {
+            unreachable!("a transition quarantines either while parsing or while joining")
+        }
     };
     Ok(Produced {
         table: table_ref,
@@ -84,13 +104,24 @@ pub fn write_outcome(
 }
 
 /// Writes the quarantine table and describes the transition's result.
-pub fn finish(store: &dyn Store, request: &TransitionRequest, started: Instant, produced: Produced) -> Result<TransitionResult> {
+pub fn finish(
+    store: &dyn Store,
+    request: &TransitionRequest,
+    started: Instant,
+    produced: Produced,
+) -> Result<TransitionResult> {
     let run_id = &request.run_id;
     let mut quarantined = BTreeMap::new();
     let quarantine = match produced.quarantine {
         Some((table, mut frame)) => {
             count_reasons(&frame, &mut quarantined)?;
-            Some(tables::write_table(store, table, &layout::snapshot_prefix(table, run_id), run_id, &mut frame)?)
+            Some(tables::write_table(
+                store,
+                table,
+                &layout::snapshot_prefix(table, run_id),
+                run_id,
+                &mut frame,
+            )?)
         }
         None => None,
     };

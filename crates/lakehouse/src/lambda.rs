@@ -18,13 +18,16 @@ pub struct Config {
 
 impl Config {
     pub fn from_env() -> Result<Config, String> {
-        let warehouse = std::env::var("STEDI_WAREHOUSE").map_err(|_| "STEDI_WAREHOUSE is not set".to_string())?;
+        let warehouse = std::env::var("STEDI_WAREHOUSE")
+            .map_err(|_| "STEDI_WAREHOUSE is not set".to_string())?;
         Ok(Config { warehouse })
     }
 }
 
 /// Serves `handler` on the Lambda runtime API until the sandbox is recycled.
-pub fn serve<Req, Resp>(handler: fn(&Env, &Req) -> Result<Resp, TaskError>) -> Result<(), lambda_runtime::Error>
+pub fn serve<Req, Resp>(
+    handler: fn(&Env, &Req) -> Result<Resp, TaskError>,
+) -> Result<(), lambda_runtime::Error>
 where
     Req: DeserializeOwned + Send + 'static,
     Resp: Serialize + Send + 'static,
@@ -39,14 +42,24 @@ where
         .init();
     let config = Config::from_env()?;
     let env = Env::local(&config.warehouse)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(lambda_runtime::run(service_fn(move |event: LambdaEvent<Req>| {
-        let env = env.clone();
-        async move {
-            tokio::task::spawn_blocking(move || handler(&env, &event.payload))
-                .await
-                .map_err(|e| Diagnostic { error_type: "Stedi.Internal".into(), error_message: e.to_string() })?
-                .map_err(|e| Diagnostic { error_type: e.name.as_str().into(), error_message: e.cause })
-        }
-    })))
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<Req>| {
+            let env = env.clone();
+            async move {
+                tokio::task::spawn_blocking(move || handler(&env, &event.payload))
+                    .await
+                    .map_err(|e| Diagnostic {
+                        error_type: "Stedi.Internal".into(),
+                        error_message: e.to_string(),
+                    })?
+                    .map_err(|e| Diagnostic {
+                        error_type: e.name.as_str().into(),
+                        error_message: e.cause,
+                    })
+            }
+        },
+    )))
 }

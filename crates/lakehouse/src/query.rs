@@ -16,10 +16,15 @@ pub fn execute(store: &dyn Store, catalog: &CatalogState, sql: &str) -> Result<D
     for name in names {
         let entry = Table::from_name(&name)
             .and_then(|t| catalog.get(t))
-            .ok_or_else(|| Error::MissingTable { table: name.clone() })?;
+            .ok_or_else(|| Error::MissingTable {
+                table: name.clone(),
+            })?;
         context.register(&name, frame(store, entry)?);
     }
-    context.execute(sql).and_then(LazyFrame::collect).map_err(Error::Query)
+    context
+        .execute(sql)
+        .and_then(LazyFrame::collect)
+        .map_err(Error::Query)
 }
 
 fn frame(store: &dyn Store, entry: &Entry) -> Result<LazyFrame> {
@@ -29,7 +34,9 @@ fn frame(store: &dyn Store, entry: &Entry) -> Result<LazyFrame> {
             let dataset = zones::Dataset::ALL
                 .into_iter()
                 .find(|d| Table::landing(*d) == entry.table.table)
-                .ok_or_else(|| Error::InvalidRequest(format!("{} is not a landing table", entry.table.table)))?;
+                .ok_or_else(|| {
+                    Error::InvalidRequest(format!("{} is not a landing table", entry.table.table))
+                })?;
             Ok(tables::read_landing(store, dataset)?.rows.lazy())
         }
     }

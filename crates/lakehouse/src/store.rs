@@ -56,7 +56,9 @@ impl LocalStore {
         for entry in entries {
             let entry = entry.map_err(Error::io("listing", dir))?;
             let path = entry.path();
-            let meta = entry.metadata().map_err(Error::io("reading metadata of", &path))?;
+            let meta = entry
+                .metadata()
+                .map_err(Error::io("reading metadata of", &path))?;
             if meta.is_dir() {
                 self.walk(&path, out)?;
             } else if !entry.file_name().to_string_lossy().starts_with('.') {
@@ -67,7 +69,10 @@ impl LocalStore {
                     .map(|c| c.as_os_str().to_string_lossy())
                     .collect::<Vec<_>>()
                     .join("/");
-                out.push(ObjectInfo { key, size: meta.len() });
+                out.push(ObjectInfo {
+                    key,
+                    size: meta.len(),
+                });
             }
         }
         Ok(())
@@ -88,7 +93,10 @@ impl Store for LocalStore {
     fn get(&self, key: &str) -> Result<Vec<u8>> {
         let path = self.path(key);
         fs::read(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::NotFound { store: self.url(""), key: key.to_string() },
+            std::io::ErrorKind::NotFound => Error::NotFound {
+                store: self.url(""),
+                key: key.to_string(),
+            },
             _ => Error::io("reading", &path)(e),
         })
     }
@@ -99,7 +107,10 @@ impl Store for LocalStore {
         fs::create_dir_all(dir).map_err(Error::io("creating", dir))?;
         // Hidden temp name (skipped by `list`), then an atomic rename.
         let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let name = path.file_name().expect("keys name a file").to_string_lossy();
+        let name = path
+            .file_name()
+            .expect("keys name a file")
+            .to_string_lossy();
         let temp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
         fs::write(&temp, bytes).map_err(Error::io("writing", &temp))?;
         fs::rename(&temp, &path).map_err(Error::io("renaming into", &path))
@@ -110,7 +121,11 @@ impl Store for LocalStore {
         let path = self.path(key);
         let dir = path.parent().expect("keys have a parent");
         fs::create_dir_all(dir).map_err(Error::io("creating", dir))?;
-        match fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+        match fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
             Ok(mut f) => {
                 f.write_all(bytes).map_err(Error::io("writing", &path))?;
                 Ok(true)
@@ -123,7 +138,9 @@ impl Store for LocalStore {
     fn delete(&self, key: &str) -> Result<()> {
         let path = self.path(key);
         match fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io("deleting", &path)(e)),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(Error::io("deleting", &path)(e))
+            }
             _ => Ok(()),
         }
     }

@@ -26,7 +26,11 @@ pub fn landing_objects(store: &dyn Store, dataset: Dataset) -> Result<Vec<Object
     let prefix = layout::landing_prefix(dataset);
     let objects = store.list(&prefix)?;
     if objects.is_empty() {
-        return Err(Error::NoLandingData { dataset, prefix: prefix.clone(), store: store.url(&prefix) });
+        return Err(Error::NoLandingData {
+            dataset,
+            prefix: prefix.clone(),
+            store: store.url(&prefix),
+        });
     }
     Ok(objects)
 }
@@ -65,14 +69,23 @@ pub fn write_part(store: &dyn Store, prefix: &str, n: usize, df: &mut DataFrame)
     ParquetWriter::new(&mut bytes)
         .with_compression(ParquetCompression::Snappy)
         .finish(df)
-        .map_err(|source| Error::Write { key: key.clone(), source })?;
+        .map_err(|source| Error::Write {
+            key: key.clone(),
+            source,
+        })?;
     store.put(&key, &bytes)?;
     tracing::debug!(key, rows = df.height(), bytes = bytes.len(), "wrote part");
     Ok(())
 }
 
 /// Describes a snapshot written under `prefix`.
-pub fn table_ref(table: Table, prefix: &str, snapshot: &str, rows: u64, schema: &Schema) -> TableRef {
+pub fn table_ref(
+    table: Table,
+    prefix: &str,
+    snapshot: &str,
+    rows: u64,
+    schema: &Schema,
+) -> TableRef {
     TableRef {
         table,
         location: prefix.to_string(),
@@ -83,13 +96,31 @@ pub fn table_ref(table: Table, prefix: &str, snapshot: &str, rows: u64, schema: 
 }
 
 /// Writes `df` as the single-part snapshot of `table` under `prefix` and describes it.
-pub fn write_table(store: &dyn Store, table: Table, prefix: &str, snapshot: &str, df: &mut DataFrame) -> Result<TableRef> {
+pub fn write_table(
+    store: &dyn Store,
+    table: Table,
+    prefix: &str,
+    snapshot: &str,
+    df: &mut DataFrame,
+) -> Result<TableRef> {
     write_part(store, prefix, 0, df)?;
-    Ok(table_ref(table, prefix, snapshot, df.height() as u64, df.schema()))
+    Ok(table_ref(
+        table,
+        prefix,
+        snapshot,
+        df.height() as u64,
+        df.schema(),
+    ))
 }
 
 pub fn columns_of(schema: &Schema) -> Vec<ColumnDef> {
-    schema.iter().map(|(name, dtype)| ColumnDef { name: name.to_string(), ty: hive_type(dtype) }).collect()
+    schema
+        .iter()
+        .map(|(name, dtype)| ColumnDef {
+            name: name.to_string(),
+            ty: hive_type(dtype),
+        })
+        .collect()
 }
 
 /// Scans every Parquet part of a snapshot.
@@ -101,8 +132,23 @@ pub fn read_table(store: &dyn Store, table: &TableRef) -> Result<LazyFrame> {
         .map(|p| Ok(polars_buffer::Buffer::from(store.get(&p.key)?)))
         .collect::<Result<Vec<_>>>()?;
     if buffers.is_empty() {
-        return Err(Error::NotFound { store: store.url(""), key: layout::part_key(&table.location, 0) });
+        return Err(Error::NotFound {
+            store: store.url(""),
+            key: layout::part_key(&table.location, 0),
+        });
     }
-    LazyFrame::scan_parquet_sources(ScanSources::Buffers(buffers.into()), ScanArgsParquet { hive_options: HiveOptions { enabled: Some(false), ..Default::default() }, ..Default::default() })
-        .map_err(|source| Error::Read { key: table.location.clone(), source })
+    LazyFrame::scan_parquet_sources(
+        ScanSources::Buffers(buffers.into()),
+        ScanArgsParquet {
+            hive_options: HiveOptions {
+                enabled: Some(false),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )
+    .map_err(|source| Error::Read {
+        key: table.location.clone(),
+        source,
+    })
 }

@@ -4,8 +4,8 @@
 //! policy's plan from `zones` filters the rows. Customers (small, and deduped
 //! across objects under strict) are processed whole; readings are streamed
 //! object by object in parallel against an index of the customers, each object
-//! writing its own Parquet part, so memory stays bounded by the objects in
-//! flight. The local runner calls the same [`run`].
+//! writing its own Parquet part, one object per core in flight, so memory stays
+//! bounded. The local runner calls the same [`run`].
 //!
 //! Deliberately absent: catalog switches (the quality gate publishes) and
 //! environment reads (main.rs parses configuration once).
@@ -16,14 +16,17 @@ use std::time::Instant;
 use lakehouse::handler::{self, Produced};
 use lakehouse::{Env, Error, Store, tables};
 use polars::prelude::*;
-use rayon::prelude::*;
 use zones::contract::{TaskError, TransitionRequest, TransitionResult};
 use zones::landing::{QuarantinedLine, parse_object, quarantine_frame};
 use zones::transitions::{self, settle};
 use zones::{Dataset, Policy, Table, layout};
 
 /// The tables this function produces.
-pub const PRODUCES: [Table; 3] = [Table::CustomerTrusted, Table::AccelerometerTrusted, Table::StepTrainerTrusted];
+pub const PRODUCES: [Table; 3] = [
+    Table::CustomerTrusted,
+    Table::AccelerometerTrusted,
+    Table::StepTrainerTrusted,
+];
 
 pub fn run(env: &Env, request: &TransitionRequest) -> Result<TransitionResult, TaskError> {
     Ok(run_inner(env, request)?)
@@ -34,9 +37,23 @@ fn run_inner(env: &Env, request: &TransitionRequest) -> Result<TransitionResult,
     let store = env.store.as_ref();
     let produced = match request.transition {
         Table::CustomerTrusted => customers(store, request)?,
-        Table::AccelerometerTrusted => readings(store, request, Dataset::Accelerometer, Table::CustomerTrusted)?,
-        Table::StepTrainerTrusted => readings(store, request, Dataset::StepTrainer, Table::CustomersCurated)?,
-        other => return Err(Error::InvalidRequest(format!("landing-to-trusted does not produce `{other}`"))),
+        Table::AccelerometerTrusted => readings(
+            store,
+            request,
+            Dataset::Accelerometer,
+            Table::CustomerTrusted,
+        )?,
+        Table::StepTrainerTrusted => readings(
+            store,
+            request,
+            Dataset::StepTrainer,
+            Table::CustomersCurated,
+        )?,
+        other => {
+            return Err(Error::InvalidRequest(format!(
+                "landing-to-trusted does not produce `{other}`"
+            )));
+        }
     };
     handler::finish(store, request, started, produced)
 }
@@ -49,7 +66,10 @@ fn customers(store: &dyn Store, request: &TransitionRequest) -> Result<Produced,
         true => Some(settle(transitions::customer_trusted(Policy::Rubric, rows))?),
         false => None,
     };
-    let quarantine = (Table::CustomerQuarantine, quarantine_frame(&landing.quarantined));
+    let quarantine = (
+        Table::CustomerQuarantine,
+        quarantine_frame(&landing.quarantined),
+    );
     handler::write_outcome(store, request, outcome, rubric, Some(quarantine))
 }
 
@@ -64,9 +84,16 @@ struct Part {
 }
 
 /// Streams the landing objects of `dataset` against the customer table `index`.
-fn readings(store: &dyn Store, request: &TransitionRequest, dataset: Dataset, index: Table) -> Result<Produced, Error> {
+fn readings(
+    store: &dyn Store,
+    request: &TransitionRequest,
+    dataset: Dataset,
+    index: Table,
+) -> Result<Produced, Error> {
     let plan = |policy: Policy, rows: LazyFrame, index: &DataFrame| match dataset {
-        Dataset::Accelerometer => transitions::accelerometer_trusted(policy, rows, index.clone().lazy()),
+        Dataset::Accelerometer => {
+            transitions::accelerometer_trusted(policy, rows, index.clone().lazy())
+        }
         _ => transitions::step_trainer_trusted(policy, rows, index.clone().lazy()),
     };
     let customers = handler::input(store, request, index)?.collect()?;
@@ -79,32 +106,28 @@ fn readings(store: &dyn Store, request: &TransitionRequest, dataset: Dataset, in
     let shadow_prefix = layout::rubric_shadow_prefix(run_id, table);
     let objects = tables::landing_objects(store, dataset)?;
 
-    let parts: Vec<Part> = objects
-        .par_iter()
-        .enumerate()
-        .map(|(n, object)| -> Result<Part, Error> {
-            let parsed = parse_object(dataset, &object.key, &store.get(&object.key)?);
-            let rows = parsed.rows.lazy();
-            let mut outcome = settle(plan(request.policy, rows.clone(), &customers))?;
-            tables::write_part(store, &prefix, n, &mut outcome.table)?;
-            let rubric = match &rubric_customers {
-                Some(index) => {
-                    let mut shadow = settle(plan(Policy::Rubric, rows, index))?;
-                    tables::write_part(store, &shadow_prefix, n, &mut shadow.table)?;
-                    Some((shadow.kept_rows, shadow.drops))
-                }
-                None => None,
-            };
-            Ok(Part {
-                schema: outcome.table.schema().clone(),
-                input_rows: parsed.lines,
-                kept_rows: outcome.kept_rows,
-                drops: outcome.drops,
-                quarantined: parsed.quarantined,
-                rubric,
-            })
+    let parts: Vec<Part> = lakehouse::map_bounded(&objects, |n, object| -> Result<Part, Error> {
+        let parsed = parse_object(dataset, &object.key, &store.get(&object.key)?);
+        let rows = parsed.rows.lazy();
+        let mut outcome = settle(plan(request.policy, rows.clone(), &customers))?;
+        tables::write_part(store, &prefix, n, &mut outcome.table)?;
+        let rubric = match &rubric_customers {
+            Some(index) => {
+                let mut shadow = settle(plan(Policy::Rubric, rows, index))?;
+                tables::write_part(store, &shadow_prefix, n, &mut shadow.table)?;
+                Some((shadow.kept_rows, shadow.drops))
+            }
+            None => None,
+        };
+        Ok(Part {
+            schema: outcome.table.schema().clone(),
+            input_rows: parsed.lines,
+            kept_rows: outcome.kept_rows,
+            drops: outcome.drops,
+            quarantined: parsed.quarantined,
+            rubric,
         })
-        .collect::<Result<_, Error>>()?;
+    })?;
     tracing::info!(%dataset, objects = objects.len(), "streamed landing objects");
 
     let merge = |into: &mut BTreeMap<String, u64>, from: &BTreeMap<String, u64>| {
@@ -113,7 +136,8 @@ fn readings(store: &dyn Store, request: &TransitionRequest, dataset: Dataset, in
         }
     };
     let schema = parts[0].schema.clone();
-    let (mut drops, mut rubric_drops, mut quarantined) = (BTreeMap::new(), BTreeMap::new(), Vec::new());
+    let (mut drops, mut rubric_drops, mut quarantined) =
+        (BTreeMap::new(), BTreeMap::new(), Vec::new());
     let (mut input_rows, mut kept_rows, mut rubric_rows) = (0, 0, 0);
     for part in parts {
         input_rows += part.input_rows;
@@ -125,8 +149,12 @@ fn readings(store: &dyn Store, request: &TransitionRequest, dataset: Dataset, in
             merge(&mut rubric_drops, part_drops);
         }
     }
-    let rubric = rubric_customers
-        .map(|_| (tables::table_ref(table, &shadow_prefix, run_id, rubric_rows, &schema), rubric_drops));
+    let rubric = rubric_customers.map(|_| {
+        (
+            tables::table_ref(table, &shadow_prefix, run_id, rubric_rows, &schema),
+            rubric_drops,
+        )
+    });
     Ok(Produced {
         table: tables::table_ref(table, &prefix, run_id, kept_rows, &schema),
         input_rows,

@@ -22,8 +22,10 @@ pub fn run(env: &Env, request: &GateRequest) -> Result<GateResult, TaskError> {
     for entry in &entries {
         view.tables.insert(entry.table.table, entry.clone());
     }
-    let outcomes: Vec<CheckOutcome> =
-        checks::checks(request.policy, &request.results).iter().map(|c| evaluate(store, &view, c)).collect();
+    let outcomes: Vec<CheckOutcome> = checks::checks(request.policy, &request.results)
+        .iter()
+        .map(|c| evaluate(store, &view, c))
+        .collect();
     for outcome in &outcomes {
         tracing::info!(check = %outcome.name, passed = outcome.passed, detail = %outcome.detail, "quality check");
     }
@@ -33,8 +35,12 @@ pub fn run(env: &Env, request: &GateRequest) -> Result<GateResult, TaskError> {
     store.put(&report_key, &json).map_err(TaskError::from)?;
 
     if !report.passed {
-        let failed: Vec<String> =
-            report.checks.iter().filter(|c| !c.passed).map(|c| format!("{} ({})", c.name, c.detail)).collect();
+        let failed: Vec<String> = report
+            .checks
+            .iter()
+            .filter(|c| !c.passed)
+            .map(|c| format!("{} ({})", c.name, c.detail))
+            .collect();
         return Err(TaskError {
             name: ErrorName::QualityGateFailed,
             cause: format!(
@@ -46,9 +52,17 @@ pub fn run(env: &Env, request: &GateRequest) -> Result<GateResult, TaskError> {
             ),
         });
     }
-    let catalog_version = catalog.publish(current.version, entries).map_err(TaskError::from)?;
+    let catalog_version = catalog
+        .publish(current.version, entries)
+        .map_err(TaskError::from)?;
     tracing::info!(run_id = %request.run_id, catalog_version, "published");
-    Ok(GateResult { run_id: request.run_id.clone(), passed: true, checks: report.checks, report_key, catalog_version })
+    Ok(GateResult {
+        run_id: request.run_id.clone(),
+        passed: true,
+        checks: report.checks,
+        report_key,
+        catalog_version,
+    })
 }
 
 /// Catalog entries for everything the run wrote, plus the landing tables.
@@ -89,17 +103,28 @@ fn evaluate(store: &dyn Store, view: &CatalogState, check: &Check) -> CheckOutco
             })
         }
         Expect::ColumnsExclude(forbidden) => {
-            let present: Vec<&str> =
-                df.get_column_names().into_iter().map(|n| n.as_str()).filter(|n| forbidden.contains(n)).collect();
+            let present: Vec<&str> = df
+                .get_column_names()
+                .into_iter()
+                .map(|n| n.as_str())
+                .filter(|n| forbidden.contains(n))
+                .collect();
             Ok(if present.is_empty() {
                 (true, "no identifier column".to_string())
             } else {
-                (false, format!("identifier columns present: {}", present.join(", ")))
+                (
+                    false,
+                    format!("identifier columns present: {}", present.join(", ")),
+                )
             })
         }
     });
     let (passed, detail) = verdict.unwrap_or_else(|e| (false, format!("check could not run: {e}")));
-    CheckOutcome { name: check.name.clone(), passed, detail }
+    CheckOutcome {
+        name: check.name.clone(),
+        passed,
+        detail,
+    }
 }
 
 /// Tables this function publishes (for the consistency tests).

@@ -6,10 +6,15 @@ use rayon::prelude::*;
 use serde::de::IgnoredAny;
 
 fn main() {
-    let root = std::path::PathBuf::from(std::env::args().nth(1).expect("usage: parse_json WAREHOUSE"));
+    let root = std::path::PathBuf::from(
+        std::env::args()
+            .nth(1)
+            .expect("usage: parse_json WAREHOUSE"),
+    );
     let mut files = Vec::new();
     for dataset in ["customer", "accelerometer", "step_trainer"] {
-        for entry in std::fs::read_dir(root.join(dataset).join("landing")).expect("landing folder") {
+        for entry in std::fs::read_dir(root.join(dataset).join("landing")).expect("landing folder")
+        {
             files.push(entry.expect("entry").path());
         }
     }

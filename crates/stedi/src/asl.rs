@@ -20,7 +20,10 @@ pub struct Failure {
 
 impl Failure {
     fn new(error: &str, cause: impl Into<String>) -> Self {
-        Failure { error: error.to_string(), cause: cause.into() }
+        Failure {
+            error: error.to_string(),
+            cause: cause.into(),
+        }
     }
     fn runtime(cause: impl Into<String>) -> Self {
         Failure::new("States.Runtime", cause)
@@ -43,10 +46,23 @@ pub trait Invoker {
 /// What the interpreter reports as it goes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    Entered { state: String },
-    Succeeded { state: String, seconds: f64 },
-    Retrying { state: String, error: String, attempt: u32, delay: Duration },
-    Failed { state: String, error: String },
+    Entered {
+        state: String,
+    },
+    Succeeded {
+        state: String,
+        seconds: f64,
+    },
+    Retrying {
+        state: String,
+        error: String,
+        attempt: u32,
+        delay: Duration,
+    },
+    Failed {
+        state: String,
+        error: String,
+    },
 }
 
 pub struct Interpreter<'a> {
@@ -58,7 +74,11 @@ pub struct Interpreter<'a> {
 
 impl<'a> Interpreter<'a> {
     pub fn new(invoker: &'a dyn Invoker, observer: &'a dyn Fn(&Event)) -> Self {
-        Interpreter { invoker, observer, retry_time_scale: 1.0 }
+        Interpreter {
+            invoker,
+            observer,
+            retry_time_scale: 1.0,
+        }
     }
 
     /// Executes a state machine (or a Parallel branch / Map processor) definition.
@@ -74,21 +94,34 @@ impl<'a> Interpreter<'a> {
             .to_string();
         let mut data = input;
         loop {
-            let state = states.get(&name).ok_or_else(|| Failure::runtime(format!("no state named `{name}`")))?;
-            (self.observer)(&Event::Entered { state: name.clone() });
+            let state = states
+                .get(&name)
+                .ok_or_else(|| Failure::runtime(format!("no state named `{name}`")))?;
+            (self.observer)(&Event::Entered {
+                state: name.clone(),
+            });
             let started = Instant::now();
             match self.step(&name, state, data) {
                 Ok(Step::Next(next, output)) => {
-                    (self.observer)(&Event::Succeeded { state: name.clone(), seconds: started.elapsed().as_secs_f64() });
+                    (self.observer)(&Event::Succeeded {
+                        state: name.clone(),
+                        seconds: started.elapsed().as_secs_f64(),
+                    });
                     name = next;
                     data = output;
                 }
                 Ok(Step::End(output)) => {
-                    (self.observer)(&Event::Succeeded { state: name.clone(), seconds: started.elapsed().as_secs_f64() });
+                    (self.observer)(&Event::Succeeded {
+                        state: name.clone(),
+                        seconds: started.elapsed().as_secs_f64(),
+                    });
                     return Ok(output);
                 }
                 Err(failure) => {
-                    (self.observer)(&Event::Failed { state: name.clone(), error: failure.error.clone() });
+                    (self.observer)(&Event::Failed {
+                        state: name.clone(),
+                        error: failure.error.clone(),
+                    });
                     return Err(failure);
                 }
             }
@@ -96,7 +129,8 @@ impl<'a> Interpreter<'a> {
     }
 
     fn step(&self, name: &str, state: &Value, input: Value) -> Result<Step, Failure> {
-        let kind = str_field(state, "Type").ok_or_else(|| Failure::runtime(format!("state `{name}` has no Type")))?;
+        let kind = str_field(state, "Type")
+            .ok_or_else(|| Failure::runtime(format!("state `{name}` has no Type")))?;
         match kind {
             "Pass" => {
                 let effective = input_path(state, &input)?;
@@ -117,32 +151,46 @@ impl<'a> Interpreter<'a> {
                 self.invoker.invoke(resource, payload)
             }),
             "Parallel" => self.guarded(name, state, input, |effective| {
-                let branches = state
-                    .get("Branches")
-                    .and_then(Value::as_array)
-                    .ok_or_else(|| Failure::runtime(format!("parallel `{name}` has no Branches")))?;
+                let branches =
+                    state
+                        .get("Branches")
+                        .and_then(Value::as_array)
+                        .ok_or_else(|| {
+                            Failure::runtime(format!("parallel `{name}` has no Branches"))
+                        })?;
                 let payload = match state.get("Parameters") {
                     Some(params) => parameters(params, &effective)?,
                     None => effective,
                 };
-                branches.iter().map(|b| self.execute(b, payload.clone())).collect::<Result<Vec<_>, _>>().map(Value::Array)
+                branches
+                    .iter()
+                    .map(|b| self.execute(b, payload.clone()))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(Value::Array)
             }),
             "Map" => self.guarded(name, state, input, |effective| {
                 let processor = state
                     .get("ItemProcessor")
                     .or_else(|| state.get("Iterator"))
-                    .ok_or_else(|| Failure::runtime(format!("map `{name}` has no ItemProcessor")))?;
+                    .ok_or_else(|| {
+                        Failure::runtime(format!("map `{name}` has no ItemProcessor"))
+                    })?;
                 let items_path = str_field(state, "ItemsPath").unwrap_or("$");
                 let items = read_path(&effective, items_path)?;
-                let items = items
-                    .as_array()
-                    .ok_or_else(|| Failure::runtime(format!("map `{name}`: ItemsPath {items_path} is not an array")))?;
-                let selector = state.get("ItemSelector").or_else(|| state.get("Parameters"));
+                let items = items.as_array().ok_or_else(|| {
+                    Failure::runtime(format!(
+                        "map `{name}`: ItemsPath {items_path} is not an array"
+                    ))
+                })?;
+                let selector = state
+                    .get("ItemSelector")
+                    .or_else(|| state.get("Parameters"));
                 let mut outputs = Vec::with_capacity(items.len());
                 for (index, item) in items.iter().enumerate() {
                     let item_input = match selector {
                         Some(sel) => {
-                            let context = json!({ "Map": { "Item": { "Index": index, "Value": item } } });
+                            let context =
+                                json!({ "Map": { "Item": { "Index": index, "Value": item } } });
                             parameters_with_context(sel, &effective, &context)?
                         }
                         None => item.clone(),
@@ -153,32 +201,50 @@ impl<'a> Interpreter<'a> {
             }),
             "Choice" => {
                 let effective = input_path(state, &input)?;
-                let choices = state.get("Choices").and_then(Value::as_array).cloned().unwrap_or_default();
+                let choices = state
+                    .get("Choices")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
                 for choice in &choices {
                     if rule_matches(choice, &effective)? {
-                        let next = str_field(choice, "Next")
-                            .ok_or_else(|| Failure::runtime(format!("a choice of `{name}` has no Next")))?;
+                        let next = str_field(choice, "Next").ok_or_else(|| {
+                            Failure::runtime(format!("a choice of `{name}` has no Next"))
+                        })?;
                         return Ok(Step::Next(next.to_string(), output_path(state, effective)?));
                     }
                 }
                 match str_field(state, "Default") {
                     Some(next) => Ok(Step::Next(next.to_string(), output_path(state, effective)?)),
-                    None => Err(Failure::new("States.NoChoiceMatched", format!("no choice of `{name}` matched"))),
+                    None => Err(Failure::new(
+                        "States.NoChoiceMatched",
+                        format!("no choice of `{name}` matched"),
+                    )),
                 }
             }
             "Succeed" => Ok(Step::End(output_path(state, input_path(state, &input)?)?)),
             "Fail" => {
                 let error = match str_field(state, "ErrorPath") {
-                    Some(p) => read_path(&input, p)?.as_str().unwrap_or_default().to_string(),
-                    None => str_field(state, "Error").unwrap_or("States.Failed").to_string(),
+                    Some(p) => read_path(&input, p)?
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    None => str_field(state, "Error")
+                        .unwrap_or("States.Failed")
+                        .to_string(),
                 };
                 let cause = match str_field(state, "CausePath") {
-                    Some(p) => read_path(&input, p)?.as_str().unwrap_or_default().to_string(),
+                    Some(p) => read_path(&input, p)?
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
                     None => str_field(state, "Cause").unwrap_or_default().to_string(),
                 };
                 Err(Failure { error, cause })
             }
-            other => Err(Failure::runtime(format!("state `{name}` has unsupported Type `{other}`"))),
+            other => Err(Failure::runtime(format!(
+                "state `{name}` has unsupported Type `{other}`"
+            ))),
         }
     }
 
@@ -191,7 +257,11 @@ impl<'a> Interpreter<'a> {
         body: impl Fn(Value) -> Result<Value, Failure>,
     ) -> Result<Step, Failure> {
         let effective = input_path(state, &input)?;
-        let retriers = state.get("Retry").and_then(Value::as_array).cloned().unwrap_or_default();
+        let retriers = state
+            .get("Retry")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         let mut attempts = vec![0u32; retriers.len()];
         let failure = loop {
             match body(effective.clone()) {
@@ -203,11 +273,17 @@ impl<'a> Interpreter<'a> {
                     return self.finish(state, &input, result);
                 }
                 Err(failure) => {
-                    let Some(i) = retriers.iter().position(|r| error_matches(r, &failure.error)) else {
+                    let Some(i) = retriers
+                        .iter()
+                        .position(|r| error_matches(r, &failure.error))
+                    else {
                         break failure;
                     };
                     let retrier = &retriers[i];
-                    let max_attempts = retrier.get("MaxAttempts").and_then(Value::as_u64).unwrap_or(3) as u32;
+                    let max_attempts = retrier
+                        .get("MaxAttempts")
+                        .and_then(Value::as_u64)
+                        .unwrap_or(3) as u32;
                     if attempts[i] >= max_attempts {
                         break failure;
                     }
@@ -224,10 +300,15 @@ impl<'a> Interpreter<'a> {
                 }
             }
         };
-        let catchers = state.get("Catch").and_then(Value::as_array).cloned().unwrap_or_default();
+        let catchers = state
+            .get("Catch")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         for catcher in &catchers {
             if error_matches(catcher, &failure.error) {
-                let next = str_field(catcher, "Next").ok_or_else(|| Failure::runtime("a Catch has no Next"))?;
+                let next = str_field(catcher, "Next")
+                    .ok_or_else(|| Failure::runtime("a Catch has no Next"))?;
                 let error_output = json!({ "Error": failure.error, "Cause": failure.cause });
                 let result_path = catcher.get("ResultPath").cloned().unwrap_or(json!("$"));
                 let output = apply_result_path(&result_path, input, error_output)?;
@@ -240,11 +321,15 @@ impl<'a> Interpreter<'a> {
     /// ResultPath, OutputPath, then Next or End.
     fn finish(&self, state: &Value, input: &Value, result: Value) -> Result<Step, Failure> {
         let result_path = state.get("ResultPath").cloned().unwrap_or(json!("$"));
-        let output = output_path(state, apply_result_path(&result_path, input.clone(), result)?)?;
+        let output = output_path(
+            state,
+            apply_result_path(&result_path, input.clone(), result)?,
+        )?;
         if state.get("End").and_then(Value::as_bool) == Some(true) {
             return Ok(Step::End(output));
         }
-        let next = str_field(state, "Next").ok_or_else(|| Failure::runtime("a state has neither Next nor End"))?;
+        let next = str_field(state, "Next")
+            .ok_or_else(|| Failure::runtime("a state has neither Next nor End"))?;
         Ok(Step::Next(next.to_string(), output))
     }
 }
@@ -260,8 +345,14 @@ fn str_field<'v>(value: &'v Value, field: &str) -> Option<&'v str> {
 
 /// The backoff before retry number `attempt` (0-based), in seconds.
 fn retry_delay(retrier: &Value, attempt: u32) -> f64 {
-    let interval = retrier.get("IntervalSeconds").and_then(Value::as_f64).unwrap_or(1.0);
-    let rate = retrier.get("BackoffRate").and_then(Value::as_f64).unwrap_or(2.0);
+    let interval = retrier
+        .get("IntervalSeconds")
+        .and_then(Value::as_f64)
+        .unwrap_or(1.0);
+    let rate = retrier
+        .get("BackoffRate")
+        .and_then(Value::as_f64)
+        .unwrap_or(2.0);
     let mut delay = interval * rate.powi(attempt as i32);
     if let Some(max) = retrier.get("MaxDelaySeconds").and_then(Value::as_f64) {
         delay = delay.min(max);
@@ -273,13 +364,17 @@ fn retry_delay(retrier: &Value, attempt: u32) -> f64 {
 }
 
 fn error_matches(rule: &Value, error: &str) -> bool {
-    rule.get("ErrorEquals").and_then(Value::as_array).is_some_and(|names| {
-        names.iter().filter_map(Value::as_str).any(|name| {
-            name == error
-                || name == "States.ALL"
-                || (name == "States.TaskFailed" && error != "States.Timeout" && !error.starts_with("States.Runtime"))
+    rule.get("ErrorEquals")
+        .and_then(Value::as_array)
+        .is_some_and(|names| {
+            names.iter().filter_map(Value::as_str).any(|name| {
+                name == error
+                    || name == "States.ALL"
+                    || (name == "States.TaskFailed"
+                        && error != "States.Timeout"
+                        && !error.starts_with("States.Runtime"))
+            })
         })
-    })
 }
 
 fn input_path(state: &Value, input: &Value) -> Result<Value, Failure> {
@@ -287,7 +382,9 @@ fn input_path(state: &Value, input: &Value) -> Result<Value, Failure> {
         None => Ok(input.clone()),
         Some(Value::Null) => Ok(json!({})),
         Some(Value::String(path)) => read_path(input, path),
-        Some(other) => Err(Failure::runtime(format!("InputPath must be a string, not {other}"))),
+        Some(other) => Err(Failure::runtime(format!(
+            "InputPath must be a string, not {other}"
+        ))),
     }
 }
 
@@ -296,18 +393,21 @@ fn output_path(state: &Value, output: Value) -> Result<Value, Failure> {
         None => Ok(output),
         Some(Value::Null) => Ok(json!({})),
         Some(Value::String(path)) => read_path(&output, path),
-        Some(other) => Err(Failure::runtime(format!("OutputPath must be a string, not {other}"))),
+        Some(other) => Err(Failure::runtime(format!(
+            "OutputPath must be a string, not {other}"
+        ))),
     }
 }
 
 /// Reads a JSONPath that must select exactly one node.
 pub fn read_path(value: &Value, path: &str) -> Result<Value, Failure> {
-    let parsed = JsonPath::parse(path).map_err(|e| Failure::runtime(format!("invalid path `{path}`: {e}")))?;
-    parsed
-        .query(value)
-        .exactly_one()
-        .cloned()
-        .map_err(|_| Failure::runtime(format!("path `{path}` does not select exactly one value of the input")))
+    let parsed = JsonPath::parse(path)
+        .map_err(|e| Failure::runtime(format!("invalid path `{path}`: {e}")))?;
+    parsed.query(value).exactly_one().cloned().map_err(|_| {
+        Failure::runtime(format!(
+            "path `{path}` does not select exactly one value of the input"
+        ))
+    })
 }
 
 /// Evaluates a Parameters/ResultSelector template: keys ending in `.$` are paths.
@@ -315,7 +415,11 @@ fn parameters(template: &Value, input: &Value) -> Result<Value, Failure> {
     parameters_with_context(template, input, &Value::Null)
 }
 
-fn parameters_with_context(template: &Value, input: &Value, context: &Value) -> Result<Value, Failure> {
+fn parameters_with_context(
+    template: &Value,
+    input: &Value,
+    context: &Value,
+) -> Result<Value, Failure> {
     match template {
         Value::Object(fields) => {
             let mut out = Map::new();
@@ -343,9 +447,11 @@ fn parameters_with_context(template: &Value, input: &Value, context: &Value) -> 
             }
             Ok(Value::Object(out))
         }
-        Value::Array(items) => {
-            items.iter().map(|v| parameters_with_context(v, input, context)).collect::<Result<_, _>>().map(Value::Array)
-        }
+        Value::Array(items) => items
+            .iter()
+            .map(|v| parameters_with_context(v, input, context))
+            .collect::<Result<_, _>>()
+            .map(Value::Array),
         other => Ok(other.clone()),
     }
 }
@@ -356,7 +462,11 @@ fn apply_result_path(path: &Value, input: Value, result: Value) -> Result<Value,
     let path = match path {
         Value::Null => return Ok(input),
         Value::String(p) => p.as_str(),
-        other => return Err(Failure::runtime(format!("ResultPath must be a string or null, not {other}"))),
+        other => {
+            return Err(Failure::runtime(format!(
+                "ResultPath must be a string or null, not {other}"
+            )));
+        }
     };
     if path == "$" {
         return Ok(result);
@@ -366,8 +476,13 @@ fn apply_result_path(path: &Value, input: Value, result: Value) -> Result<Value,
         .ok_or_else(|| Failure::runtime(format!("ResultPath `{path}` must start with `$.`")))?
         .split('.')
         .collect::<Vec<_>>();
-    if fields.iter().any(|f| f.is_empty() || f.contains(['[', ']', '*'])) {
-        return Err(Failure::runtime(format!("ResultPath `{path}` must be a plain field path")));
+    if fields
+        .iter()
+        .any(|f| f.is_empty() || f.contains(['[', ']', '*']))
+    {
+        return Err(Failure::runtime(format!(
+            "ResultPath `{path}` must be a plain field path"
+        )));
     }
     let mut root = input;
     let mut cursor = &mut root;
@@ -375,7 +490,11 @@ fn apply_result_path(path: &Value, input: Value, result: Value) -> Result<Value,
         if !cursor.is_object() {
             *cursor = Value::Object(Map::new());
         }
-        cursor = cursor.as_object_mut().expect("just made an object").entry(field.to_string()).or_insert(Value::Null);
+        cursor = cursor
+            .as_object_mut()
+            .expect("just made an object")
+            .entry(field.to_string())
+            .or_insert(Value::Null);
     }
     *cursor = result;
     Ok(root)
@@ -384,21 +503,29 @@ fn apply_result_path(path: &Value, input: Value, result: Value) -> Result<Value,
 /// Evaluates one Choice rule (with And/Or/Not) against the state's input.
 fn rule_matches(rule: &Value, input: &Value) -> Result<bool, Failure> {
     if let Some(all) = rule.get("And").and_then(Value::as_array) {
-        return all.iter().try_fold(true, |acc, r| Ok(acc && rule_matches(r, input)?));
+        return all
+            .iter()
+            .try_fold(true, |acc, r| Ok(acc && rule_matches(r, input)?));
     }
     if let Some(any) = rule.get("Or").and_then(Value::as_array) {
-        return any.iter().try_fold(false, |acc, r| Ok(acc || rule_matches(r, input)?));
+        return any
+            .iter()
+            .try_fold(false, |acc, r| Ok(acc || rule_matches(r, input)?));
     }
     if let Some(not) = rule.get("Not") {
         return Ok(!rule_matches(not, input)?);
     }
-    let variable = str_field(rule, "Variable").ok_or_else(|| Failure::runtime("a choice rule has no Variable"))?;
-    let parsed = JsonPath::parse(variable).map_err(|e| Failure::runtime(format!("invalid path `{variable}`: {e}")))?;
+    let variable = str_field(rule, "Variable")
+        .ok_or_else(|| Failure::runtime("a choice rule has no Variable"))?;
+    let parsed = JsonPath::parse(variable)
+        .map_err(|e| Failure::runtime(format!("invalid path `{variable}`: {e}")))?;
     let found = parsed.query(input).exactly_one().ok().cloned();
     if let Some(expected) = rule.get("IsPresent").and_then(Value::as_bool) {
         return Ok(found.is_some() == expected);
     }
-    let value = found.ok_or_else(|| Failure::runtime(format!("choice variable `{variable}` is not in the input")))?;
+    let value = found.ok_or_else(|| {
+        Failure::runtime(format!("choice variable `{variable}` is not in the input"))
+    })?;
     if let Some(expected) = rule.get("IsNull").and_then(Value::as_bool) {
         return Ok(value.is_null() == expected);
     }
@@ -407,11 +534,19 @@ fn rule_matches(rule: &Value, input: &Value) -> Result<bool, Failure> {
             "StringEquals" => value.as_str() == expected.as_str(),
             "BooleanEquals" => value.as_bool() == expected.as_bool(),
             "NumericEquals" => value.as_f64() == expected.as_f64(),
-            "NumericGreaterThan" => value.as_f64().zip(expected.as_f64()).is_some_and(|(a, b)| a > b),
-            "NumericLessThan" => value.as_f64().zip(expected.as_f64()).is_some_and(|(a, b)| a < b),
+            "NumericGreaterThan" => value
+                .as_f64()
+                .zip(expected.as_f64())
+                .is_some_and(|(a, b)| a > b),
+            "NumericLessThan" => value
+                .as_f64()
+                .zip(expected.as_f64())
+                .is_some_and(|(a, b)| a < b),
             _ => continue,
         };
         return Ok(matched);
     }
-    Err(Failure::runtime(format!("choice rule on `{variable}` has no supported comparison")))
+    Err(Failure::runtime(format!(
+        "choice rule on `{variable}` has no supported comparison"
+    )))
 }

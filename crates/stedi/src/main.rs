@@ -63,7 +63,8 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("STEDI_LOG").unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("STEDI_LOG")
+                .unwrap_or_else(|_| "warn".into()),
         )
         .init();
     let cli = Cli::parse();
@@ -79,9 +80,20 @@ fn main() -> ExitCode {
 fn dispatch(cli: Cli) -> Result<ExitCode> {
     let warehouse = cli.warehouse;
     match cli.command {
-        Command::Seed { customers, seed, clean } => {
+        Command::Seed {
+            customers,
+            seed,
+            clean,
+        } => {
             let started = std::time::Instant::now();
-            let written = seed::seed(&warehouse, seed::SeedOptions { customers, seed, clean })?;
+            let written = seed::seed(
+                &warehouse,
+                seed::SeedOptions {
+                    customers,
+                    seed,
+                    clean,
+                },
+            )?;
             println!(
                 "seeded {} in {:.2}s: {customers} customers; landing lines: customer {}, accelerometer {}, step_trainer {}",
                 warehouse.display(),
@@ -92,12 +104,19 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run { policy, run_id, definition } => run(&warehouse, policy, run_id, definition),
+        Command::Run {
+            policy,
+            run_id,
+            definition,
+        } => run(&warehouse, policy, run_id, definition),
         Command::Query { format, sql } => {
             let store = LocalStore::new(&warehouse);
             let catalog = LocalCatalog::new(&store).load()?;
             if catalog.tables.is_empty() {
-                bail!("the catalog of {} is empty: run `stedi run` first", warehouse.display());
+                bail!(
+                    "the catalog of {} is empty: run `stedi run` first",
+                    warehouse.display()
+                );
             }
             let df = lakehouse::query::execute(&store, &catalog, &sql)?;
             output::print(&df, format, &mut std::io::stdout().lock())?;
@@ -107,11 +126,16 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             let store = LocalStore::new(&warehouse);
             let catalog = LocalCatalog::new(&store).load()?;
             let mut table = comfy_table::Table::new();
-            table.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED).set_header([
-                "table", "zone", "snapshot", "rows", "location", "columns",
-            ]);
+            table
+                .load_preset(comfy_table::presets::UTF8_FULL_CONDENSED)
+                .set_header(["table", "zone", "snapshot", "rows", "location", "columns"]);
             for (name, entry) in &catalog.tables {
-                let columns: Vec<String> = entry.table.columns.iter().map(|c| format!("{} {}", c.name, c.ty)).collect();
+                let columns: Vec<String> = entry
+                    .table
+                    .columns
+                    .iter()
+                    .map(|c| format!("{} {}", c.name, c.ty))
+                    .collect();
                 table.add_row([
                     name.to_string(),
                     name.zone().as_str().to_string(),
@@ -138,15 +162,26 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-fn run(warehouse: &std::path::Path, policy: Policy, run_id: Option<String>, definition: Option<PathBuf>) -> Result<ExitCode> {
+fn run(
+    warehouse: &std::path::Path,
+    policy: Policy,
+    run_id: Option<String>,
+    definition: Option<PathBuf>,
+) -> Result<ExitCode> {
     let definition_text = match &definition {
-        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+        Some(path) => {
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+        }
         None => runner::DEFINITION.to_string(),
     };
-    let definition: serde_json::Value = serde_json::from_str(&definition_text).context("parsing the state machine definition")?;
+    let definition: serde_json::Value =
+        serde_json::from_str(&definition_text).context("parsing the state machine definition")?;
     let env = Env::local(warehouse)?;
     let run_id = run_id.unwrap_or_else(runner::new_run_id);
-    eprintln!("run {run_id}: policy {policy}, warehouse {}", warehouse.display());
+    eprintln!(
+        "run {run_id}: policy {policy}, warehouse {}",
+        warehouse.display()
+    );
 
     let spinner = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new_spinner();
@@ -162,8 +197,16 @@ fn run(warehouse: &std::path::Path, policy: Policy, run_id: Option<String>, defi
                 return;
             }
             Event::Succeeded { state, seconds } => format!("  done   {state:<24} {seconds:>7.2}s"),
-            Event::Retrying { state, error, attempt, delay } => {
-                format!("  retry  {state:<24} {error} (attempt {attempt}, after {:.1}s)", delay.as_secs_f64())
+            Event::Retrying {
+                state,
+                error,
+                attempt,
+                delay,
+            } => {
+                format!(
+                    "  retry  {state:<24} {error} (attempt {attempt}, after {:.1}s)",
+                    delay.as_secs_f64()
+                )
             }
             Event::Failed { state, error } => format!("  failed {state:<24} {error}"),
         };
@@ -185,7 +228,10 @@ fn run(warehouse: &std::path::Path, policy: Policy, run_id: Option<String>, defi
     match result {
         Ok(_) => Ok(ExitCode::SUCCESS),
         Err(failure) => {
-            eprintln!("error: run {run_id} failed: {}: {}", failure.error, failure.cause);
+            eprintln!(
+                "error: run {run_id} failed: {}: {}",
+                failure.error, failure.cause
+            );
             Ok(ExitCode::FAILURE)
         }
     }
@@ -194,7 +240,8 @@ fn run(warehouse: &std::path::Path, policy: Policy, run_id: Option<String>, defi
 fn load_report(store: &dyn Store, run_id: &str) -> Result<(Report, String)> {
     let key = layout::report_key(run_id);
     let bytes = store.get(&key)?;
-    let report = serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", store.url(&key)))?;
+    let report =
+        serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", store.url(&key)))?;
     Ok((report, store.url(&key)))
 }
 

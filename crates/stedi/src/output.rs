@@ -13,12 +13,18 @@ pub enum Format {
 }
 
 pub fn print(df: &DataFrame, format: Format, out: &mut dyn Write) -> Result<()> {
-    let names: Vec<String> = df.get_column_names().iter().map(|n| n.to_string()).collect();
+    let names: Vec<String> = df
+        .get_column_names()
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
     let columns = df.columns();
     match format {
         Format::Table => {
             let mut table = comfy_table::Table::new();
-            table.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED).set_header(&names);
+            table
+                .load_preset(comfy_table::presets::UTF8_FULL_CONDENSED)
+                .set_header(&names);
             for row in 0..df.height() {
                 let mut cells = Vec::with_capacity(columns.len());
                 for col in columns {
@@ -78,7 +84,9 @@ fn json(value: &AnyValue<'_>) -> serde_json::Value {
         AnyValue::UInt16(v) => (*v).into(),
         AnyValue::UInt32(v) => (*v).into(),
         AnyValue::UInt64(v) => (*v).into(),
-        AnyValue::Float32(v) => serde_json::Number::from_f64(f64::from(*v)).map_or(Value::Null, Value::Number),
+        AnyValue::Float32(v) => {
+            serde_json::Number::from_f64(f64::from(*v)).map_or(Value::Null, Value::Number)
+        }
         AnyValue::Float64(v) => serde_json::Number::from_f64(*v).map_or(Value::Null, Value::Number),
         other => Value::String(other.to_string()),
     }

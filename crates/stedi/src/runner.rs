@@ -49,7 +49,10 @@ fn call<Req: DeserializeOwned, Resp: Serialize>(
     })?;
     match handler(env, &request) {
         Ok(response) => Ok(serde_json::to_value(response).expect("responses serialize")),
-        Err(e) => Err(Failure { error: e.name.as_str().into(), cause: e.cause }),
+        Err(e) => Err(Failure {
+            error: e.name.as_str().into(),
+            cause: e.cause,
+        }),
     }
 }
 

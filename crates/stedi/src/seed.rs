@@ -20,12 +20,38 @@ const T0: i64 = 1_655_560_000_000;
 /// The serial numbers the website reused across many customers.
 const SHARED_SERIALS: usize = 30;
 const FIRST: [&str; 16] = [
-    "Santosh", "Ben", "Frank", "David", "Edward", "Jane", "Jaya", "Jerry", "Jacob", "Senthil", "Neeraj", "Sarah",
-    "Chris", "Danny", "Christina", "Liz",
+    "Santosh",
+    "Ben",
+    "Frank",
+    "David",
+    "Edward",
+    "Jane",
+    "Jaya",
+    "Jerry",
+    "Jacob",
+    "Senthil",
+    "Neeraj",
+    "Sarah",
+    "Chris",
+    "Danny",
+    "Christina",
+    "Liz",
 ];
 const LAST: [&str; 14] = [
-    "Clayton", "Khatib", "Hansen", "Jones", "Staples", "Gonzalez", "Jackson", "Jefferson", "Habschied", "Olson",
-    "Smith", "Anandh", "Davis", "Doshi",
+    "Clayton",
+    "Khatib",
+    "Hansen",
+    "Jones",
+    "Staples",
+    "Gonzalez",
+    "Jackson",
+    "Jefferson",
+    "Habschied",
+    "Olson",
+    "Smith",
+    "Anandh",
+    "Davis",
+    "Doshi",
 ];
 
 #[derive(Debug, Clone, Copy)]
@@ -64,7 +90,8 @@ pub fn seed(root: &Path, options: SeedOptions) -> Result<Seeded> {
                 let path = root.join(layout::landing_prefix(dataset)).join(name);
                 std::fs::create_dir_all(path.parent().expect("has a parent"))
                     .with_context(|| format!("creating {}", path.display()))?;
-                std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+                std::fs::write(&path, bytes)
+                    .with_context(|| format!("writing {}", path.display()))?;
             }
             Ok(Seeded {
                 customer_lines: chunk.lines[0],
@@ -85,7 +112,14 @@ pub fn seed(root: &Path, options: SeedOptions) -> Result<Seeded> {
 fn uuid(rng: &mut fastrand::Rng) -> String {
     let a = rng.u128(..);
     let h = format!("{a:032x}");
-    format!("{}-{}-4{}-{}-{}", &h[0..8], &h[8..12], &h[13..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-4{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 fn shared_serials(seed: u64) -> Vec<String> {
@@ -108,9 +142,20 @@ struct Session {
     steps: i64,
 }
 
-fn generate_chunk(options: SeedOptions, k: usize, first: usize, count: usize, shared: &[String]) -> Chunk {
+fn generate_chunk(
+    options: SeedOptions,
+    k: usize,
+    first: usize,
+    count: usize,
+    shared: &[String],
+) -> Chunk {
     let damage_one_in = if options.clean { 0 } else { 500 };
-    let mut rng = fastrand::Rng::with_seed(options.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(k as u64));
+    let mut rng = fastrand::Rng::with_seed(
+        options
+            .seed
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .wrapping_add(k as u64),
+    );
     let mut out = Chunk {
         customer: Vec::with_capacity(count * 330),
         accelerometer: Vec::with_capacity(count * 85 * 80),
@@ -118,19 +163,31 @@ fn generate_chunk(options: SeedOptions, k: usize, first: usize, count: usize, sh
         lines: [0; 3],
     };
     // Older copies of the public data spell the accelerometer field `timeStamp`.
-    let time_key = if k % 4 == 3 && !options.clean { "timeStamp" } else { "timestamp" };
+    let time_key = if k % 4 == 3 && !options.clean {
+        "timeStamp"
+    } else {
+        "timestamp"
+    };
     let mut later_records = Vec::new();
     // (serial, session) of earlier customers sharing a serial, to overlap with.
     let mut shared_sessions: Vec<(usize, Session)> = Vec::new();
 
     for i in first..first + count {
-        let (first_name, last_name) = (FIRST[rng.usize(..FIRST.len())], LAST[rng.usize(..LAST.len())]);
+        let (first_name, last_name) = (
+            FIRST[rng.usize(..FIRST.len())],
+            LAST[rng.usize(..LAST.len())],
+        );
         let email = format!("{first_name}.{last_name}{i}@test.com");
         let birthday = match rng.u8(..10) {
             0 => "1399-01-01".to_string(),
             1 => "1900-01-01".to_string(),
             2 => format!("{}-01-01", rng.u16(900..1000)),
-            _ => format!("{}-{:02}-{:02}", rng.u16(1000..2005), rng.u8(1..13), rng.u8(1..29)),
+            _ => format!(
+                "{}-{:02}-{:02}",
+                rng.u16(1000..2005),
+                rng.u8(1..13),
+                rng.u8(1..29)
+            ),
         };
         let shared_index = (rng.u8(..100) < 35).then(|| rng.usize(..shared.len()));
         let serial = shared_index.map_or_else(|| uuid(&mut rng), |s| shared[s].clone());
@@ -149,7 +206,11 @@ fn generate_chunk(options: SeedOptions, k: usize, first: usize, count: usize, sh
         }
         if let Some(s) = shared_index {
             // Some customers of a reused serial ride together: ambiguous pairings.
-            if let Some((_, other)) = shared_sessions.iter().find(|(o, _)| *o == s).filter(|_| rng.u8(..100) < 25) {
+            if let Some((_, other)) = shared_sessions
+                .iter()
+                .find(|(o, _)| *o == s)
+                .filter(|_| rng.u8(..100) < 25)
+            {
                 session = *other;
             } else {
                 shared_sessions.push((s, session));
@@ -166,8 +227,16 @@ fn generate_chunk(options: SeedOptions, k: usize, first: usize, count: usize, sh
             registration,
             last_update: registration,
             research: consent.map_or(Share::Absent, Share::At),
-            public: if rng.bool() { Share::At(registration) } else { Share::Absent },
-            friends: if rng.bool() { Share::At(registration) } else { Share::Absent },
+            public: if rng.bool() {
+                Share::At(registration)
+            } else {
+                Share::Absent
+            },
+            friends: if rng.bool() {
+                Share::At(registration)
+            } else {
+                Share::Absent
+            },
         };
         let research = match record.research {
             // Optional fields are mostly absent, sometimes an explicit null.
@@ -192,26 +261,57 @@ fn generate_chunk(options: SeedOptions, k: usize, first: usize, count: usize, sh
             6..=7 => later_records.push(record.clone()),
             _ => {}
         }
-        emit(&mut out.customer, &mut out.lines[0], &mut rng, damage_one_in, |buf| record.write(buf));
+        emit(
+            &mut out.customer,
+            &mut out.lines[0],
+            &mut rng,
+            damage_one_in,
+            |buf| record.write(buf),
+        );
 
         if rng.u8(..100) < 92 {
             for j in 0..session.steps {
                 let t = session.start + j * session.interval;
-                emit(&mut out.step_trainer, &mut out.lines[2], &mut rng, damage_one_in, |buf| {
-                    write!(buf, r#"{{"sensorReadingTime":{t},"serialNumber":"{serial}","distanceFromObject":{}}}"#, rng_distance(t))
-                });
+                emit(
+                    &mut out.step_trainer,
+                    &mut out.lines[2],
+                    &mut rng,
+                    damage_one_in,
+                    |buf| {
+                        write!(
+                            buf,
+                            r#"{{"sensorReadingTime":{t},"serialNumber":"{serial}","distanceFromObject":{}}}"#,
+                            rng_distance(t)
+                        )
+                    },
+                );
                 // Each reading time repeats about three times in the accelerometer feed.
                 for _ in 0..[2, 3, 3, 4][rng.usize(..4)] {
                     let (x, y, z) = (axis(&mut rng), axis(&mut rng), axis(&mut rng));
-                    emit(&mut out.accelerometer, &mut out.lines[1], &mut rng, damage_one_in, |buf| {
-                        write!(buf, r#"{{"user":"{email}","{time_key}":{t},"x":{x:.1},"y":{y:.1},"z":{z:.1}}}"#)
-                    });
+                    emit(
+                        &mut out.accelerometer,
+                        &mut out.lines[1],
+                        &mut rng,
+                        damage_one_in,
+                        |buf| {
+                            write!(
+                                buf,
+                                r#"{{"user":"{email}","{time_key}":{t},"x":{x:.1},"y":{y:.1},"z":{z:.1}}}"#
+                            )
+                        },
+                    );
                 }
             }
         }
     }
     for record in later_records {
-        emit(&mut out.customer, &mut out.lines[0], &mut rng, damage_one_in, |buf| record.write(buf));
+        emit(
+            &mut out.customer,
+            &mut out.lines[0],
+            &mut rng,
+            damage_one_in,
+            |buf| record.write(buf),
+        );
     }
     out
 }
@@ -252,7 +352,11 @@ fn damage(buf: &mut Vec<u8>, start: usize, rng: &mut fastrand::Rng) {
         // A number sent as a string.
         1 => replace_first_number(&text).into_bytes(),
         // A required field dropped.
-        2 => text.replacen("\"serialNumber\"", "\"serial\"", 1).replacen("\"user\"", "\"usr\"", 1).replacen("\"email\"", "\"mail\"", 1).into_bytes(),
+        2 => text
+            .replacen("\"serialNumber\"", "\"serial\"", 1)
+            .replacen("\"user\"", "\"usr\"", 1)
+            .replacen("\"email\"", "\"mail\"", 1)
+            .into_bytes(),
         // A byte that is not UTF-8.
         3 => {
             let mut bytes = text.into_bytes();
@@ -263,7 +367,12 @@ fn damage(buf: &mut Vec<u8>, start: usize, rng: &mut fastrand::Rng) {
         // Not an object at all.
         4 => b"[\"not\", \"an\", \"object\"]".to_vec(),
         // A required field null.
-        _ => text.replacen("\"distanceFromObject\":", "\"distanceFromObject\":null,\"_was\":", 1)
+        _ => text
+            .replacen(
+                "\"distanceFromObject\":",
+                "\"distanceFromObject\":null,\"_was\":",
+                1,
+            )
             .replacen("\"x\":", "\"x\":null,\"_x\":", 1)
             .replacen("\"lastUpdateDate\":", "\"lastUpdateDate\":null,\"_l\":", 1)
             .into_bytes(),
@@ -278,7 +387,12 @@ fn replace_first_number(text: &str) -> String {
         if rest.starts_with(|c: char| c.is_ascii_digit() || c == '-') {
             let start = text.len() - rest.len();
             let end = rest.find([',', '}']).map_or(text.len(), |e| start + e);
-            return format!("{}\"{}\"{}", &text[..start], &text[start..end], &text[end..]);
+            return format!(
+                "{}\"{}\"{}",
+                &text[..start],
+                &text[start..end],
+                &text[end..]
+            );
         }
     }
     text.to_string()

@@ -9,7 +9,10 @@ fn rules(map: &std::collections::BTreeMap<String, u64>) -> String {
     if map.is_empty() {
         return "-".into();
     }
-    map.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
+    map.iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub fn render(report: &Report, report_location: &str) -> String {
@@ -18,7 +21,14 @@ pub fn render(report: &Report, report_location: &str) -> String {
 
     let mut tables = TextTable::new();
     tables.load_preset(presets::NOTHING).set_header([
-        "table", "zone", "rows", "snapshot", "seconds", "in", "quarantined", "dropped",
+        "table",
+        "zone",
+        "rows",
+        "snapshot",
+        "seconds",
+        "in",
+        "quarantined",
+        "dropped",
     ]);
     for t in &report.transitions {
         tables.add_row([
@@ -34,7 +44,10 @@ pub fn render(report: &Report, report_location: &str) -> String {
     }
     let _ = writeln!(out, "{tables}");
 
-    let _ = writeln!(out, "\nevery input row accounted for (in = kept + quarantined + dropped):");
+    let _ = writeln!(
+        out,
+        "\nevery input row accounted for (in = kept + quarantined + dropped):"
+    );
     for t in &report.transitions {
         let _ = writeln!(
             out,
@@ -47,7 +60,12 @@ pub fn render(report: &Report, report_location: &str) -> String {
             t.dropped.values().sum::<u64>(),
         );
         if !t.quarantined.is_empty() {
-            let _ = writeln!(out, "  {:<26}       quarantined: {}", "", rules(&t.quarantined));
+            let _ = writeln!(
+                out,
+                "  {:<26}       quarantined: {}",
+                "",
+                rules(&t.quarantined)
+            );
         }
         if !t.dropped.is_empty() {
             let _ = writeln!(out, "  {:<26}       dropped: {}", "", rules(&t.dropped));
@@ -60,7 +78,11 @@ pub fn render(report: &Report, report_location: &str) -> String {
             let by_rule = if c.by_rule.is_empty() {
                 "-".to_string()
             } else {
-                c.by_rule.iter().map(|(k, v)| format!("{k} {v:+}")).collect::<Vec<_>>().join(", ")
+                c.by_rule
+                    .iter()
+                    .map(|(k, v)| format!("{k} {v:+}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             };
             let _ = writeln!(
                 out,
@@ -77,7 +99,11 @@ pub fn render(report: &Report, report_location: &str) -> String {
     let _ = writeln!(
         out,
         "\nquality gate: {} ({passed}/{} checks passed)",
-        if report.passed { "PASSED, catalog switched" } else { "FAILED, nothing published" },
+        if report.passed {
+            "PASSED, catalog switched"
+        } else {
+            "FAILED, nothing published"
+        },
         report.checks.len()
     );
     for c in report.checks.iter().filter(|c| !c.passed) {

@@ -2,21 +2,28 @@
 //! machine_learning_curated). Reads this run's trusted snapshots, applies the
 //! policy's plan from `zones` and writes the curated snapshot (and, for the
 //! training table under strict, the quarantine of ambiguous readings). The
+//! training table is built time bucket by time bucket — readings only pair at
+//! equal times, so buckets are independent — writing one Parquet part per
+//! bucket, which bounds memory by a bucket's join rather than the whole. The
 //! local runner calls the same [`run`].
 //!
 //! Deliberately absent: catalog switches and environment reads.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
-use lakehouse::handler;
-use lakehouse::{Env, Error};
+use lakehouse::handler::{self, Produced};
+use lakehouse::{Env, Error, Store, tables};
 use polars::prelude::*;
-use zones::contract::{TaskError, TransitionRequest, TransitionResult};
-use zones::transitions::{self, Outcome, settle};
-use zones::{Policy, Table};
+use zones::contract::{TableRef, TaskError, TransitionRequest, TransitionResult};
+use zones::transitions::{self, settle};
+use zones::{Policy, PseudonymKey, Table, layout};
 
 /// The tables this function produces.
 pub const PRODUCES: [Table; 2] = [Table::CustomersCurated, Table::MachineLearningCurated];
+
+/// Step readings per time bucket of the training-table join.
+const STEP_ROWS_PER_BUCKET: usize = 200_000;
 
 pub fn run(env: &Env, request: &TransitionRequest) -> Result<TransitionResult, TaskError> {
     Ok(run_inner(env, request)?)
@@ -25,29 +32,150 @@ pub fn run(env: &Env, request: &TransitionRequest) -> Result<TransitionResult, T
 fn run_inner(env: &Env, request: &TransitionRequest) -> Result<TransitionResult, Error> {
     let started = Instant::now();
     let store = env.store.as_ref();
-    let produce = |policy: Policy, input: &dyn Fn(Table) -> lakehouse::Result<LazyFrame>| -> lakehouse::Result<Outcome> {
-        Ok(match request.transition {
-            Table::CustomersCurated => settle(transitions::customers_curated(
-                policy,
-                input(Table::CustomerTrusted)?,
-                input(Table::AccelerometerTrusted)?,
-            )?)?,
-            Table::MachineLearningCurated => transitions::machine_learning_curated(
-                policy,
-                input(Table::StepTrainerTrusted)?,
-                input(Table::AccelerometerTrusted)?,
-                input(Table::CustomersCurated)?,
-                &env.key,
-            )?,
-            other => return Err(Error::InvalidRequest(format!("trusted-to-curated does not produce `{other}`"))),
-        })
+    let strict = handler::wants_rubric_shadow(request);
+    let produced = match request.transition {
+        Table::CustomersCurated => {
+            let curate = |policy,
+                          input: &dyn Fn(Table) -> lakehouse::Result<LazyFrame>|
+             -> lakehouse::Result<_> {
+                Ok(settle(transitions::customers_curated(
+                    policy,
+                    input(Table::CustomerTrusted)?,
+                    input(Table::AccelerometerTrusted)?,
+                )?)?)
+            };
+            let outcome = curate(request.policy, &|t| handler::input(store, request, t))?;
+            let rubric = match strict {
+                true => Some(curate(Policy::Rubric, &|t| {
+                    handler::rubric_input(store, request, t)
+                })?),
+                false => None,
+            };
+            handler::write_outcome(store, request, outcome, rubric, None)?
+        }
+        Table::MachineLearningCurated => {
+            let inputs =
+                |input: &dyn Fn(Table) -> lakehouse::Result<LazyFrame>| -> lakehouse::Result<_> {
+                    Ok([
+                        input(Table::StepTrainerTrusted)?.collect()?,
+                        input(Table::AccelerometerTrusted)?.collect()?,
+                        input(Table::CustomersCurated)?.collect()?,
+                    ])
+                };
+            let prefix = layout::snapshot_prefix(Table::MachineLearningCurated, &request.run_id);
+            let main = inputs(&|t| handler::input(store, request, t))?;
+            let mut produced =
+                training_table(store, request, request.policy, &prefix, main, &env.key)?;
+            if strict {
+                let prefix =
+                    layout::rubric_shadow_prefix(&request.run_id, Table::MachineLearningCurated);
+                let shadow = inputs(&|t| handler::rubric_input(store, request, t))?;
+                let rubric =
+                    training_table(store, request, Policy::Rubric, &prefix, shadow, &env.key)?;
+                produced.rubric = Some((rubric.table, rubric.drops));
+            }
+            produced
+        }
+        other => {
+            return Err(Error::InvalidRequest(format!(
+                "trusted-to-curated does not produce `{other}`"
+            )));
+        }
     };
-    let outcome = produce(request.policy, &|t| handler::input(store, request, t))?;
-    let rubric = if handler::wants_rubric_shadow(request) {
-        Some(produce(Policy::Rubric, &|t| handler::rubric_input(store, request, t))?)
-    } else {
-        None
-    };
-    let produced = handler::write_outcome(store, request, outcome, rubric, None)?;
     handler::finish(store, request, started, produced)
+}
+
+/// Builds machine_learning_curated bucket by bucket of reading time, one part per bucket.
+fn training_table(
+    store: &dyn Store,
+    request: &TransitionRequest,
+    policy: Policy,
+    prefix: &str,
+    [steps, readings, customers]: [DataFrame; 3],
+    key: &PseudonymKey,
+) -> Result<Produced, Error> {
+    let in_bucket = |column: &str, (lo, hi): (i64, i64)| {
+        col(column).gt_eq(lit(lo)).and(col(column).lt(lit(hi)))
+    };
+    let mut total: Option<(TableRef, Produced)> = None;
+    for (n, bucket) in time_buckets(&steps)?.into_iter().enumerate() {
+        let mut outcome = transitions::machine_learning_curated(
+            policy,
+            steps
+                .clone()
+                .lazy()
+                .filter(in_bucket("sensorReadingTime", bucket)),
+            readings
+                .clone()
+                .lazy()
+                .filter(in_bucket("timestamp", bucket)),
+            customers.clone().lazy(),
+            key,
+        )?;
+        tables::write_part(store, prefix, n, &mut outcome.table)?;
+        let rows = outcome.table.height() as u64;
+        let schema = outcome.table.schema().clone();
+        let quarantine = outcome.quarantine.take();
+        match &mut total {
+            None => {
+                let table_ref = tables::table_ref(
+                    Table::MachineLearningCurated,
+                    prefix,
+                    &request.run_id,
+                    rows,
+                    &schema,
+                );
+                let produced = Produced {
+                    table: table_ref.clone(),
+                    input_rows: outcome.input_rows,
+                    kept_rows: outcome.kept_rows,
+                    drops: outcome.drops,
+                    quarantine: quarantine.map(|q| (Table::MachineLearningQuarantine, q)),
+                    rubric: None,
+                };
+                total = Some((table_ref, produced));
+            }
+            Some((table_ref, produced)) => {
+                table_ref.rows += rows;
+                produced.input_rows += outcome.input_rows;
+                produced.kept_rows += outcome.kept_rows;
+                add(&mut produced.drops, &outcome.drops);
+                if let (Some((_, all)), Some(more)) = (&mut produced.quarantine, quarantine) {
+                    all.vstack_mut_owned(more)?;
+                }
+            }
+        }
+    }
+    let (table_ref, mut produced) = total.expect("there is at least one bucket");
+    produced.table = table_ref;
+    Ok(produced)
+}
+
+fn add(into: &mut BTreeMap<String, u64>, from: &BTreeMap<String, u64>) {
+    for (rule, n) in from {
+        *into.entry(rule.clone()).or_default() += n;
+    }
+}
+
+/// Equal-width ranges `[lo, hi)` of reading time holding about
+/// STEP_ROWS_PER_BUCKET step readings each; one unbounded range when empty.
+fn time_buckets(steps: &DataFrame) -> Result<Vec<(i64, i64)>, Error> {
+    let times = steps.column("sensorReadingTime")?.i64()?;
+    let (Some(min), Some(max)) = (times.min(), times.max()) else {
+        return Ok(vec![(i64::MIN, i64::MAX)]);
+    };
+    let count = steps.height().div_ceil(STEP_ROWS_PER_BUCKET).max(1) as i64;
+    let width = ((max - min) / count).max(1) + 1;
+    Ok((0..count)
+        .map(|b| {
+            (
+                min + b * width,
+                if b == count - 1 {
+                    i64::MAX
+                } else {
+                    min + (b + 1) * width
+                },
+            )
+        })
+        .collect())
 }

@@ -25,12 +25,19 @@ pub struct Check {
 }
 
 fn check(name: impl Into<String>, sql: impl Into<String>) -> Check {
-    Check { name: name.into(), sql: sql.into(), expect: Expect::NoViolations }
+    Check {
+        name: name.into(),
+        sql: sql.into(),
+        expect: Expect::NoViolations,
+    }
 }
 
 /// The checks of a run under `policy`. Accounting checks compare the written
 /// tables with the counts the transitions reported (`results`).
-pub fn checks(policy: Policy, results: &std::collections::BTreeMap<Table, TransitionResult>) -> Vec<Check> {
+pub fn checks(
+    policy: Policy,
+    results: &std::collections::BTreeMap<Table, TransitionResult>,
+) -> Vec<Check> {
     let mut all = vec![
         check(
             "customer_trusted_has_consent",

@@ -45,8 +45,8 @@ impl fmt::Display for QuarantineReason {
 #[derive(Debug, Clone, PartialEq)]
 pub struct QuarantinedLine {
     pub source: String,
-    /// 1-based line number within the source object.
-    pub line: u64,
+    /// 1-based line number within the source object (none for rows of a table).
+    pub line: Option<u64>,
     pub reason: QuarantineReason,
     /// Human-readable detail naming the field, e.g. "field `timestamp`: invalid type: ...".
     pub detail: String,
@@ -69,8 +69,11 @@ pub struct ParsedObject {
 pub fn parse_object(dataset: Dataset, source: &str, bytes: &[u8]) -> ParsedObject {
     let schema = dataset.landing_schema();
     let estimate = bytes.len() / 64 + 1;
-    let mut builders: Vec<ColumnBuilder> =
-        schema.columns.iter().map(|c| ColumnBuilder::new(&c.name, c.ty, estimate)).collect();
+    let mut builders: Vec<ColumnBuilder> = schema
+        .columns
+        .iter()
+        .map(|c| ColumnBuilder::new(&c.name, c.ty, estimate))
+        .collect();
     let mut quarantined = Vec::new();
     let mut cells: Vec<Cell<'_>> = Vec::with_capacity(schema.columns.len());
     let mut lines = 0u64;
@@ -89,7 +92,7 @@ pub fn parse_object(dataset: Dataset, source: &str, bytes: &[u8]) -> ParsedObjec
             }
             Err((reason, detail)) => quarantined.push(QuarantinedLine {
                 source: source.to_string(),
-                line: index as u64 + 1,
+                line: Some(index as u64 + 1),
                 reason,
                 detail,
                 raw: String::from_utf8_lossy(line).into_owned(),
@@ -98,7 +101,11 @@ pub fn parse_object(dataset: Dataset, source: &str, bytes: &[u8]) -> ParsedObjec
     }
     let columns = builders.into_iter().map(ColumnBuilder::finish).collect();
     let rows = DataFrame::new_infer_height(columns).expect("columns built with equal lengths");
-    ParsedObject { rows, quarantined, lines }
+    ParsedObject {
+        rows,
+        quarantined,
+        lines,
+    }
 }
 
 /// An empty frame with the landing schema of `dataset`.
@@ -124,7 +131,13 @@ pub fn quarantine_frame(lines: &[QuarantinedLine]) -> DataFrame {
     };
     DataFrame::new_infer_height(vec![
         col_str("source", &|q| &q.source),
-        Column::new("line".into(), lines.iter().map(|q| q.line as i64).collect::<Vec<_>>()),
+        Column::new(
+            "line".into(),
+            lines
+                .iter()
+                .map(|q| q.line.map(|l| l as i64))
+                .collect::<Vec<_>>(),
+        ),
         col_str("reason", &|q| q.reason.as_str()),
         col_str("detail", &|q| &q.detail),
         col_str("raw", &|q| &q.raw),
@@ -134,15 +147,29 @@ pub fn quarantine_frame(lines: &[QuarantinedLine]) -> DataFrame {
 
 type LineError = (QuarantineReason, String);
 
-fn parse_line<'a>(schema: &LandingSchema, line: &'a [u8], cells: &mut Vec<Cell<'a>>) -> Result<(), LineError> {
+fn parse_line<'a>(
+    schema: &LandingSchema,
+    line: &'a [u8],
+    cells: &mut Vec<Cell<'a>>,
+) -> Result<(), LineError> {
     let text = std::str::from_utf8(line).map_err(|e| {
-        (QuarantineReason::InvalidUtf8, format!("not valid UTF-8 at byte {}", e.valid_up_to()))
+        (
+            QuarantineReason::InvalidUtf8,
+            format!("not valid UTF-8 at byte {}", e.valid_up_to()),
+        )
     })?;
     cells.clear();
     cells.resize(schema.columns.len(), Cell::Absent);
     let mut de = serde_json::Deserializer::from_str(text);
-    let mut state = RowState { schema, cells, saw_object: false, bad_field: None };
-    let parsed = (&mut de).deserialize_any(RowVisitor { state: &mut state }).and_then(|()| de.end());
+    let mut state = RowState {
+        schema,
+        cells,
+        saw_object: false,
+        bad_field: None,
+    };
+    let parsed = (&mut de)
+        .deserialize_any(RowVisitor { state: &mut state })
+        .and_then(|()| de.end());
     if let Err(e) = parsed {
         let reason = match e.classify() {
             serde_json::error::Category::Data if !state.saw_object => QuarantineReason::NotAnObject,
@@ -159,10 +186,16 @@ fn parse_line<'a>(schema: &LandingSchema, line: &'a [u8], cells: &mut Vec<Cell<'
         if !column.optional {
             match cell {
                 Cell::Absent => {
-                    return Err((QuarantineReason::MissingField, format!("field `{}` is missing", column.name)));
+                    return Err((
+                        QuarantineReason::MissingField,
+                        format!("field `{}` is missing", column.name),
+                    ));
                 }
                 Cell::Null => {
-                    return Err((QuarantineReason::MissingField, format!("field `{}` is null", column.name)));
+                    return Err((
+                        QuarantineReason::MissingField,
+                        format!("field `{}` is null", column.name),
+                    ));
                 }
                 _ => {}
             }
@@ -204,19 +237,28 @@ impl<'de> Visitor<'de> for RowVisitor<'_, '_, '_, 'de> {
         while let Some(key) = map.next_key::<StrCow<'de>>()? {
             // Keys match case-insensitively, as Athena's OpenX JSON SerDe does:
             // `timeStamp` in older accelerometer files is `timestamp`.
-            let Some(index) = state.schema.columns.iter().position(|c| c.name.eq_ignore_ascii_case(&key.0))
+            let Some(index) = state
+                .schema
+                .columns
+                .iter()
+                .position(|c| c.name.eq_ignore_ascii_case(&key.0))
             else {
                 map.next_value::<IgnoredAny>()?;
                 continue;
             };
             let column = &state.schema.columns[index];
             let value = match column.ty {
-                ColumnType::String => map.next_value::<Option<StrCow<'de>>>().map(|v| v.map(|s| Cell::Str(s.0))),
+                ColumnType::String => map
+                    .next_value::<Option<StrCow<'de>>>()
+                    .map(|v| v.map(|s| Cell::Str(s.0))),
                 ColumnType::BigInt => map.next_value::<Option<i64>>().map(|v| v.map(Cell::Int)),
                 ColumnType::Int => match map.next_value::<Option<i64>>() {
                     Ok(Some(v)) if i32::try_from(v).is_err() => {
                         state.bad_field = Some(column.name.clone());
-                        return Err(de::Error::invalid_value(de::Unexpected::Signed(v), &"a 32-bit integer"));
+                        return Err(de::Error::invalid_value(
+                            de::Unexpected::Signed(v),
+                            &"a 32-bit integer",
+                        ));
                     }
                     other => other.map(|v| v.map(Cell::Int)),
                 },

@@ -108,7 +108,9 @@ impl Table {
             CustomerLanding | AccelerometerLanding | StepTrainerLanding => Zone::Landing,
             CustomerTrusted | AccelerometerTrusted | StepTrainerTrusted => Zone::Trusted,
             CustomersCurated | MachineLearningCurated => Zone::Curated,
-            CustomerQuarantine | AccelerometerQuarantine | StepTrainerQuarantine
+            CustomerQuarantine
+            | AccelerometerQuarantine
+            | StepTrainerQuarantine
             | MachineLearningQuarantine => Zone::Quarantine,
         }
     }
@@ -118,7 +120,9 @@ impl Table {
         use Table::*;
         match self {
             CustomerLanding | CustomerTrusted | CustomersCurated | CustomerQuarantine => "customer",
-            AccelerometerLanding | AccelerometerTrusted | AccelerometerQuarantine => "accelerometer",
+            AccelerometerLanding | AccelerometerTrusted | AccelerometerQuarantine => {
+                "accelerometer"
+            }
             StepTrainerLanding | StepTrainerTrusted | StepTrainerQuarantine => "step_trainer",
             MachineLearningCurated | MachineLearningQuarantine => "machine_learning",
         }

@@ -19,7 +19,9 @@ pub mod report;
 pub mod schema;
 pub mod transitions;
 
-pub use contract::{ErrorName, GateRequest, GateResult, TableRef, TaskError, TransitionRequest, TransitionResult};
+pub use contract::{
+    ErrorName, GateRequest, GateResult, TableRef, TaskError, TransitionRequest, TransitionResult,
+};
 pub use layout::{Table, Zone};
 pub use policy::Policy;
 pub use pseudonym::PseudonymKey;

@@ -37,7 +37,9 @@ impl FromStr for Policy {
         match s {
             "strict" => Ok(Policy::Strict),
             "rubric" => Ok(Policy::Rubric),
-            other => Err(format!("unknown policy `{other}` (expected `strict` or `rubric`)")),
+            other => Err(format!(
+                "unknown policy `{other}` (expected `strict` or `rubric`)"
+            )),
         }
     }
 }

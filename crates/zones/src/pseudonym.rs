@@ -20,7 +20,8 @@ impl PseudonymKey {
 
     /// Lower-case hex HMAC-SHA256 of `value`.
     pub fn pseudonym(&self, value: &str) -> String {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes keys of any length");
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes keys of any length");
         mac.update(value.as_bytes());
         hex::encode(mac.finalize().into_bytes())
     }

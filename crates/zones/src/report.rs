@@ -37,6 +37,8 @@ pub struct TransitionLine {
     /// `input_rows == kept_rows + quarantined + dropped`.
     pub accounted: bool,
     pub seconds: f64,
+    /// The process's peak resident set when the transition finished.
+    pub peak_rss_mib: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,7 +55,9 @@ impl Report {
         let mut transitions = Vec::new();
         let mut rubric_comparison = Vec::new();
         for table in Table::PRODUCED {
-            let Some(r) = request.results.get(&table) else { continue };
+            let Some(r) = request.results.get(&table) else {
+                continue;
+            };
             let quarantined: u64 = r.quarantined.values().sum();
             let dropped: u64 = r.dropped.values().sum();
             transitions.push(TransitionLine {
@@ -68,6 +72,7 @@ impl Report {
                 dropped: r.dropped.clone(),
                 accounted: r.input_rows == r.kept_rows + quarantined + dropped,
                 seconds: r.seconds,
+                peak_rss_mib: r.peak_rss_mib,
             });
             if let Some(rubric) = &r.rubric {
                 let mut by_rule: BTreeMap<String, i64> = BTreeMap::new();
@@ -92,7 +97,11 @@ impl Report {
                 });
             }
         }
-        let peak_rss_mib = request.results.values().filter_map(|r| r.peak_rss_mib).reduce(f64::max);
+        let peak_rss_mib = request
+            .results
+            .values()
+            .filter_map(|r| r.peak_rss_mib)
+            .reduce(f64::max);
         Report {
             run_id: request.run_id.clone(),
             policy: request.policy,

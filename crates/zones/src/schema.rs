@@ -18,7 +18,11 @@ pub enum Dataset {
 }
 
 impl Dataset {
-    pub const ALL: [Dataset; 3] = [Dataset::Customer, Dataset::Accelerometer, Dataset::StepTrainer];
+    pub const ALL: [Dataset; 3] = [
+        Dataset::Customer,
+        Dataset::Accelerometer,
+        Dataset::StepTrainer,
+    ];
 
     /// Folder name under the warehouse root, as in the public starter data.
     pub fn dir(self) -> &'static str {
@@ -43,7 +47,9 @@ impl Dataset {
     pub fn ddl(self) -> &'static str {
         match self {
             Dataset::Customer => include_str!("../../../infra/athena/customer_landing.sql"),
-            Dataset::Accelerometer => include_str!("../../../infra/athena/accelerometer_landing.sql"),
+            Dataset::Accelerometer => {
+                include_str!("../../../infra/athena/accelerometer_landing.sql")
+            }
             Dataset::StepTrainer => include_str!("../../../infra/athena/step_trainer_landing.sql"),
         }
     }
@@ -136,7 +142,9 @@ impl LandingSchema {
             .ok_or("no table name")?
             .trim_matches('`')
             .to_string();
-        let close = body.find("\n)").ok_or("column list is not closed by a line `)`")?;
+        let close = body
+            .find("\n)")
+            .ok_or("column list is not closed by a line `)`")?;
         let mut columns = Vec::new();
         for line in body[open + 1..close].lines() {
             let line = line.trim().trim_end_matches(',');
@@ -144,8 +152,14 @@ impl LandingSchema {
                 continue;
             }
             let mut words = line.split_whitespace();
-            let name = words.next().ok_or("empty column line")?.trim_matches('`').to_string();
-            let ty_word = words.next().ok_or_else(|| format!("column `{name}` has no type"))?;
+            let name = words
+                .next()
+                .ok_or("empty column line")?
+                .trim_matches('`')
+                .to_string();
+            let ty_word = words
+                .next()
+                .ok_or_else(|| format!("column `{name}` has no type"))?;
             let ty = ColumnType::parse(ty_word)
                 .ok_or_else(|| format!("column `{name}` has unsupported type `{ty_word}`"))?;
             let rest = words.collect::<Vec<_>>().join(" ");

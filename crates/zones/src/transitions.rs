@@ -16,7 +16,14 @@ const DROP: &str = "_drop";
 const CONSENT: &str = "shareWithResearchAsOfDate";
 
 /// Columns machine_learning_curated must never carry under strict.
-pub const IDENTIFIER_COLUMNS: [&str; 6] = ["email", "user", "customerName", "phone", "birthDay", "serialNumber"];
+pub const IDENTIFIER_COLUMNS: [&str; 6] = [
+    "email",
+    "user",
+    "customerName",
+    "phone",
+    "birthDay",
+    "serialNumber",
+];
 
 /// What a transition produced.
 #[derive(Debug, Clone)]
@@ -38,11 +45,17 @@ fn null_str() -> Expr {
 }
 
 fn left_join() -> JoinArgs {
-    JoinArgs { maintain_order: MaintainOrderJoin::Left, ..JoinArgs::new(JoinType::Left) }
+    JoinArgs {
+        maintain_order: MaintainOrderJoin::Left,
+        ..JoinArgs::new(JoinType::Left)
+    }
 }
 
 fn inner_join() -> JoinArgs {
-    JoinArgs { maintain_order: MaintainOrderJoin::LeftRight, ..JoinArgs::new(JoinType::Inner) }
+    JoinArgs {
+        maintain_order: MaintainOrderJoin::LeftRight,
+        ..JoinArgs::new(JoinType::Inner)
+    }
 }
 
 /// Collects an annotated plan and splits kept rows from dropped ones.
@@ -57,23 +70,35 @@ fn split(df: DataFrame) -> PolarsResult<Outcome> {
         *drops.entry(rule.to_string()).or_insert(0u64) += 1;
     }
     let table = df.filter(&drop_column.is_null())?.drop(DROP)?;
-    Ok(Outcome { input_rows: df.height() as u64, kept_rows: table.height() as u64, table, quarantine: None, drops })
+    Ok(Outcome {
+        input_rows: df.height() as u64,
+        kept_rows: table.height() as u64,
+        table,
+        quarantine: None,
+        drops,
+    })
 }
 
 /// 1. customer_landing -> customer_trusted.
 pub fn customer_trusted(policy: Policy, landing: LazyFrame) -> LazyFrame {
     let no_consent = col(CONSENT).is_null();
     match policy {
-        Policy::Rubric => {
-            landing.with_column(when(no_consent).then(lit(rule::NO_RESEARCH_CONSENT)).otherwise(null_str()).alias(DROP))
-        }
+        Policy::Rubric => landing.with_column(
+            when(no_consent)
+                .then(lit(rule::NO_RESEARCH_CONSENT))
+                .otherwise(null_str())
+                .alias(DROP),
+        ),
         Policy::Strict => {
             // One row per email: the record with the latest lastUpdateDate wins
             // (ties: the later line); it is kept only if it carries consent, so
             // a later record without consent revokes an earlier one.
             let rows = landing.with_row_index("_row", None);
             let latest = rows.clone().group_by([col("email")]).agg([col("_row")
-                .sort_by([col("lastUpdateDate"), col("_row")], SortMultipleOptions::default())
+                .sort_by(
+                    [col("lastUpdateDate"), col("_row")],
+                    SortMultipleOptions::default(),
+                )
                 .last()
                 .alias("_latest")]);
             rows.join(latest, [col("email")], [col("email")], left_join())
@@ -91,7 +116,11 @@ pub fn customer_trusted(policy: Policy, landing: LazyFrame) -> LazyFrame {
 }
 
 /// 2. accelerometer_landing + customer_trusted -> accelerometer_trusted.
-pub fn accelerometer_trusted(policy: Policy, landing: LazyFrame, customer_trusted: LazyFrame) -> LazyFrame {
+pub fn accelerometer_trusted(
+    policy: Policy,
+    landing: LazyFrame,
+    customer_trusted: LazyFrame,
+) -> LazyFrame {
     // Under strict, customer_trusted holds one row per email; under rubric
     // duplicates are possible, so take each email's earliest consent.
     let consents = customer_trusted
@@ -100,14 +129,18 @@ pub fn accelerometer_trusted(policy: Policy, landing: LazyFrame, customer_truste
     let joined = landing.join(consents, [col("user")], [col("email")], left_join());
     let unknown = col("_consent").is_null();
     let annotation = match policy {
-        Policy::Rubric => when(unknown).then(lit(rule::USER_NOT_TRUSTED)).otherwise(null_str()),
+        Policy::Rubric => when(unknown)
+            .then(lit(rule::USER_NOT_TRUSTED))
+            .otherwise(null_str()),
         Policy::Strict => when(unknown)
             .then(lit(rule::USER_NOT_TRUSTED))
             .when(col("timestamp").lt(col("_consent")))
             .then(lit(rule::BEFORE_CONSENT))
             .otherwise(null_str()),
     };
-    joined.with_column(annotation.alias(DROP)).drop(cols(["_consent"]))
+    joined
+        .with_column(annotation.alias(DROP))
+        .drop(cols(["_consent"]))
 }
 
 /// 3. customer_trusted + accelerometer_trusted -> customers_curated.
@@ -142,22 +175,35 @@ pub fn customers_curated(
 }
 
 /// 4. step_trainer_landing + customers_curated -> step_trainer_trusted.
-pub fn step_trainer_trusted(policy: Policy, landing: LazyFrame, customers_curated: LazyFrame) -> LazyFrame {
+pub fn step_trainer_trusted(
+    policy: Policy,
+    landing: LazyFrame,
+    customers_curated: LazyFrame,
+) -> LazyFrame {
     // The earliest consent among the curated customers owning each serial.
     let serials = customers_curated
         .group_by([col("serialNumber")])
         .agg([col(CONSENT).min().alias("_consent")]);
-    let joined = landing.join(serials, [col("serialNumber")], [col("serialNumber")], left_join());
+    let joined = landing.join(
+        serials,
+        [col("serialNumber")],
+        [col("serialNumber")],
+        left_join(),
+    );
     let unknown = col("_consent").is_null();
     let annotation = match policy {
-        Policy::Rubric => when(unknown).then(lit(rule::SERIAL_NOT_CURATED)).otherwise(null_str()),
+        Policy::Rubric => when(unknown)
+            .then(lit(rule::SERIAL_NOT_CURATED))
+            .otherwise(null_str()),
         Policy::Strict => when(unknown)
             .then(lit(rule::SERIAL_NOT_CURATED))
             .when(col("sensorReadingTime").lt(col("_consent")))
             .then(lit(rule::BEFORE_CONSENT))
             .otherwise(null_str()),
     };
-    joined.with_column(annotation.alias(DROP)).drop(cols(["_consent"]))
+    joined
+        .with_column(annotation.alias(DROP))
+        .drop(cols(["_consent"]))
 }
 
 /// 5. step_trainer_trusted + accelerometer_trusted (+ customers_curated under
@@ -177,7 +223,12 @@ pub fn machine_learning_curated(
                 .unique(None, UniqueKeepStrategy::Any)
                 .with_column(lit(true).alias("_seen"));
             let annotated = step_trainer_trusted
-                .join(times, [col("sensorReadingTime")], [col("timestamp")], left_join())
+                .join(
+                    times,
+                    [col("sensorReadingTime")],
+                    [col("timestamp")],
+                    left_join(),
+                )
                 .with_column(
                     when(col("_seen").is_null())
                         .then(lit(rule::NO_READING_AT_TIME))
@@ -189,7 +240,12 @@ pub fn machine_learning_curated(
             outcome.table = outcome
                 .table
                 .lazy()
-                .join(accelerometer_trusted, [col("sensorReadingTime")], [col("timestamp")], inner_join())
+                .join(
+                    accelerometer_trusted,
+                    [col("sensorReadingTime")],
+                    [col("timestamp")],
+                    inner_join(),
+                )
                 .select([
                     col("sensorReadingTime"),
                     col("serialNumber"),
@@ -205,7 +261,12 @@ pub fn machine_learning_curated(
             outcome.quarantine = Some(quarantine_frame(&[]));
             Ok(outcome)
         }
-        Policy::Strict => strict_machine_learning(step_trainer_trusted, accelerometer_trusted, customers_curated, key),
+        Policy::Strict => strict_machine_learning(
+            step_trainer_trusted,
+            accelerometer_trusted,
+            customers_curated,
+            key,
+        ),
     }
 }
 
@@ -223,14 +284,18 @@ fn strict_machine_learning(
         col("email")
             .map(
                 move |c: Column| {
-                    let out: StringChunked = c.str()?.iter().map(|e| e.map(|e| key.pseudonym(e))).collect();
+                    let out: StringChunked = c
+                        .str()?
+                        .iter()
+                        .map(|e| e.map(|e| key.pseudonym(e)))
+                        .collect();
                     Ok(out.into_column())
                 },
                 |_, field| Ok(Field::new(field.name().clone(), DataType::String)),
             )
             .alias("customerKey"),
     ]);
-    let steps = step_trainer_trusted.with_row_index("_step", None);
+    let steps = step_trainer_trusted;
     // Confirmations: a curated customer's accelerometer reading at a time on or
     // after their consent, keyed by their serial. A step reading's candidates
     // are the customers with its serial who had consented by then; those
@@ -264,10 +329,15 @@ fn strict_machine_learning(
                 .alias(DROP),
         );
     let df = annotated.collect()?;
-    let ambiguous_mask = df.column(DROP)?.str()?.equal(QuarantineReason::AmbiguousCustomer.as_str());
+    let ambiguous_mask = df
+        .column(DROP)?
+        .str()?
+        .equal(QuarantineReason::AmbiguousCustomer.as_str());
     let ambiguous = df.filter(&ambiguous_mask)?;
     let mut outcome = split(df)?;
-    outcome.drops.remove(QuarantineReason::AmbiguousCustomer.as_str());
+    outcome
+        .drops
+        .remove(QuarantineReason::AmbiguousCustomer.as_str());
     outcome.quarantine = Some(ambiguous_quarantine(&ambiguous)?);
     // One output row per accelerometer reading of the confirmed customer.
     outcome.table = outcome
@@ -293,7 +363,6 @@ fn strict_machine_learning(
 
 /// Step readings that several candidate customers could explain, as quarantine rows.
 fn ambiguous_quarantine(ambiguous: &DataFrame) -> PolarsResult<DataFrame> {
-    let steps = ambiguous.column("_step")?.cast(&DataType::Int64)?;
     let matches = ambiguous.column("_matches")?.cast(&DataType::Int64)?;
     let times = ambiguous.column("sensorReadingTime")?.i64()?.clone();
     let serials = ambiguous.column("serialNumber")?.str()?.clone();
@@ -306,7 +375,7 @@ fn ambiguous_quarantine(ambiguous: &DataFrame) -> PolarsResult<DataFrame> {
         });
         lines.push(QuarantinedLine {
             source: crate::layout::Table::StepTrainerTrusted.name().to_string(),
-            line: steps.i64()?.get(i).unwrap_or_default() as u64 + 1,
+            line: None,
             reason: QuarantineReason::AmbiguousCustomer,
             detail: format!(
                 "{} candidate customers with serial {} have an accelerometer reading at {}",

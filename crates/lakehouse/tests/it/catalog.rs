@@ -24,14 +24,38 @@ fn publish_switches_all_entries_and_bumps_the_version() {
     let store = LocalStore::new(dir.path());
     let catalog = LocalCatalog::new(&store);
     assert_eq!(catalog.load().unwrap().version, 0);
-    let v1 = catalog.publish(0, vec![entry(Table::CustomerTrusted, "r1"), entry(Table::CustomersCurated, "r1")]).unwrap();
+    let v1 = catalog
+        .publish(
+            0,
+            vec![
+                entry(Table::CustomerTrusted, "r1"),
+                entry(Table::CustomersCurated, "r1"),
+            ],
+        )
+        .unwrap();
     assert_eq!(v1, 1);
-    let v2 = catalog.publish(1, vec![entry(Table::CustomerTrusted, "r2")]).unwrap();
+    let v2 = catalog
+        .publish(1, vec![entry(Table::CustomerTrusted, "r2")])
+        .unwrap();
     assert_eq!(v2, 2);
     let state = catalog.load().unwrap();
-    assert_eq!(state.get(Table::CustomerTrusted).unwrap().table.snapshot, "r2");
-    assert_eq!(state.get(Table::CustomersCurated).unwrap().table.snapshot, "r1", "untouched entries stay");
-    assert!(store.list("_catalog/").unwrap().iter().all(|o| !o.key.ends_with(".lock")), "lock released");
+    assert_eq!(
+        state.get(Table::CustomerTrusted).unwrap().table.snapshot,
+        "r2"
+    );
+    assert_eq!(
+        state.get(Table::CustomersCurated).unwrap().table.snapshot,
+        "r1",
+        "untouched entries stay"
+    );
+    assert!(
+        store
+            .list("_catalog/")
+            .unwrap()
+            .iter()
+            .all(|o| !o.key.ends_with(".lock")),
+        "lock released"
+    );
 }
 
 #[test]
@@ -42,11 +66,36 @@ fn two_publishers_racing_cannot_silently_overwrite() {
     let (first, second) = (LocalCatalog::new(&store), LocalCatalog::new(&store));
     let seen_by_first = first.load().unwrap().version;
     let seen_by_second = second.load().unwrap().version;
-    first.publish(seen_by_first, vec![entry(Table::CustomerTrusted, "first")]).unwrap();
-    let err = second.publish(seen_by_second, vec![entry(Table::CustomerTrusted, "second")]).unwrap_err();
-    assert!(matches!(err, Error::CatalogConflict { expected: 0, found: 1 }), "{err}");
+    first
+        .publish(seen_by_first, vec![entry(Table::CustomerTrusted, "first")])
+        .unwrap();
+    let err = second
+        .publish(
+            seen_by_second,
+            vec![entry(Table::CustomerTrusted, "second")],
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::CatalogConflict {
+                expected: 0,
+                found: 1
+            }
+        ),
+        "{err}"
+    );
     assert_eq!(err.name(), ErrorName::PublishConflict);
-    assert_eq!(first.load().unwrap().get(Table::CustomerTrusted).unwrap().table.snapshot, "first");
+    assert_eq!(
+        first
+            .load()
+            .unwrap()
+            .get(Table::CustomerTrusted)
+            .unwrap()
+            .table
+            .snapshot,
+        "first"
+    );
 }
 
 #[test]
@@ -54,7 +103,9 @@ fn a_held_lock_is_a_transient_error() {
     let dir = tempfile::tempdir().unwrap();
     let store = LocalStore::new(dir.path());
     store.put("_catalog/catalog.lock", b"4242").unwrap();
-    let err = LocalCatalog::new(&store).publish(0, vec![entry(Table::CustomerTrusted, "r")]).unwrap_err();
+    let err = LocalCatalog::new(&store)
+        .publish(0, vec![entry(Table::CustomerTrusted, "r")])
+        .unwrap_err();
     assert_eq!(err.name(), ErrorName::Transient);
     assert_eq!(LocalCatalog::new(&store).load().unwrap().version, 0);
 }

@@ -6,10 +6,17 @@ fn list_is_sorted_recursive_and_skips_hidden_temporaries() {
     let store = LocalStore::new(dir.path());
     store.put("customer/landing/b.json", b"2").unwrap();
     store.put("customer/landing/a.json", b"1").unwrap();
-    store.put("customer/trusted/s1/part-00000.parquet", b"p").unwrap();
+    store
+        .put("customer/trusted/s1/part-00000.parquet", b"p")
+        .unwrap();
     std::fs::write(dir.path().join("customer/landing/.a.json.1.tmp"), b"half").unwrap();
 
-    let keys: Vec<_> = store.list("customer/").unwrap().into_iter().map(|o| (o.key, o.size)).collect();
+    let keys: Vec<_> = store
+        .list("customer/")
+        .unwrap()
+        .into_iter()
+        .map(|o| (o.key, o.size))
+        .collect();
     assert_eq!(
         keys,
         [

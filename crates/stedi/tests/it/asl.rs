@@ -13,16 +13,25 @@ struct Fake<F: Fn(&str, &Value, usize) -> Result<Value, Failure>> {
 impl<F: Fn(&str, &Value, usize) -> Result<Value, Failure>> Invoker for Fake<F> {
     fn invoke(&self, resource: &str, input: Value) -> Result<Value, Failure> {
         let n = self.calls.borrow().len();
-        self.calls.borrow_mut().push((resource.to_string(), input.clone()));
+        self.calls
+            .borrow_mut()
+            .push((resource.to_string(), input.clone()));
         (self.answer)(resource, &input, n)
     }
 }
 
 fn fake<F: Fn(&str, &Value, usize) -> Result<Value, Failure>>(answer: F) -> Fake<F> {
-    Fake { answer, calls: RefCell::new(Vec::new()) }
+    Fake {
+        answer,
+        calls: RefCell::new(Vec::new()),
+    }
 }
 
-fn execute(definition: Value, input: Value, invoker: &dyn Invoker) -> (Result<Value, Failure>, Vec<Event>) {
+fn execute(
+    definition: Value,
+    input: Value,
+    invoker: &dyn Invoker,
+) -> (Result<Value, Failure>, Vec<Event>) {
     let events = RefCell::new(Vec::new());
     let observer = |e: &Event| events.borrow_mut().push(e.clone());
     let interpreter = Interpreter::new(invoker, &observer);
@@ -31,7 +40,10 @@ fn execute(definition: Value, input: Value, invoker: &dyn Invoker) -> (Result<Va
 }
 
 fn transient(n: &str) -> Failure {
-    Failure { error: "Stedi.Transient".into(), cause: format!("hiccup {n}") }
+    Failure {
+        error: "Stedi.Transient".into(),
+        cause: format!("hiccup {n}"),
+    }
 }
 
 #[test]
@@ -59,16 +71,29 @@ fn tasks_pass_data_through_parameters_and_result_paths() {
         "${A}" => Ok(json!({ "rows": 7, "noise": true, "echo": input })),
         _ => Ok(json!({ "got": input["prev"] })),
     });
-    let (result, events) = execute(definition, json!({ "run_id": "r1", "policy": "strict" }), &invoker);
-    assert_eq!(result.unwrap(), json!({ "first": { "rows": 7 }, "second": { "got": 7 } }));
+    let (result, events) = execute(
+        definition,
+        json!({ "run_id": "r1", "policy": "strict" }),
+        &invoker,
+    );
+    assert_eq!(
+        result.unwrap(),
+        json!({ "first": { "rows": 7 }, "second": { "got": 7 } })
+    );
     assert_eq!(
         invoker.calls.borrow()[0],
-        ("${A}".to_string(), json!({ "id": "r1", "fixed": "x", "nested": { "p": "strict" } }))
+        (
+            "${A}".to_string(),
+            json!({ "id": "r1", "fixed": "x", "nested": { "p": "strict" } })
+        )
     );
-    let done: Vec<_> = events.iter().filter_map(|e| match e {
-        Event::Succeeded { state, .. } => Some(state.as_str()),
-        _ => None,
-    }).collect();
+    let done: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Succeeded { state, .. } => Some(state.as_str()),
+            _ => None,
+        })
+        .collect();
     assert_eq!(done, ["First", "Second"]);
 }
 
@@ -85,15 +110,31 @@ fn retry_backs_off_then_succeeds() {
             "End": true
         } }
     });
-    let invoker = fake(|_, _, n| if n < 3 { Err(transient(&n.to_string())) } else { Ok(json!("ok")) });
+    let invoker = fake(|_, _, n| {
+        if n < 3 {
+            Err(transient(&n.to_string()))
+        } else {
+            Ok(json!("ok"))
+        }
+    });
     let (result, events) = execute(definition, json!({}), &invoker);
     assert_eq!(result.unwrap(), json!("ok"));
-    let delays: Vec<Duration> = events.iter().filter_map(|e| match e {
-        Event::Retrying { delay, .. } => Some(*delay),
-        _ => None,
-    }).collect();
+    let delays: Vec<Duration> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Retrying { delay, .. } => Some(*delay),
+            _ => None,
+        })
+        .collect();
     // 0.004, 0.008 capped at 0.006, 0.016 capped at 0.006.
-    assert_eq!(delays, [Duration::from_millis(4), Duration::from_millis(6), Duration::from_millis(6)]);
+    assert_eq!(
+        delays,
+        [
+            Duration::from_millis(4),
+            Duration::from_millis(6),
+            Duration::from_millis(6)
+        ]
+    );
     assert_eq!(invoker.calls.borrow().len(), 4);
 }
 
@@ -117,17 +158,34 @@ fn exhausted_retries_fall_to_catch_and_fail_records_the_cause() {
     });
     let invoker = fake(|_, _, n| Err(transient(&n.to_string())));
     let (result, _) = execute(definition, json!({ "run_id": "r" }), &invoker);
-    assert_eq!(result.unwrap_err(), Failure { error: "Stedi.Transient".into(), cause: "hiccup 2".into() });
+    assert_eq!(
+        result.unwrap_err(),
+        Failure {
+            error: "Stedi.Transient".into(),
+            cause: "hiccup 2".into()
+        }
+    );
     assert_eq!(invoker.calls.borrow().len(), 3, "one try and two retries");
 }
 
 #[test]
 fn uncaught_errors_fail_the_execution() {
     let definition = json!({ "StartAt": "T", "States": { "T": { "Type": "Task", "Resource": "${A}", "End": true } } });
-    let invoker = fake(|_, _, _| Err(Failure { error: "Stedi.InvalidInput".into(), cause: "no landing data".into() }));
+    let invoker = fake(|_, _, _| {
+        Err(Failure {
+            error: "Stedi.InvalidInput".into(),
+            cause: "no landing data".into(),
+        })
+    });
     let (result, events) = execute(definition, json!({}), &invoker);
     assert_eq!(result.unwrap_err().error, "Stedi.InvalidInput");
-    assert_eq!(events.last(), Some(&Event::Failed { state: "T".into(), error: "Stedi.InvalidInput".into() }));
+    assert_eq!(
+        events.last(),
+        Some(&Event::Failed {
+            state: "T".into(),
+            error: "Stedi.InvalidInput".into()
+        })
+    );
 }
 
 #[test]
@@ -194,5 +252,8 @@ fn missing_paths_are_runtime_errors() {
     let (result, _) = execute(definition, json!({}), &invoker);
     let failure = result.unwrap_err();
     assert_eq!(failure.error, "States.Runtime");
-    assert_eq!(failure.cause, "path `$.absent` does not select exactly one value of the input");
+    assert_eq!(
+        failure.cause,
+        "path `$.absent` does not select exactly one value of the input"
+    );
 }

@@ -4,10 +4,16 @@ fn files(root: &std::path::Path) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     for dataset in ["customer", "accelerometer", "step_trainer"] {
         let dir = root.join(dataset).join("landing");
-        let mut names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         names.sort();
         for path in names {
-            out.push((path.strip_prefix(root).unwrap().display().to_string(), std::fs::read(&path).unwrap()));
+            out.push((
+                path.strip_prefix(root).unwrap().display().to_string(),
+                std::fs::read(&path).unwrap(),
+            ));
         }
     }
     out
@@ -15,8 +21,16 @@ fn files(root: &std::path::Path) -> Vec<(String, Vec<u8>)> {
 
 #[test]
 fn same_seed_same_bytes_other_seed_other_bytes() {
-    let (a, b, c) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let options = SeedOptions { customers: 2500, seed: 7, clean: false };
+    let (a, b, c) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let options = SeedOptions {
+        customers: 2500,
+        seed: 7,
+        clean: false,
+    };
     let written = seed(a.path(), options).unwrap();
     seed(b.path(), options).unwrap();
     seed(c.path(), SeedOptions { seed: 8, ..options }).unwrap();
@@ -30,24 +44,54 @@ fn same_seed_same_bytes_other_seed_other_bytes() {
 #[test]
 fn generated_data_has_the_known_defects() {
     let dir = tempfile::tempdir().unwrap();
-    seed(dir.path(), SeedOptions { customers: 4000, seed: 1, clean: false }).unwrap();
+    seed(
+        dir.path(),
+        SeedOptions {
+            customers: 4000,
+            seed: 1,
+            clean: false,
+        },
+    )
+    .unwrap();
     let all = files(dir.path());
     let text = |prefix: &str| -> String {
-        all.iter().filter(|(n, _)| n.starts_with(prefix)).map(|(_, b)| String::from_utf8_lossy(b).into_owned()).collect()
+        all.iter()
+            .filter(|(n, _)| n.starts_with(prefix))
+            .map(|(_, b)| String::from_utf8_lossy(b).into_owned())
+            .collect()
     };
     let customers = text("customer/");
     let accelerometer = text("accelerometer/");
     assert!(customers.contains("\"birthDay\": \"1399-01-01\""));
     assert!(customers.contains("\"birthDay\": \"1900-01-01\""));
-    assert!(customers.lines().any(|l| !l.contains("shareWithResearchAsOfDate")), "consent absent");
-    assert!(customers.contains("\"shareWithResearchAsOfDate\": null"), "consent null");
+    assert!(
+        customers
+            .lines()
+            .any(|l| !l.contains("shareWithResearchAsOfDate")),
+        "consent absent"
+    );
+    assert!(
+        customers.contains("\"shareWithResearchAsOfDate\": null"),
+        "consent null"
+    );
     assert!(accelerometer.contains("\"timeStamp\":"), "the old spelling");
     assert!(accelerometer.contains("\"timestamp\":"));
-    assert!(all.iter().any(|(_, b)| std::str::from_utf8(b).is_err()), "a line that is not UTF-8");
+    assert!(
+        all.iter().any(|(_, b)| std::str::from_utf8(b).is_err()),
+        "a line that is not UTF-8"
+    );
     // The 30 reused serial numbers: some serial belongs to several emails.
-    let mut owners: std::collections::HashMap<&str, std::collections::HashSet<&str>> = Default::default();
-    for line in customers.lines().filter(|l| l.contains("\"serialNumber\"") && l.contains("\"email\"")) {
-        let field = |k: &str| line.split(&format!("\"{k}\": \"")).nth(1).and_then(|r| r.split('"').next());
+    let mut owners: std::collections::HashMap<&str, std::collections::HashSet<&str>> =
+        Default::default();
+    for line in customers
+        .lines()
+        .filter(|l| l.contains("\"serialNumber\"") && l.contains("\"email\""))
+    {
+        let field = |k: &str| {
+            line.split(&format!("\"{k}\": \""))
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+        };
         if let (Some(serial), Some(email)) = (field("serialNumber"), field("email")) {
             owners.entry(serial).or_default().insert(email);
         }
@@ -59,12 +103,21 @@ fn generated_data_has_the_known_defects() {
 #[test]
 fn clean_data_has_no_damaged_lines() {
     let dir = tempfile::tempdir().unwrap();
-    seed(dir.path(), SeedOptions { customers: 3000, seed: 1, clean: true }).unwrap();
+    seed(
+        dir.path(),
+        SeedOptions {
+            customers: 3000,
+            seed: 1,
+            clean: true,
+        },
+    )
+    .unwrap();
     for (name, bytes) in files(dir.path()) {
         let text = std::str::from_utf8(&bytes).unwrap_or_else(|_| panic!("{name} is not UTF-8"));
         assert!(!text.contains("timeStamp"), "{name}");
         for line in text.lines() {
-            let value: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{name}: {e}: {line}"));
+            let value: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("{name}: {e}: {line}"));
             assert!(value.is_object());
         }
     }

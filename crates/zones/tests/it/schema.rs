@@ -21,11 +21,27 @@ fn landing_schemas_come_from_the_athena_ddl() {
             "shareWithFriendsAsOfDate"
         ]
     );
-    let optional: Vec<_> = customer.columns.iter().filter(|c| c.optional).map(|c| c.name.as_str()).collect();
-    assert_eq!(optional, ["shareWithResearchAsOfDate", "shareWithPublicAsOfDate", "shareWithFriendsAsOfDate"]);
+    let optional: Vec<_> = customer
+        .columns
+        .iter()
+        .filter(|c| c.optional)
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(
+        optional,
+        [
+            "shareWithResearchAsOfDate",
+            "shareWithPublicAsOfDate",
+            "shareWithFriendsAsOfDate"
+        ]
+    );
 
     let acc = Dataset::Accelerometer.landing_schema();
-    let typed: Vec<_> = acc.columns.iter().map(|c| (c.name.as_str(), c.ty, c.optional)).collect();
+    let typed: Vec<_> = acc
+        .columns
+        .iter()
+        .map(|c| (c.name.as_str(), c.ty, c.optional))
+        .collect();
     assert_eq!(
         typed,
         [
@@ -37,7 +53,11 @@ fn landing_schemas_come_from_the_athena_ddl() {
         ]
     );
     let step = Dataset::StepTrainer.landing_schema();
-    assert_eq!(step.columns[2].ty, ColumnType::Int, "distanceFromObject is an int, not a string");
+    assert_eq!(
+        step.columns[2].ty,
+        ColumnType::Int,
+        "distanceFromObject is an int, not a string"
+    );
 }
 
 #[test]

