@@ -81,11 +81,7 @@ pub fn seed(root: &Path, options: SeedOptions) -> Result<Seeded> {
             let first = k * CHUNK;
             let count = CHUNK.min(options.customers - first);
             let chunk = generate_chunk(options, k, first, count, &shared);
-            for (dataset, bytes) in [
-                (Dataset::Customer, &chunk.customer),
-                (Dataset::Accelerometer, &chunk.accelerometer),
-                (Dataset::StepTrainer, &chunk.step_trainer),
-            ] {
+            for (&dataset, bytes) in Dataset::ALL.iter().zip(&chunk.objects) {
                 let name = format!("{}-{}.json", dataset.dir(), 1_691_348_231_425 + k as i64);
                 let path = root.join(layout::landing_prefix(dataset)).join(name);
                 std::fs::create_dir_all(path.parent().expect("has a parent"))
@@ -127,11 +123,35 @@ fn shared_serials(seed: u64) -> Vec<String> {
     (0..SHARED_SERIALS).map(|_| uuid(&mut rng)).collect()
 }
 
+/// One chunk's three landing objects (customer, accelerometer, step trainer).
 struct Chunk {
-    customer: Vec<u8>,
-    accelerometer: Vec<u8>,
-    step_trainer: Vec<u8>,
+    objects: [Vec<u8>; 3],
     lines: [u64; 3],
+    /// About one line in this many is damaged (none when 0).
+    damage_one_in: u16,
+}
+
+const CUSTOMER: usize = 0;
+const ACCELEROMETER: usize = 1;
+const STEP_TRAINER: usize = 2;
+
+impl Chunk {
+    /// Writes one line to `object`, damaged now and then in one of the ways real feeds are.
+    fn line(
+        &mut self,
+        object: usize,
+        rng: &mut fastrand::Rng,
+        write: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()>,
+    ) {
+        let buf = &mut self.objects[object];
+        let start = buf.len();
+        write(buf).expect("writing to a Vec cannot fail");
+        if self.damage_one_in > 0 && rng.u16(..self.damage_one_in) == 0 {
+            damage(buf, start, rng);
+        }
+        buf.push(b'\n');
+        self.lines[object] += 1;
+    }
 }
 
 /// A customer's device session: readings at `start + j * interval`.
@@ -149,7 +169,6 @@ fn generate_chunk(
     count: usize,
     shared: &[String],
 ) -> Chunk {
-    let damage_one_in = if options.clean { 0 } else { 500 };
     let mut rng = fastrand::Rng::with_seed(
         options
             .seed
@@ -157,10 +176,13 @@ fn generate_chunk(
             .wrapping_add(k as u64),
     );
     let mut out = Chunk {
-        customer: Vec::with_capacity(count * 330),
-        accelerometer: Vec::with_capacity(count * 85 * 80),
-        step_trainer: Vec::with_capacity(count * 30 * 100),
+        objects: [
+            Vec::with_capacity(count * 330),
+            Vec::with_capacity(count * 85 * 80),
+            Vec::with_capacity(count * 30 * 100),
+        ],
         lines: [0; 3],
+        damage_one_in: if options.clean { 0 } else { 500 },
     };
     // Older copies of the public data spell the accelerometer field `timeStamp`.
     let time_key = if k % 4 == 3 && !options.clean {
@@ -261,22 +283,14 @@ fn generate_chunk(
             6..=7 => later_records.push(record.clone()),
             _ => {}
         }
-        emit(
-            &mut out.customer,
-            &mut out.lines[0],
-            &mut rng,
-            damage_one_in,
-            |buf| record.write(buf),
-        );
+        out.line(CUSTOMER, &mut rng, |buf| record.write(buf));
 
         if rng.u8(..100) < 92 {
             for j in 0..session.steps {
                 let t = session.start + j * session.interval;
-                emit(
-                    &mut out.step_trainer,
-                    &mut out.lines[2],
+                out.line(
+                    STEP_TRAINER,
                     &mut rng,
-                    damage_one_in,
                     |buf| {
                         write!(
                             buf,
@@ -288,11 +302,9 @@ fn generate_chunk(
                 // Each reading time repeats about three times in the accelerometer feed.
                 for _ in 0..[2, 3, 3, 4][rng.usize(..4)] {
                     let (x, y, z) = (axis(&mut rng), axis(&mut rng), axis(&mut rng));
-                    emit(
-                        &mut out.accelerometer,
-                        &mut out.lines[1],
+                    out.line(
+                        ACCELEROMETER,
                         &mut rng,
-                        damage_one_in,
                         |buf| {
                             write!(
                                 buf,
@@ -305,13 +317,7 @@ fn generate_chunk(
         }
     }
     for record in later_records {
-        emit(
-            &mut out.customer,
-            &mut out.lines[0],
-            &mut rng,
-            damage_one_in,
-            |buf| record.write(buf),
-        );
+        out.line(CUSTOMER, &mut rng, |buf| record.write(buf));
     }
     out
 }
@@ -323,24 +329,6 @@ fn rng_distance(t: i64) -> i64 {
 
 fn axis(rng: &mut fastrand::Rng) -> f64 {
     [-1.0, 0.0, 1.0][rng.usize(..3)]
-}
-
-/// Writes one line; about 1 line in `damage_one_in` (none when 0) is damaged
-/// in one of the ways real feeds are.
-fn emit(
-    buf: &mut Vec<u8>,
-    lines: &mut u64,
-    rng: &mut fastrand::Rng,
-    damage_one_in: u16,
-    write: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()>,
-) {
-    let start = buf.len();
-    write(buf).expect("writing to a Vec cannot fail");
-    if damage_one_in > 0 && rng.u16(..damage_one_in) == 0 {
-        damage(buf, start, rng);
-    }
-    buf.push(b'\n');
-    *lines += 1;
 }
 
 fn damage(buf: &mut Vec<u8>, start: usize, rng: &mut fastrand::Rng) {
