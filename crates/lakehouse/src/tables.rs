@@ -15,10 +15,6 @@ use crate::store::{ObjectInfo, Store};
 pub struct Landing {
     pub rows: DataFrame,
     pub quarantined: Vec<QuarantinedLine>,
-    /// Non-blank lines read: `rows.height() + quarantined.len()`.
-    pub lines: u64,
-    pub objects: usize,
-    pub bytes: u64,
 }
 
 /// The landing objects of `dataset`, sorted by key; an error if there are none.
@@ -53,13 +49,7 @@ pub fn read_landing(store: &dyn Store, dataset: Dataset) -> Result<Landing> {
     }
     rows.rechunk_mut_par();
     tracing::info!(%dataset, objects = objects.len(), lines, quarantined = quarantined.len(), "parsed landing data");
-    Ok(Landing {
-        rows,
-        quarantined,
-        lines,
-        objects: objects.len(),
-        bytes: objects.iter().map(|o| o.size).sum(),
-    })
+    Ok(Landing { rows, quarantined })
 }
 
 /// Writes `df` as the `n`-th Parquet part under `prefix` (the same key on a retry).

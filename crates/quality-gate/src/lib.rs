@@ -10,7 +10,7 @@ use lakehouse::{Env, Error, Store, query};
 use zones::checks::{self, Check, Expect};
 use zones::contract::{CheckOutcome, GateRequest, GateResult, TaskError};
 use zones::report::Report;
-use zones::{Dataset, ErrorName, Table, layout};
+use zones::{Dataset, ErrorName, layout};
 
 pub fn run(env: &Env, request: &GateRequest) -> Result<GateResult, TaskError> {
     let store = env.store.as_ref();
@@ -126,6 +126,3 @@ fn evaluate(store: &dyn Store, view: &CatalogState, check: &Check) -> CheckOutco
         detail,
     }
 }
-
-/// Tables this function publishes (for the consistency tests).
-pub const PUBLISHES: [Table; 12] = Table::ALL;
