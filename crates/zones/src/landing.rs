@@ -66,7 +66,7 @@ pub struct ParsedObject {
 
 /// Parses one JSON-lines object of `dataset`. Never fails: every non-blank
 /// line ends either in `rows` or in `quarantined`.
-pub fn parse_object(dataset: Dataset, source: &str, bytes: &[u8]) -> ParsedObject {
+pub fn parse_object<'b>(dataset: Dataset, source: &str, bytes: &'b [u8]) -> ParsedObject {
     let schema = dataset.landing_schema();
     let estimate = bytes.len() / 64 + 1;
     let mut builders: Vec<ColumnBuilder> = schema
@@ -75,16 +75,16 @@ pub fn parse_object(dataset: Dataset, source: &str, bytes: &[u8]) -> ParsedObjec
         .map(|c| ColumnBuilder::new(&c.name, c.ty, estimate))
         .collect();
     let mut quarantined = Vec::new();
-    let mut cells: Vec<Cell<'_>> = Vec::with_capacity(schema.columns.len());
+    let mut cells: Vec<Cell<'b>> = Vec::with_capacity(schema.columns.len());
     let mut lines = 0u64;
 
-    for (index, line) in bytes.split(|&b| b == b'\n').enumerate() {
+    let mut handle = |index: usize, line: &'b [u8], text: Result<&'b str, LineError>| {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
+            return;
         }
         lines += 1;
-        match parse_line(schema, line, &mut cells) {
+        match text.and_then(|text| parse_line(schema, text.trim_end_matches('\r'), &mut cells)) {
             Ok(()) => {
                 for (builder, cell) in builders.iter_mut().zip(cells.drain(..)) {
                     builder.push(cell);
@@ -97,6 +97,26 @@ pub fn parse_object(dataset: Dataset, source: &str, bytes: &[u8]) -> ParsedObjec
                 detail,
                 raw: String::from_utf8_lossy(line).into_owned(),
             }),
+        }
+    };
+    // Validate UTF-8 once for the whole object (the common case); only an
+    // object with a bad byte is validated line by line to find the line.
+    match simdutf8::basic::from_utf8(bytes) {
+        Ok(text) => {
+            for (index, line) in text.split('\n').enumerate() {
+                handle(index, line.as_bytes(), Ok(line));
+            }
+        }
+        Err(_) => {
+            for (index, line) in bytes.split(|&b| b == b'\n').enumerate() {
+                let text = std::str::from_utf8(line).map_err(|e| {
+                    (
+                        QuarantineReason::InvalidUtf8,
+                        format!("not valid UTF-8 at byte {}", e.valid_up_to()),
+                    )
+                });
+                handle(index, line, text);
+            }
         }
     }
     let columns = builders.into_iter().map(ColumnBuilder::finish).collect();
@@ -149,15 +169,9 @@ type LineError = (QuarantineReason, String);
 
 fn parse_line<'a>(
     schema: &LandingSchema,
-    line: &'a [u8],
+    text: &'a str,
     cells: &mut Vec<Cell<'a>>,
 ) -> Result<(), LineError> {
-    let text = std::str::from_utf8(line).map_err(|e| {
-        (
-            QuarantineReason::InvalidUtf8,
-            format!("not valid UTF-8 at byte {}", e.valid_up_to()),
-        )
-    })?;
     cells.clear();
     cells.resize(schema.columns.len(), Cell::Absent);
     let mut de = serde_json::Deserializer::from_str(text);
@@ -237,12 +251,13 @@ impl<'de> Visitor<'de> for RowVisitor<'_, '_, '_, 'de> {
         while let Some(key) = map.next_key::<StrCow<'de>>()? {
             // Keys match case-insensitively, as Athena's OpenX JSON SerDe does:
             // `timeStamp` in older accelerometer files is `timestamp`.
-            let Some(index) = state
-                .schema
-                .columns
-                .iter()
-                .position(|c| c.name.eq_ignore_ascii_case(&key.0))
-            else {
+            let columns = &state.schema.columns;
+            let exact = columns.iter().position(|c| c.name == key.0);
+            let Some(index) = exact.or_else(|| {
+                columns
+                    .iter()
+                    .position(|c| c.name.eq_ignore_ascii_case(&key.0))
+            }) else {
                 map.next_value::<IgnoredAny>()?;
                 continue;
             };
