@@ -51,8 +51,17 @@ pub struct Produced {
     /// The quarantine table and its rows (landing lines that failed to
     /// parse, or machine_learning_curated's ambiguous readings).
     pub quarantine: Option<(Table, DataFrame)>,
-    /// Under strict: the rubric shadow written and its drops.
-    pub rubric: Option<(TableRef, BTreeMap<String, u64>)>,
+    /// Under strict: what the rubric policy gives on the same input.
+    pub rubric: Option<Shadow>,
+}
+
+/// The rubric policy's result for a table of a strict run.
+#[derive(Debug)]
+pub struct Shadow {
+    /// The shadow snapshot, when a later transition reads it.
+    pub table: Option<TableRef>,
+    pub rows: u64,
+    pub drops: BTreeMap<String, u64>,
 }
 
 /// Writes an in-memory outcome (and its rubric shadow) as single-part snapshots.
@@ -75,10 +84,12 @@ pub fn write_outcome(
     let rubric = match rubric {
         Some(mut shadow) => {
             let prefix = layout::rubric_shadow_prefix(run_id, table);
-            Some((
-                tables::write_table(store, table, &prefix, run_id, &mut shadow.table)?,
-                shadow.drops,
-            ))
+            let written = tables::write_table(store, table, &prefix, run_id, &mut shadow.table)?;
+            Some(Shadow {
+                rows: written.rows,
+                table: Some(written),
+                drops: shadow.drops,
+            })
         }
         None => None,
     };
@@ -125,9 +136,9 @@ pub fn finish(
         }
         None => None,
     };
-    let (rubric, rubric_dropped) = match produced.rubric {
-        Some((table_ref, drops)) => (Some(table_ref), drops),
-        None => (None, BTreeMap::new()),
+    let (rubric, rubric_rows, rubric_dropped) = match produced.rubric {
+        Some(shadow) => (shadow.table, Some(shadow.rows), shadow.drops),
+        None => (None, None, BTreeMap::new()),
     };
     let result = TransitionResult {
         transition: request.transition,
@@ -135,6 +146,7 @@ pub fn finish(
         table: produced.table,
         quarantine,
         rubric,
+        rubric_rows,
         input_rows: produced.input_rows,
         kept_rows: produced.kept_rows,
         quarantined,

@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use lakehouse::handler::{self, Produced};
+use lakehouse::handler::{self, Produced, Shadow};
 use lakehouse::{Env, Error, Store, tables};
 use polars::prelude::*;
 use zones::contract::{TaskError, TransitionRequest, TransitionResult};
@@ -149,11 +149,16 @@ fn readings(
             merge(&mut rubric_drops, part_drops);
         }
     }
-    let rubric = rubric_customers.map(|_| {
-        (
-            tables::table_ref(table, &shadow_prefix, run_id, rubric_rows, &schema),
-            rubric_drops,
-        )
+    let rubric = rubric_customers.map(|_| Shadow {
+        table: Some(tables::table_ref(
+            table,
+            &shadow_prefix,
+            run_id,
+            rubric_rows,
+            &schema,
+        )),
+        rows: rubric_rows,
+        drops: rubric_drops,
     });
     Ok(Produced {
         table: tables::table_ref(table, &prefix, run_id, kept_rows, &schema),

@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use lakehouse::handler::{self, Produced};
+use lakehouse::handler::{self, Produced, Shadow};
 use lakehouse::{Env, Error, Store, tables};
 use polars::prelude::*;
 use zones::contract::{TableRef, TaskError, TransitionRequest, TransitionResult};
@@ -67,12 +67,17 @@ fn run_inner(env: &Env, request: &TransitionRequest) -> Result<TransitionResult,
             let mut produced =
                 training_table(store, request, request.policy, &prefix, main, &env.key)?;
             if strict {
-                let prefix =
-                    layout::rubric_shadow_prefix(&request.run_id, Table::MachineLearningCurated);
-                let shadow = inputs(&|t| handler::rubric_input(store, request, t))?;
-                let rubric =
-                    training_table(store, request, Policy::Rubric, &prefix, shadow, &env.key)?;
-                produced.rubric = Some((rubric.table, rubric.drops));
+                // No later state reads this shadow: count it, don't write it.
+                // Lazy scans, so only the time columns are read.
+                let (outcome, rows) = transitions::machine_learning_rubric_count(
+                    handler::rubric_input(store, request, Table::StepTrainerTrusted)?,
+                    handler::rubric_input(store, request, Table::AccelerometerTrusted)?,
+                )?;
+                produced.rubric = Some(Shadow {
+                    table: None,
+                    rows,
+                    drops: outcome.drops,
+                });
             }
             produced
         }

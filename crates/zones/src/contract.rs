@@ -110,8 +110,12 @@ pub struct TransitionResult {
     /// machine_learning_curated), or null.
     pub quarantine: Option<TableRef>,
     /// Under strict: the same transition under the rubric policy, written as a
-    /// shadow snapshot so the report can explain the difference; else null.
+    /// shadow snapshot when a later state reads it (null for the training
+    /// table, which only the report compares); null under rubric.
     pub rubric: Option<TableRef>,
+    /// Under strict: the rows the rubric policy gives for this table.
+    #[serde(default)]
+    pub rubric_rows: Option<u64>,
     /// Rows of the main input: landing lines, or rows of the filtered table.
     pub input_rows: u64,
     /// Input rows kept: `input_rows = kept_rows + quarantined + dropped`.

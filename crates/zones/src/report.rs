@@ -74,7 +74,7 @@ impl Report {
                 seconds: r.seconds,
                 peak_rss_mib: r.peak_rss_mib,
             });
-            if let Some(rubric) = &r.rubric {
+            if let Some(rubric_rows) = r.rubric_rows {
                 let mut by_rule: BTreeMap<String, i64> = BTreeMap::new();
                 for (rule, n) in &r.dropped {
                     *by_rule.entry(rule.clone()).or_default() += *n as i64;
@@ -92,7 +92,7 @@ impl Report {
                 rubric_comparison.push(Comparison {
                     table,
                     strict_rows: r.table.rows,
-                    rubric_rows: rubric.rows,
+                    rubric_rows,
                     by_rule,
                 });
             }

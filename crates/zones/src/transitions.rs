@@ -217,26 +217,10 @@ pub fn machine_learning_curated(
 ) -> PolarsResult<Outcome> {
     match policy {
         Policy::Rubric => {
-            let times = accelerometer_trusted
-                .clone()
-                .select([col("timestamp")])
-                .unique(None, UniqueKeepStrategy::Any)
-                .with_column(lit(true).alias("_seen"));
-            let annotated = step_trainer_trusted
-                .join(
-                    times,
-                    [col("sensorReadingTime")],
-                    [col("timestamp")],
-                    left_join(),
-                )
-                .with_column(
-                    when(col("_seen").is_null())
-                        .then(lit(rule::NO_READING_AT_TIME))
-                        .otherwise(null_str())
-                        .alias(DROP),
-                )
-                .drop(cols(["_seen"]));
-            let mut outcome = settle(annotated)?;
+            let mut outcome = settle(rubric_annotated(
+                step_trainer_trusted,
+                accelerometer_trusted.clone(),
+            ))?;
             outcome.table = outcome
                 .table
                 .lazy()
@@ -268,6 +252,60 @@ pub fn machine_learning_curated(
             key,
         ),
     }
+}
+
+/// Rubric: each step reading, annotated with the rule that drops it when no
+/// accelerometer reading (of anyone) shares its time.
+fn rubric_annotated(
+    step_trainer_trusted: LazyFrame,
+    accelerometer_trusted: LazyFrame,
+) -> LazyFrame {
+    let times = accelerometer_trusted
+        .select([col("timestamp")])
+        .unique(None, UniqueKeepStrategy::Any)
+        .with_column(lit(true).alias("_seen"));
+    step_trainer_trusted
+        .join(
+            times,
+            [col("sensorReadingTime")],
+            [col("timestamp")],
+            left_join(),
+        )
+        .with_column(
+            when(col("_seen").is_null())
+                .then(lit(rule::NO_READING_AT_TIME))
+                .otherwise(null_str())
+                .alias(DROP),
+        )
+        .drop(cols(["_seen"]))
+}
+
+/// machine_learning_curated under rubric, counted without building its rows:
+/// all a strict run's report needs of it. Returns the outcome (its table
+/// empty) and the number of rows the rubric table would have.
+pub fn machine_learning_rubric_count(
+    step_trainer_trusted: LazyFrame,
+    accelerometer_trusted: LazyFrame,
+) -> PolarsResult<(Outcome, u64)> {
+    // Only the times matter; on a Parquet scan, only they are read.
+    let times = accelerometer_trusted.select([col("timestamp")]);
+    let steps = step_trainer_trusted.select([col("sensorReadingTime")]);
+    let mut outcome = settle(rubric_annotated(steps, times.clone()))?;
+    let pairs = outcome
+        .table
+        .clone()
+        .lazy()
+        .join(
+            times,
+            [col("sensorReadingTime")],
+            [col("timestamp")],
+            inner_join(),
+        )
+        .select([len().cast(DataType::UInt64).alias("rows")])
+        .collect()?;
+    let rows = pairs.column("rows")?.u64()?.get(0).unwrap_or(0);
+    outcome.table = outcome.table.clear();
+    Ok((outcome, rows))
 }
 
 fn strict_machine_learning(

@@ -307,3 +307,20 @@ fn pseudonym_is_hmac_sha256() {
         "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
     );
 }
+
+#[test]
+fn rubric_count_matches_the_rubric_table() {
+    let [_, accelerometer, _, step, ml] = pipeline(Policy::Rubric);
+    let (outcome, rows) = transitions::machine_learning_rubric_count(
+        step.table.clone().lazy(),
+        accelerometer.table.clone().lazy(),
+    )
+    .unwrap();
+    assert_eq!(rows, ml.table.height() as u64);
+    assert_eq!(rows, 11);
+    assert_eq!(
+        (outcome.input_rows, outcome.kept_rows),
+        (ml.input_rows, ml.kept_rows)
+    );
+    assert_eq!(outcome.drops, ml.drops);
+}
