@@ -207,7 +207,7 @@ pub fn step_trainer_trusted(
 }
 
 /// 5. step_trainer_trusted + accelerometer_trusted (+ customers_curated under
-/// strict) -> machine_learning_curated.
+///    strict) -> machine_learning_curated.
 pub fn machine_learning_curated(
     policy: Policy,
     step_trainer_trusted: LazyFrame,
