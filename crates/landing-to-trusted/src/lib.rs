@@ -1,11 +1,11 @@
 //! Lambda `landing-to-trusted`: transitions 1, 2 and 4 (customer_trusted,
 //! accelerometer_trusted, step_trainer_trusted). Each landing object is read
-//! and parsed once, bad lines are quarantined in the same pass, and the
-//! policy's plan from `zones` filters the rows. Customers (small, and deduped
-//! across objects under strict) are processed whole; readings are streamed
-//! object by object in parallel against an index of the customers, each object
-//! writing its own Parquet part, one object per core in flight, so memory stays
-//! bounded. The local runner calls the same [`run`].
+//! and parsed once, bad lines are quarantined in the same pass. Customers
+//! (small, and deduped across objects under strict) go through the policy's
+//! Polars plan whole; readings are streamed object by object, one object per
+//! core in flight, judged while parsing by the policy's `ReadingRule` (and
+//! under strict the rubric's, from the same pass), each object writing its own
+//! Parquet part, so memory stays bounded. The local runner calls the same [`run`].
 //!
 //! Deliberately absent: catalog switches (the quality gate publishes) and
 //! environment reads (main.rs parses configuration once).
@@ -17,8 +17,8 @@ use lakehouse::handler::{self, Produced, Shadow};
 use lakehouse::{Env, Error, Store, tables};
 use polars::prelude::*;
 use zones::contract::{TaskError, TransitionRequest, TransitionResult};
-use zones::landing::{QuarantinedLine, parse_object, quarantine_frame};
-use zones::transitions::{self, settle};
+use zones::landing::{QuarantinedLine, parse_judged, quarantine_frame};
+use zones::transitions::{self, ReadingRule, settle};
 use zones::{Dataset, Policy, Table, layout};
 
 /// The tables this function produces.
@@ -90,40 +90,45 @@ fn readings(
     dataset: Dataset,
     index: Table,
 ) -> Result<Produced, Error> {
-    let plan = |policy: Policy, rows: LazyFrame, index: &DataFrame| match dataset {
-        Dataset::Accelerometer => {
-            transitions::accelerometer_trusted(policy, rows, index.clone().lazy())
-        }
-        _ => transitions::step_trainer_trusted(policy, rows, index.clone().lazy()),
+    let rule = |policy: Policy, customers: &DataFrame| match dataset {
+        Dataset::Accelerometer => ReadingRule::accelerometer_trusted(policy, customers),
+        _ => ReadingRule::step_trainer_trusted(policy, customers),
     };
-    let customers = handler::input(store, request, index)?.collect()?;
-    let rubric_customers = match handler::wants_rubric_shadow(request) {
-        true => Some(handler::rubric_input(store, request, index)?.collect()?),
-        false => None,
-    };
+    let mut rules = vec![rule(
+        request.policy,
+        &handler::input(store, request, index)?.collect()?,
+    )?];
+    let shadow = handler::wants_rubric_shadow(request);
+    if shadow {
+        rules.push(rule(
+            Policy::Rubric,
+            &handler::rubric_input(store, request, index)?.collect()?,
+        )?);
+    }
+    let rules: Vec<&ReadingRule> = rules.iter().collect();
     let (run_id, table) = (&request.run_id, request.transition);
     let prefix = layout::snapshot_prefix(table, run_id);
     let shadow_prefix = layout::rubric_shadow_prefix(run_id, table);
     let objects = tables::landing_objects(store, dataset)?;
 
+    // One pass per object: parse, judge by each rule, write each rule's part.
     let parts: Vec<Part> = lakehouse::map_bounded(&objects, |n, object| -> Result<Part, Error> {
-        let parsed = parse_object(dataset, &object.key, &store.get(&object.key)?);
-        let rows = parsed.rows.lazy();
-        let mut outcome = settle(plan(request.policy, rows.clone(), &customers))?;
-        tables::write_part(store, &prefix, n, &mut outcome.table)?;
-        let rubric = match &rubric_customers {
-            Some(index) => {
-                let mut shadow = settle(plan(Policy::Rubric, rows, index))?;
-                tables::write_part(store, &shadow_prefix, n, &mut shadow.table)?;
-                Some((shadow.kept_rows, shadow.drops))
+        let parsed = parse_judged(dataset, &object.key, &store.get(&object.key)?, &rules);
+        let mut kept = parsed.kept.into_iter();
+        let (mut rows, drops) = kept.next().expect("one output per rule");
+        tables::write_part(store, &prefix, n, &mut rows)?;
+        let rubric = match kept.next() {
+            Some((mut shadow_rows, shadow_drops)) => {
+                tables::write_part(store, &shadow_prefix, n, &mut shadow_rows)?;
+                Some((shadow_rows.height() as u64, shadow_drops))
             }
             None => None,
         };
         Ok(Part {
-            schema: outcome.table.schema().clone(),
+            schema: rows.schema().clone(),
             input_rows: parsed.lines,
-            kept_rows: outcome.kept_rows,
-            drops: outcome.drops,
+            kept_rows: rows.height() as u64,
+            drops,
             quarantined: parsed.quarantined,
             rubric,
         })
@@ -149,7 +154,7 @@ fn readings(
             merge(&mut rubric_drops, part_drops);
         }
     }
-    let rubric = rubric_customers.map(|_| Shadow {
+    let rubric = shadow.then(|| Shadow {
         table: Some(tables::table_ref(
             table,
             &shadow_prefix,

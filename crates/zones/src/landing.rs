@@ -2,12 +2,14 @@
 //! validation and quarantine in the same single pass. Pure: bytes in, frames out.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::fmt;
 
 use polars::prelude::*;
 use serde::de::{self, DeserializeSeed, Deserializer as _, IgnoredAny, MapAccess, Visitor};
 
 use crate::schema::{ColumnType, Dataset, LandingSchema};
+use crate::transitions::ReadingRule;
 
 /// Why a landing line went to quarantine. The names are stable: they are the
 /// `reason` column of the quarantine tables and the keys of the run report.
@@ -66,13 +68,57 @@ pub struct ParsedObject {
 
 /// Parses one JSON-lines object of `dataset`. Never fails: every non-blank
 /// line ends either in `rows` or in `quarantined`.
-pub fn parse_object<'b>(dataset: Dataset, source: &str, bytes: &'b [u8]) -> ParsedObject {
+pub fn parse_object(dataset: Dataset, source: &str, bytes: &[u8]) -> ParsedObject {
+    let mut parsed = parse_judged(dataset, source, bytes, &[]);
+    let (rows, _) = parsed.kept.pop().expect("one output without rules");
+    ParsedObject {
+        rows,
+        quarantined: parsed.quarantined,
+        lines: parsed.lines,
+    }
+}
+
+/// The result of parsing one landing object under some [`ReadingRule`]s.
+#[derive(Debug, Clone)]
+pub struct JudgedObject {
+    /// Per rule, in order: the rows it keeps and its drops by rule name.
+    pub kept: Vec<(DataFrame, BTreeMap<String, u64>)>,
+    pub quarantined: Vec<QuarantinedLine>,
+    /// Non-blank lines seen.
+    pub lines: u64,
+}
+
+/// Parses one JSON-lines object and judges each valid row by every rule in
+/// the same pass: a row's columns are built only for the rules that keep it.
+/// With no rules, every valid row is kept (one output).
+pub fn parse_judged<'b>(
+    dataset: Dataset,
+    source: &str,
+    bytes: &'b [u8],
+    rules: &[&ReadingRule],
+) -> JudgedObject {
     let schema = dataset.landing_schema();
     let estimate = bytes.len() / 64 + 1;
-    let mut builders: Vec<ColumnBuilder> = schema
-        .columns
+    let column = |name: &str| {
+        schema
+            .columns
+            .iter()
+            .position(|c| c.name == name)
+            .unwrap_or_else(|| panic!("{dataset} has no `{name}`"))
+    };
+    let judged: Vec<(&ReadingRule, usize, usize)> = rules
         .iter()
-        .map(|c| ColumnBuilder::new(&c.name, c.ty, estimate))
+        .map(|r| (*r, column(r.key_column()), column(r.time_column())))
+        .collect();
+    let mut outputs: Vec<(Vec<ColumnBuilder>, BTreeMap<String, u64>)> = (0..rules.len().max(1))
+        .map(|_| {
+            let builders = schema
+                .columns
+                .iter()
+                .map(|c| ColumnBuilder::new(&c.name, c.ty, estimate))
+                .collect();
+            (builders, BTreeMap::new())
+        })
         .collect();
     let mut quarantined = Vec::new();
     let mut cells: Vec<Cell<'b>> = Vec::with_capacity(schema.columns.len());
@@ -85,9 +131,17 @@ pub fn parse_object<'b>(dataset: Dataset, source: &str, bytes: &'b [u8]) -> Pars
         }
         lines += 1;
         match text.and_then(|text| parse_line(schema, text.trim_end_matches('\r'), &mut cells)) {
+            Ok(()) if judged.is_empty() => push_row(&mut outputs[0].0, &cells),
             Ok(()) => {
-                for (builder, cell) in builders.iter_mut().zip(cells.drain(..)) {
-                    builder.push(cell);
+                for ((rule, key, time), (builders, drops)) in judged.iter().zip(outputs.iter_mut())
+                {
+                    let (Cell::Str(k), Cell::Int(t)) = (&cells[*key], &cells[*time]) else {
+                        unreachable!("required key and time columns were validated")
+                    };
+                    match rule.judge(k, *t) {
+                        None => push_row(builders, &cells),
+                        Some(name) => *drops.entry(name.to_string()).or_insert(0) += 1,
+                    }
                 }
             }
             Err((reason, detail)) => quarantined.push(QuarantinedLine {
@@ -119,12 +173,26 @@ pub fn parse_object<'b>(dataset: Dataset, source: &str, bytes: &'b [u8]) -> Pars
             }
         }
     }
-    let columns = builders.into_iter().map(ColumnBuilder::finish).collect();
-    let rows = DataFrame::new_infer_height(columns).expect("columns built with equal lengths");
-    ParsedObject {
-        rows,
+    let kept = outputs
+        .into_iter()
+        .map(|(builders, drops)| {
+            let columns = builders.into_iter().map(ColumnBuilder::finish).collect();
+            (
+                DataFrame::new_infer_height(columns).expect("columns built with equal lengths"),
+                drops,
+            )
+        })
+        .collect();
+    JudgedObject {
+        kept,
         quarantined,
         lines,
+    }
+}
+
+fn push_row(builders: &mut [ColumnBuilder], row: &[Cell<'_>]) {
+    for (builder, cell) in builders.iter_mut().zip(row) {
+        builder.push(cell);
     }
 }
 
@@ -342,15 +410,15 @@ impl ColumnBuilder {
     }
 
     /// Cells were type-checked while parsing, so each builder only sees its own type.
-    fn push(&mut self, cell: Cell<'_>) {
+    fn push(&mut self, cell: &Cell<'_>) {
         match (self, cell) {
-            (ColumnBuilder::Str(b), Cell::Str(s)) => b.append_value(&s),
+            (ColumnBuilder::Str(b), Cell::Str(s)) => b.append_value(s),
             (ColumnBuilder::Str(b), _) => b.append_null(),
-            (ColumnBuilder::I64(b), Cell::Int(v)) => b.append_value(v),
+            (ColumnBuilder::I64(b), Cell::Int(v)) => b.append_value(*v),
             (ColumnBuilder::I64(b), _) => b.append_null(),
-            (ColumnBuilder::I32(b), Cell::Int(v)) => b.append_value(v as i32),
+            (ColumnBuilder::I32(b), Cell::Int(v)) => b.append_value(*v as i32),
             (ColumnBuilder::I32(b), _) => b.append_null(),
-            (ColumnBuilder::F64(b), Cell::Float(v)) => b.append_value(v),
+            (ColumnBuilder::F64(b), Cell::Float(v)) => b.append_value(*v),
             (ColumnBuilder::F64(b), _) => b.append_null(),
         }
     }

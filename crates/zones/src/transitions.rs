@@ -115,34 +115,6 @@ pub fn customer_trusted(policy: Policy, landing: LazyFrame) -> LazyFrame {
     }
 }
 
-/// 2. accelerometer_landing + customer_trusted -> accelerometer_trusted.
-pub fn accelerometer_trusted(
-    policy: Policy,
-    landing: LazyFrame,
-    customer_trusted: LazyFrame,
-) -> LazyFrame {
-    // Under strict, customer_trusted holds one row per email; under rubric
-    // duplicates are possible, so take each email's earliest consent.
-    let consents = customer_trusted
-        .group_by([col("email")])
-        .agg([col(CONSENT).min().alias("_consent")]);
-    let joined = landing.join(consents, [col("user")], [col("email")], left_join());
-    let unknown = col("_consent").is_null();
-    let annotation = match policy {
-        Policy::Rubric => when(unknown)
-            .then(lit(rule::USER_NOT_TRUSTED))
-            .otherwise(null_str()),
-        Policy::Strict => when(unknown)
-            .then(lit(rule::USER_NOT_TRUSTED))
-            .when(col("timestamp").lt(col("_consent")))
-            .then(lit(rule::BEFORE_CONSENT))
-            .otherwise(null_str()),
-    };
-    joined
-        .with_column(annotation.alias(DROP))
-        .drop(cols(["_consent"]))
-}
-
 /// 3. customer_trusted + accelerometer_trusted -> customers_curated.
 pub fn customers_curated(
     policy: Policy,
@@ -174,36 +146,89 @@ pub fn customers_curated(
         .drop(cols(["_row", "_has_readings"])))
 }
 
-/// 4. step_trainer_landing + customers_curated -> step_trainer_trusted.
-pub fn step_trainer_trusted(
+/// Transitions 2 and 4 judge each reading on its own against a small index of
+/// customers (key -> earliest research consent), so they run while a landing
+/// object is parsed ([`crate::landing::parse_judged`]) and a reading's row is
+/// built only when it is kept.
+#[derive(Debug, Clone)]
+pub struct ReadingRule {
     policy: Policy,
-    landing: LazyFrame,
-    customers_curated: LazyFrame,
-) -> LazyFrame {
-    // The earliest consent among the curated customers owning each serial.
-    let serials = customers_curated
-        .group_by([col("serialNumber")])
-        .agg([col(CONSENT).min().alias("_consent")]);
-    let joined = landing.join(
-        serials,
-        [col("serialNumber")],
-        [col("serialNumber")],
-        left_join(),
-    );
-    let unknown = col("_consent").is_null();
-    let annotation = match policy {
-        Policy::Rubric => when(unknown)
-            .then(lit(rule::SERIAL_NOT_CURATED))
-            .otherwise(null_str()),
-        Policy::Strict => when(unknown)
-            .then(lit(rule::SERIAL_NOT_CURATED))
-            .when(col("sensorReadingTime").lt(col("_consent")))
-            .then(lit(rule::BEFORE_CONSENT))
-            .otherwise(null_str()),
-    };
-    joined
-        .with_column(annotation.alias(DROP))
-        .drop(cols(["_consent"]))
+    key_column: &'static str,
+    time_column: &'static str,
+    unknown: &'static str,
+    consents: PlHashMap<String, i64>,
+}
+
+impl ReadingRule {
+    /// 2. accelerometer_landing + customer_trusted -> accelerometer_trusted: a
+    /// reading is kept when its user is a customer_trusted email and, under
+    /// strict, it was not taken before that customer's consent.
+    pub fn accelerometer_trusted(
+        policy: Policy,
+        customer_trusted: &DataFrame,
+    ) -> PolarsResult<Self> {
+        let consents = earliest_consents(customer_trusted, "email")?;
+        Ok(ReadingRule {
+            policy,
+            key_column: "user",
+            time_column: "timestamp",
+            unknown: rule::USER_NOT_TRUSTED,
+            consents,
+        })
+    }
+
+    /// 4. step_trainer_landing + customers_curated -> step_trainer_trusted: a
+    /// reading is kept when a customers_curated customer has its serial and,
+    /// under strict, one of them had consented by the reading's time.
+    pub fn step_trainer_trusted(
+        policy: Policy,
+        customers_curated: &DataFrame,
+    ) -> PolarsResult<Self> {
+        let consents = earliest_consents(customers_curated, "serialNumber")?;
+        Ok(ReadingRule {
+            policy,
+            key_column: "serialNumber",
+            time_column: "sensorReadingTime",
+            unknown: rule::SERIAL_NOT_CURATED,
+            consents,
+        })
+    }
+
+    /// None when the reading is kept, else the rule that drops it.
+    pub fn judge(&self, key: &str, time: i64) -> Option<&'static str> {
+        match self.consents.get(key) {
+            None => Some(self.unknown),
+            Some(&consent) if self.policy == Policy::Strict && time < consent => {
+                Some(rule::BEFORE_CONSENT)
+            }
+            Some(_) => None,
+        }
+    }
+
+    pub fn key_column(&self) -> &'static str {
+        self.key_column
+    }
+
+    pub fn time_column(&self) -> &'static str {
+        self.time_column
+    }
+}
+
+/// Each key's earliest research consent among `customers` (rubric tables may
+/// repeat a customer; a serial may belong to several customers).
+fn earliest_consents(customers: &DataFrame, key: &str) -> PolarsResult<PlHashMap<String, i64>> {
+    let keys = customers.column(key)?.str()?;
+    let consents = customers.column(CONSENT)?.i64()?;
+    let mut index = PlHashMap::with_capacity(customers.height());
+    for (key, consent) in keys.iter().zip(consents.iter()) {
+        if let (Some(key), Some(consent)) = (key, consent) {
+            index
+                .entry(key.to_string())
+                .and_modify(|c: &mut i64| *c = (*c).min(consent))
+                .or_insert(consent);
+        }
+    }
+    Ok(index)
 }
 
 /// 5. step_trainer_trusted + accelerometer_trusted (+ customers_curated under

@@ -7,8 +7,9 @@
 //!   both a@x and g@x have a reading, so the S1 reading at 100 is ambiguous.
 
 use polars::prelude::*;
+use zones::landing::parse_judged;
 use zones::policy::rule;
-use zones::transitions::{self, Outcome, settle};
+use zones::transitions::{self, Outcome, ReadingRule, settle};
 use zones::{Dataset, Policy, PseudonymKey};
 
 use crate::support::{canonical, drops, rows};
@@ -41,7 +42,7 @@ fn customer_landing() -> LazyFrame {
     )
 }
 
-fn accelerometer_landing() -> LazyFrame {
+fn accelerometer_landing() -> Vec<u8> {
     let readings = [
         ("a@x", 90, 1),
         ("a@x", 100, 2),
@@ -59,13 +60,10 @@ fn accelerometer_landing() -> LazyFrame {
         .iter()
         .map(|(u, t, x)| format!(r#"{{"user":"{u}","timestamp":{t},"x":{x},"y":0,"z":0}}"#))
         .collect();
-    rows(
-        Dataset::Accelerometer,
-        &lines.iter().map(String::as_str).collect::<Vec<_>>(),
-    )
+    lines.join("\n").into_bytes()
 }
 
-fn step_landing() -> LazyFrame {
+fn step_landing() -> Vec<u8> {
     let readings = [
         ("S1", 90, 190),
         ("S1", 100, 200),
@@ -81,10 +79,21 @@ fn step_landing() -> LazyFrame {
             format!(r#"{{"sensorReadingTime":{t},"serialNumber":"{s}","distanceFromObject":{d}}}"#)
         })
         .collect();
-    rows(
-        Dataset::StepTrainer,
-        &lines.iter().map(String::as_str).collect::<Vec<_>>(),
-    )
+    lines.join("\n").into_bytes()
+}
+
+/// Transitions 2 and 4: parse the landing bytes, judging each reading by the rule.
+fn judged(dataset: Dataset, bytes: &[u8], rule: &ReadingRule) -> Outcome {
+    let parsed = parse_judged(dataset, "test.json", bytes, &[rule]);
+    assert!(parsed.quarantined.is_empty());
+    let (table, drops) = parsed.kept.into_iter().next().unwrap();
+    Outcome {
+        kept_rows: table.height() as u64,
+        table,
+        quarantine: None,
+        drops,
+        input_rows: parsed.lines,
+    }
 }
 
 /// Runs the five transitions in order; returns their outcomes.
@@ -92,12 +101,8 @@ fn pipeline(policy: Policy) -> [Outcome; 5] {
     let key = PseudonymKey::new(b"test-key");
     let customer_trusted =
         settle(transitions::customer_trusted(policy, customer_landing())).unwrap();
-    let accelerometer_trusted = settle(transitions::accelerometer_trusted(
-        policy,
-        accelerometer_landing(),
-        customer_trusted.table.clone().lazy(),
-    ))
-    .unwrap();
+    let rule = ReadingRule::accelerometer_trusted(policy, &customer_trusted.table).unwrap();
+    let accelerometer_trusted = judged(Dataset::Accelerometer, &accelerometer_landing(), &rule);
     let customers_curated = settle(
         transitions::customers_curated(
             policy,
@@ -107,12 +112,8 @@ fn pipeline(policy: Policy) -> [Outcome; 5] {
         .unwrap(),
     )
     .unwrap();
-    let step_trainer_trusted = settle(transitions::step_trainer_trusted(
-        policy,
-        step_landing(),
-        customers_curated.table.clone().lazy(),
-    ))
-    .unwrap();
+    let rule = ReadingRule::step_trainer_trusted(policy, &customers_curated.table).unwrap();
+    let step_trainer_trusted = judged(Dataset::StepTrainer, &step_landing(), &rule);
     let machine_learning = transitions::machine_learning_curated(
         policy,
         step_trainer_trusted.table.clone().lazy(),
