@@ -6,15 +6,6 @@ use zones::Table;
 
 use crate::support::{query_csv, report, stedi, stedi_ok};
 
-const IDENTIFIERS: [&str; 6] = [
-    "email",
-    "user",
-    "customerName",
-    "phone",
-    "birthDay",
-    "serialNumber",
-];
-
 fn dump(warehouse: &Path) -> Vec<(Table, Vec<String>)> {
     Table::ALL
         .into_iter()
@@ -75,7 +66,7 @@ fn strict_run_keeps_the_invariants_and_reruns_identically() {
         "sensorReadingTime,distanceFromObject,x,y,z,customerKey"
     );
     assert!(
-        IDENTIFIERS
+        zones::transitions::IDENTIFIER_COLUMNS
             .iter()
             .all(|id| !header.split(',').any(|c| c == *id))
     );
