@@ -54,18 +54,13 @@ fn run_inner(env: &Env, request: &TransitionRequest) -> Result<TransitionResult,
             handler::write_outcome(store, request, outcome, rubric, None)?
         }
         Table::MachineLearningCurated => {
-            let inputs =
-                |input: &dyn Fn(Table) -> lakehouse::Result<LazyFrame>| -> lakehouse::Result<_> {
-                    Ok([
-                        input(Table::StepTrainerTrusted)?.collect()?,
-                        input(Table::AccelerometerTrusted)?.collect()?,
-                        input(Table::CustomersCurated)?.collect()?,
-                    ])
-                };
-            let prefix = layout::snapshot_prefix(Table::MachineLearningCurated, &request.run_id);
-            let main = inputs(&|t| handler::input(store, request, t))?;
-            let mut produced =
-                training_table(store, request, request.policy, &prefix, main, &env.key)?;
+            let input = |t| handler::input(store, request, t).and_then(|f| Ok(f.collect()?));
+            let inputs = [
+                input(Table::StepTrainerTrusted)?,
+                input(Table::AccelerometerTrusted)?,
+                input(Table::CustomersCurated)?,
+            ];
+            let mut produced = training_table(store, request, inputs, &env.key)?;
             if strict {
                 // No later state reads this shadow: count it, don't write it.
                 // Lazy scans, so only the time columns are read.
@@ -94,18 +89,17 @@ fn run_inner(env: &Env, request: &TransitionRequest) -> Result<TransitionResult,
 fn training_table(
     store: &dyn Store,
     request: &TransitionRequest,
-    policy: Policy,
-    prefix: &str,
     [steps, readings, customers]: [DataFrame; 3],
     key: &PseudonymKey,
 ) -> Result<Produced, Error> {
+    let prefix = &layout::snapshot_prefix(Table::MachineLearningCurated, &request.run_id);
     let in_bucket = |column: &str, (lo, hi): (i64, i64)| {
         col(column).gt_eq(lit(lo)).and(col(column).lt(lit(hi)))
     };
     let mut total: Option<(TableRef, Produced)> = None;
     for (n, bucket) in time_buckets(&steps)?.into_iter().enumerate() {
         let mut outcome = transitions::machine_learning_curated(
-            policy,
+            request.policy,
             steps
                 .clone()
                 .lazy()

@@ -1,7 +1,9 @@
-//! The five transitions. Each builds a Polars plan from its input frames and
-//! annotates every input row with the rule that drops it (`_drop`, null when
-//! kept); [`settle`] collects the plan once and splits kept rows from counted
-//! drops. Nothing here reads or writes storage.
+//! The five transitions. 1, 3 and 5 build a Polars plan from their input
+//! frames that annotates every input row with the rule that drops it (`_drop`,
+//! null when kept); [`settle`] collects the plan once and splits kept rows from
+//! counted drops. 2 and 4 judge each reading alone against a customer index
+//! ([`ReadingRule`]), applied while the landing object is parsed. Nothing here
+//! reads or writes storage.
 
 use std::collections::BTreeMap;
 
