@@ -162,9 +162,10 @@ pub struct ReadingRule {
 }
 
 impl ReadingRule {
-    /// 2. accelerometer_landing + customer_trusted -> accelerometer_trusted: a
-    /// reading is kept when its user is a customer_trusted email and, under
-    /// strict, it was not taken before that customer's consent.
+    /// Transition 2, accelerometer_landing + customer_trusted ->
+    /// accelerometer_trusted: a reading is kept when its user is a
+    /// customer_trusted email and, under strict, it was not taken before that
+    /// customer's consent.
     pub fn accelerometer_trusted(
         policy: Policy,
         customer_trusted: &DataFrame,
@@ -179,9 +180,10 @@ impl ReadingRule {
         })
     }
 
-    /// 4. step_trainer_landing + customers_curated -> step_trainer_trusted: a
-    /// reading is kept when a customers_curated customer has its serial and,
-    /// under strict, one of them had consented by the reading's time.
+    /// Transition 4, step_trainer_landing + customers_curated ->
+    /// step_trainer_trusted: a reading is kept when a customers_curated
+    /// customer has its serial and, under strict, one of them had consented by
+    /// the reading's time.
     pub fn step_trainer_trusted(
         policy: Policy,
         customers_curated: &DataFrame,
