@@ -64,6 +64,15 @@ pub fn landing_entry(dataset: Dataset, lines: u64) -> Entry {
     }
 }
 
+/// A publish lock older than this was left by a crashed publisher.
+pub const STALE_LOCK_SECONDS: u64 = 600;
+
+fn unix_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// The catalog document in the store.
 #[derive(Debug)]
 pub struct LocalCatalog<'s> {
@@ -91,20 +100,40 @@ impl<'s> LocalCatalog<'s> {
     /// Switches `entries` in one atomic write, if the catalog is still at
     /// `expected_version`. Tables not in `entries` keep their entry.
     pub fn publish(&self, expected_version: u64, entries: Vec<Entry>) -> Result<u64> {
-        let lock = layout::catalog_lock_key();
-        if !self
-            .store
-            .put_if_absent(lock, std::process::id().to_string().as_bytes())?
-        {
-            return Err(Error::CatalogLocked {
-                key: self.store.url(lock),
-            });
-        }
+        self.lock()?;
         let result = self.publish_locked(expected_version, entries);
-        let unlocked = self.store.delete(lock);
+        let unlocked = self.store.delete(layout::catalog_lock_key());
         let version = result?;
         unlocked?;
         Ok(version)
+    }
+
+    /// Takes the publish lock. A lock older than [`STALE_LOCK_SECONDS`] was
+    /// left by a publisher that crashed (a publish takes milliseconds): it is
+    /// broken once.
+    fn lock(&self) -> Result<()> {
+        let key = layout::catalog_lock_key();
+        let now = unix_seconds();
+        for _ in 0..2 {
+            if self.store.put_if_absent(key, now.to_string().as_bytes())? {
+                return Ok(());
+            }
+            let taken_at = self
+                .store
+                .get(key)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok()?.trim().parse::<u64>().ok());
+            match taken_at {
+                Some(at) if now.saturating_sub(at) > STALE_LOCK_SECONDS => {
+                    tracing::warn!(key, taken_at = at, "breaking a stale catalog lock");
+                    self.store.delete(key)?;
+                }
+                _ => break,
+            }
+        }
+        Err(Error::CatalogLocked {
+            key: self.store.url(key),
+        })
     }
 
     fn publish_locked(&self, expected_version: u64, entries: Vec<Entry>) -> Result<u64> {

@@ -98,11 +98,34 @@ fn two_publishers_racing_cannot_silently_overwrite() {
     );
 }
 
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[test]
+fn a_stale_lock_left_by_a_crash_is_broken() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::new(dir.path());
+    let stale = now() - lakehouse::catalog::STALE_LOCK_SECONDS - 5;
+    store
+        .put("_catalog/catalog.lock", stale.to_string().as_bytes())
+        .unwrap();
+    let version = LocalCatalog::new(&store)
+        .publish(0, vec![entry(Table::CustomerTrusted, "r")])
+        .unwrap();
+    assert_eq!(version, 1);
+}
+
 #[test]
 fn a_held_lock_is_a_transient_error() {
     let dir = tempfile::tempdir().unwrap();
     let store = LocalStore::new(dir.path());
-    store.put("_catalog/catalog.lock", b"4242").unwrap();
+    store
+        .put("_catalog/catalog.lock", now().to_string().as_bytes())
+        .unwrap();
     let err = LocalCatalog::new(&store)
         .publish(0, vec![entry(Table::CustomerTrusted, "r")])
         .unwrap_err();
