@@ -68,21 +68,37 @@ pub fn write_part(store: &dyn Store, prefix: &str, n: usize, df: &mut DataFrame)
     Ok(())
 }
 
-/// Describes a snapshot written under `prefix`.
-pub fn table_ref(
+/// Completes a snapshot of `parts` parts written under `prefix`: removes parts
+/// a previous attempt of the same run left beyond them (a retry with fewer
+/// landing objects must not keep stale rows), and describes it.
+pub fn seal(
+    store: &dyn Store,
     table: Table,
     prefix: &str,
     snapshot: &str,
+    parts: usize,
     rows: u64,
     schema: &Schema,
-) -> TableRef {
-    TableRef {
+) -> Result<TableRef> {
+    let current: Vec<String> = (0..parts).map(|n| layout::part_key(prefix, n)).collect();
+    for stale in store
+        .list(prefix)?
+        .into_iter()
+        .filter(|o| !current.contains(&o.key))
+    {
+        tracing::warn!(
+            key = stale.key,
+            "removing a part left by an earlier attempt"
+        );
+        store.delete(&stale.key)?;
+    }
+    Ok(TableRef {
         table,
         location: prefix.to_string(),
         snapshot: snapshot.to_string(),
         rows,
         columns: columns_of(schema),
-    }
+    })
 }
 
 /// Writes `df` as the single-part snapshot of `table` under `prefix` and describes it.
@@ -94,13 +110,15 @@ pub fn write_table(
     df: &mut DataFrame,
 ) -> Result<TableRef> {
     write_part(store, prefix, 0, df)?;
-    Ok(table_ref(
+    seal(
+        store,
         table,
         prefix,
         snapshot,
+        1,
         df.height() as u64,
         df.schema(),
-    ))
+    )
 }
 
 pub fn columns_of(schema: &Schema) -> Vec<ColumnDef> {

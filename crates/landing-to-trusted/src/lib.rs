@@ -154,19 +154,25 @@ fn readings(
             merge(&mut rubric_drops, part_drops);
         }
     }
-    let rubric = shadow.then(|| Shadow {
-        table: Some(tables::table_ref(
-            table,
-            &shadow_prefix,
-            run_id,
-            rubric_rows,
-            &schema,
-        )),
-        rows: rubric_rows,
-        drops: rubric_drops,
-    });
+    let parts = objects.len();
+    let rubric = match shadow {
+        true => Some(Shadow {
+            table: Some(tables::seal(
+                store,
+                table,
+                &shadow_prefix,
+                run_id,
+                parts,
+                rubric_rows,
+                &schema,
+            )?),
+            rows: rubric_rows,
+            drops: rubric_drops,
+        }),
+        false => None,
+    };
     Ok(Produced {
-        table: tables::table_ref(table, &prefix, run_id, kept_rows, &schema),
+        table: tables::seal(store, table, &prefix, run_id, parts, kept_rows, &schema)?,
         input_rows,
         kept_rows,
         drops,

@@ -15,7 +15,7 @@ use std::time::Instant;
 use lakehouse::handler::{self, Produced, Shadow};
 use lakehouse::{Env, Error, Store, tables};
 use polars::prelude::*;
-use zones::contract::{TableRef, TaskError, TransitionRequest, TransitionResult};
+use zones::contract::{TaskError, TransitionRequest, TransitionResult};
 use zones::transitions::{self, settle};
 use zones::{Policy, PseudonymKey, Table, layout};
 
@@ -96,8 +96,11 @@ fn training_table(
     let in_bucket = |column: &str, (lo, hi): (i64, i64)| {
         col(column).gt_eq(lit(lo)).and(col(column).lt(lit(hi)))
     };
-    let mut total: Option<(TableRef, Produced)> = None;
-    for (n, bucket) in time_buckets(&steps)?.into_iter().enumerate() {
+    let buckets = time_buckets(&steps)?;
+    let (mut rows, mut schema) = (0, None);
+    let (mut input_rows, mut kept_rows, mut drops) = (0, 0, BTreeMap::new());
+    let mut quarantine: Option<DataFrame> = None;
+    for (n, &bucket) in buckets.iter().enumerate() {
         let mut outcome = transitions::machine_learning_curated(
             request.policy,
             steps
@@ -112,42 +115,37 @@ fn training_table(
             key,
         )?;
         tables::write_part(store, prefix, n, &mut outcome.table)?;
-        let rows = outcome.table.height() as u64;
-        let schema = outcome.table.schema().clone();
-        let quarantine = outcome.quarantine.take();
-        match &mut total {
-            None => {
-                let table_ref = tables::table_ref(
-                    Table::MachineLearningCurated,
-                    prefix,
-                    &request.run_id,
-                    rows,
-                    &schema,
-                );
-                let produced = Produced {
-                    table: table_ref.clone(),
-                    input_rows: outcome.input_rows,
-                    kept_rows: outcome.kept_rows,
-                    drops: outcome.drops,
-                    quarantine: quarantine.map(|q| (Table::MachineLearningQuarantine, q)),
-                    rubric: None,
-                };
-                total = Some((table_ref, produced));
+        rows += outcome.table.height() as u64;
+        schema.get_or_insert_with(|| outcome.table.schema().clone());
+        input_rows += outcome.input_rows;
+        kept_rows += outcome.kept_rows;
+        add(&mut drops, &outcome.drops);
+        match (&mut quarantine, outcome.quarantine) {
+            (None, more) => quarantine = more,
+            (Some(all), Some(more)) => {
+                all.vstack_mut_owned(more)?;
             }
-            Some((table_ref, produced)) => {
-                table_ref.rows += rows;
-                produced.input_rows += outcome.input_rows;
-                produced.kept_rows += outcome.kept_rows;
-                add(&mut produced.drops, &outcome.drops);
-                if let (Some((_, all)), Some(more)) = (&mut produced.quarantine, quarantine) {
-                    all.vstack_mut_owned(more)?;
-                }
-            }
+            (Some(_), None) => {}
         }
     }
-    let (table_ref, mut produced) = total.expect("there is at least one bucket");
-    produced.table = table_ref;
-    Ok(produced)
+    let schema = schema.expect("there is at least one bucket");
+    let table = Table::MachineLearningCurated;
+    Ok(Produced {
+        table: tables::seal(
+            store,
+            table,
+            prefix,
+            &request.run_id,
+            buckets.len(),
+            rows,
+            &schema,
+        )?,
+        input_rows,
+        kept_rows,
+        drops,
+        quarantine: quarantine.map(|q| (Table::MachineLearningQuarantine, q)),
+        rubric: None,
+    })
 }
 
 fn add(into: &mut BTreeMap<String, u64>, from: &BTreeMap<String, u64>) {

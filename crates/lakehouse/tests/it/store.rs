@@ -40,3 +40,38 @@ fn put_if_absent_and_missing_objects() {
     assert_eq!(err.name(), zones::ErrorName::InvalidInput);
     assert!(err.to_string().contains("missing.json"), "{err}");
 }
+
+#[test]
+fn sealing_a_snapshot_removes_parts_an_earlier_attempt_left() {
+    use polars::prelude::*;
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::new(dir.path());
+    let prefix = "customer/trusted/run-1/";
+    let mut df = df!("a" => [1i64, 2]).unwrap();
+    // A first attempt wrote three parts; the retry writes one.
+    for n in 0..3 {
+        lakehouse::tables::write_part(&store, prefix, n, &mut df).unwrap();
+    }
+    let table_ref = lakehouse::tables::write_table(
+        &store,
+        zones::Table::CustomerTrusted,
+        prefix,
+        "run-1",
+        &mut df,
+    )
+    .unwrap();
+    let keys: Vec<_> = store
+        .list(prefix)
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert_eq!(keys, ["customer/trusted/run-1/part-00000.parquet"]);
+    assert_eq!(table_ref.rows, 2);
+    let rows = lakehouse::tables::read_table(&store, &table_ref)
+        .unwrap()
+        .collect()
+        .unwrap()
+        .height();
+    assert_eq!(rows, 2);
+}
