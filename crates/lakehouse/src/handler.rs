@@ -166,6 +166,13 @@ pub fn finish(
     Ok(result)
 }
 
+/// Adds per-rule counts (drops or quarantine reasons) into a running total.
+pub fn add_counts(into: &mut BTreeMap<String, u64>, from: &BTreeMap<String, u64>) {
+    for (rule, n) in from {
+        *into.entry(rule.clone()).or_default() += n;
+    }
+}
+
 fn count_reasons(frame: &DataFrame, into: &mut BTreeMap<String, u64>) -> Result<()> {
     for reason in frame.column("reason")?.str()?.iter().flatten() {
         *into.entry(reason.to_string()).or_default() += 1;

@@ -135,11 +135,6 @@ fn readings(
     })?;
     tracing::info!(%dataset, objects = objects.len(), "streamed landing objects");
 
-    let merge = |into: &mut BTreeMap<String, u64>, from: &BTreeMap<String, u64>| {
-        for (rule, n) in from {
-            *into.entry(rule.clone()).or_default() += n;
-        }
-    };
     let schema = parts[0].schema.clone();
     let (mut drops, mut rubric_drops, mut quarantined) =
         (BTreeMap::new(), BTreeMap::new(), Vec::new());
@@ -147,11 +142,11 @@ fn readings(
     for part in parts {
         input_rows += part.input_rows;
         kept_rows += part.kept_rows;
-        merge(&mut drops, &part.drops);
+        handler::add_counts(&mut drops, &part.drops);
         quarantined.extend(part.quarantined);
         if let Some((rows, part_drops)) = &part.rubric {
             rubric_rows += rows;
-            merge(&mut rubric_drops, part_drops);
+            handler::add_counts(&mut rubric_drops, part_drops);
         }
     }
     let parts = objects.len();

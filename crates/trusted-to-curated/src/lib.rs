@@ -119,7 +119,7 @@ fn training_table(
         schema.get_or_insert_with(|| outcome.table.schema().clone());
         input_rows += outcome.input_rows;
         kept_rows += outcome.kept_rows;
-        add(&mut drops, &outcome.drops);
+        handler::add_counts(&mut drops, &outcome.drops);
         match (&mut quarantine, outcome.quarantine) {
             (None, more) => quarantine = more,
             (Some(all), Some(more)) => {
@@ -146,12 +146,6 @@ fn training_table(
         quarantine: quarantine.map(|q| (Table::MachineLearningQuarantine, q)),
         rubric: None,
     })
-}
-
-fn add(into: &mut BTreeMap<String, u64>, from: &BTreeMap<String, u64>) {
-    for (rule, n) in from {
-        *into.entry(rule.clone()).or_default() += n;
-    }
 }
 
 /// Equal-width ranges `[lo, hi)` of reading time holding about
