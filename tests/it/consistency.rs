@@ -88,11 +88,12 @@ fn tasks_run_the_transitions_in_design_order_then_the_gate() {
             };
             assert_eq!(state["Resource"], expected, "{name}");
         }
+        // Only Tasks can fail at run time (Start is a Pass state).
         let catches_all = state["Catch"]
             .as_array()
             .is_some_and(|c| c.iter().any(|c| c["ErrorEquals"][0] == "States.ALL"));
         assert!(
-            catches_all,
+            state["Type"] != "Task" || catches_all,
             "{name} routes every error to the failure state"
         );
     }
@@ -159,4 +160,187 @@ fn zones_does_no_io_and_knows_no_aws() {
             );
         }
     }
+}
+
+/// One line of `infra/template.yaml` that is neither blank nor a comment.
+struct Line {
+    indent: usize,
+    text: String,
+}
+
+/// The SAM template as lines. It is read as text: CloudFormation's short-form
+/// tags (`!Sub`, `!GetAtt`) are not plain YAML, and the checks below need
+/// only the indentation of a block mapping.
+fn template_lines() -> Vec<Line> {
+    let text = std::fs::read_to_string(workspace().join("infra/template.yaml")).unwrap();
+    text.lines()
+        .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .map(|l| Line {
+            indent: l.len() - l.trim_start().len(),
+            text: l.trim().to_string(),
+        })
+        .collect()
+}
+
+/// The `key: value` entries of a block mapping, each with the lines nested
+/// under it. Values lose a trailing comment and their quotes.
+fn entries(block: &[Line]) -> Vec<(&str, &str, &[Line])> {
+    let Some(indent) = block.iter().map(|l| l.indent).min() else {
+        return Vec::new();
+    };
+    let starts: Vec<usize> = (0..block.len())
+        .filter(|&i| block[i].indent == indent && !block[i].text.starts_with('-'))
+        .collect();
+    starts
+        .iter()
+        .enumerate()
+        .map(|(n, &i)| {
+            let end = starts.get(n + 1).copied().unwrap_or(block.len());
+            let (key, value) = block[i]
+                .text
+                .split_once(':')
+                .unwrap_or((&block[i].text, ""));
+            let value = value.split(" #").next().unwrap().trim();
+            (
+                key.trim(),
+                value.trim_matches(['"', '\'']),
+                &block[i + 1..end],
+            )
+        })
+        .collect()
+}
+
+fn entry<'a>(block: &'a [Line], key: &str) -> Option<(&'a str, &'a [Line])> {
+    entries(block)
+        .into_iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|(_, value, nested)| (value, nested))
+}
+
+/// `(logical id, type, lines of the resource)` for each resource of the template.
+fn template_resources(lines: &[Line]) -> Vec<(&str, &str, &[Line])> {
+    let (_, resources) = entry(lines, "Resources").expect("the template has Resources");
+    entries(resources)
+        .into_iter()
+        .map(|(name, _, body)| {
+            let (ty, _) = entry(body, "Type").unwrap_or_else(|| panic!("{name} has no Type"));
+            (name, ty, body)
+        })
+        .collect()
+}
+
+fn property<'a>(body: &'a [Line], key: &str) -> Option<(&'a str, &'a [Line])> {
+    entry(entry(body, "Properties")?.1, key)
+}
+
+/// The crates whose `main.rs` serves a handler on the Lambda runtime.
+fn lambda_crates() -> BTreeSet<String> {
+    let mut crates = BTreeSet::new();
+    for dir in std::fs::read_dir(workspace().join("crates")).unwrap() {
+        let dir = dir.unwrap().path();
+        let main = std::fs::read_to_string(dir.join("src/main.rs")).unwrap_or_default();
+        if main.contains("lakehouse::lambda::serve") {
+            crates.insert(dir.file_name().unwrap().to_str().unwrap().to_string());
+        }
+    }
+    crates
+}
+
+#[test]
+fn template_substitutes_every_resource_of_the_definition() {
+    let lines = template_lines();
+    let resources = template_resources(&lines);
+    let machines: Vec<_> = resources
+        .iter()
+        .filter(|(_, ty, _)| *ty == "AWS::Serverless::StateMachine")
+        .collect();
+    assert_eq!(
+        machines.len(),
+        1,
+        "one state machine in infra/template.yaml"
+    );
+    let (name, _, body) = machines[0];
+    let (uri, _) = property(body, "DefinitionUri").expect("DefinitionUri");
+    assert_eq!(
+        uri, "../statemachine.asl.json",
+        "{name} deploys the definition the local runner executes"
+    );
+
+    let definition = std::fs::read_to_string(workspace().join("statemachine.asl.json")).unwrap();
+    let used: BTreeSet<&str> = definition
+        .split("${")
+        .skip(1)
+        .map(|rest| rest.split('}').next().unwrap())
+        // Prose such as the Comment's `${...}` names no variable.
+        .filter(|name| {
+            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
+        .collect();
+    let (_, substitutions) = property(body, "DefinitionSubstitutions").expect("substitutions");
+    let substitutions = entries(substitutions);
+    let given: BTreeSet<&str> = substitutions.iter().map(|(k, _, _)| *k).collect();
+    assert_eq!(
+        used, given,
+        "the ${{...}} names of statemachine.asl.json and {name}'s DefinitionSubstitutions"
+    );
+
+    // Each name resolves, on AWS, to the function built from the crate the
+    // local runner calls for the same resource.
+    for (key, value, _) in &substitutions {
+        let function = value
+            .strip_prefix("!GetAtt ")
+            .and_then(|v| v.strip_suffix(".Arn"))
+            .unwrap_or_else(|| panic!("{key}: `{value}` is not `!GetAtt <Function>.Arn`"));
+        let (_, ty, body) = resources
+            .iter()
+            .find(|(n, _, _)| *n == function)
+            .unwrap_or_else(|| panic!("{key}: no resource {function}"));
+        assert_eq!(*ty, "AWS::Serverless::Function", "{key}: {function}");
+        let (code_uri, _) = property(body, "CodeUri").expect("CodeUri");
+        let resource = format!("${{{key}}}");
+        let (_, krate) = RESOURCES
+            .iter()
+            .find(|(r, _)| *r == resource)
+            .unwrap_or_else(|| panic!("{resource} has no local handler"));
+        assert_eq!(code_uri, format!("../crates/{krate}"), "{key}: {function}");
+    }
+}
+
+#[test]
+fn template_deploys_every_lambda_crate_and_only_those() {
+    let lines = template_lines();
+    let crates = lambda_crates();
+    assert!(!crates.is_empty(), "no crate serves a Lambda handler");
+    let mut deployed = BTreeSet::new();
+    for (name, ty, body) in template_resources(&lines) {
+        if ty != "AWS::Serverless::Function" {
+            continue;
+        }
+        let (code_uri, _) = property(body, "CodeUri").unwrap_or_else(|| panic!("{name}: CodeUri"));
+        let dir = code_uri
+            .strip_prefix("../crates/")
+            .unwrap_or_else(|| panic!("{name}: CodeUri {code_uri} is not ../crates/<dir>"));
+        assert!(
+            crates.contains(dir),
+            "{name}: crates/{dir}/src/main.rs does not call lakehouse::lambda::serve"
+        );
+        // sam build copies target/lambda/<binary>/bootstrap; the binary is the package's.
+        let metadata = entry(body, "Metadata").map(|(_, m)| m).unwrap_or_default();
+        let (method, _) = entry(metadata, "BuildMethod").unwrap_or_default();
+        assert_eq!(method, "rust-cargolambda", "{name}: Metadata.BuildMethod");
+        let binary = entry(metadata, "BuildProperties").and_then(|(_, p)| entry(p, "Binary"));
+        assert_eq!(
+            binary.map(|(b, _)| b),
+            Some(dir),
+            "{name}: Metadata.BuildProperties.Binary"
+        );
+        assert!(
+            deployed.insert(dir.to_string()),
+            "crates/{dir} is deployed twice"
+        );
+    }
+    assert_eq!(
+        deployed, crates,
+        "every Lambda crate has exactly one function in infra/template.yaml"
+    );
 }

@@ -1,3 +1,5 @@
+mod aws;
 mod consistency;
 mod end_to_end;
+mod moto;
 mod support;

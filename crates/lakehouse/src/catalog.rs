@@ -1,7 +1,10 @@
-//! The local stand-in for the Glue Data Catalog: one JSON document mapping
-//! table names to their current snapshot, switched atomically.
+//! The catalog: which snapshot each table name means. [`LocalCatalog`] is one
+//! JSON document in the store, switched atomically; `glue::GlueCatalog` is
+//! the AWS Glue Data Catalog. Both refuse to publish over a catalog that
+//! changed since it was loaded.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use zones::contract::{ColumnDef, TableRef};
@@ -32,6 +35,37 @@ pub struct CatalogState {
     /// Incremented by every publish; guards against concurrent publishers.
     pub version: u64,
     pub tables: BTreeMap<Table, Entry>,
+    /// Glue only: each table's `VersionId` when loaded (the per-table guard).
+    #[serde(skip)]
+    pub table_versions: BTreeMap<Table, String>,
+    /// Glue only: the database these tables are registered in, which is
+    /// where Athena finds them.
+    #[serde(skip)]
+    pub database: Option<String>,
+}
+
+/// Where table names are resolved to snapshots.
+pub trait Catalog: Send + Sync + std::fmt::Debug {
+    /// The published state; empty before the first publish.
+    fn load(&self) -> Result<CatalogState>;
+
+    /// Switches `entries` to their new snapshots, if nothing was published
+    /// since `current` was loaded; returns the new catalog version. Tables
+    /// not in `entries` keep their entry.
+    fn publish(&self, current: &CatalogState, entries: Vec<Entry>) -> Result<u64>;
+
+    /// Makes `view` (published tables and a run's unpublished snapshots)
+    /// queryable by the query engine under the name `run_id`.
+    fn stage(&self, run_id: &str, view: &CatalogState) -> Result<CatalogState> {
+        let _ = run_id;
+        Ok(view.clone())
+    }
+
+    /// Removes what [`Catalog::stage`] registered.
+    fn unstage(&self, staged: &CatalogState) -> Result<()> {
+        let _ = staged;
+        Ok(())
+    }
 }
 
 impl CatalogState {
@@ -73,19 +107,14 @@ fn unix_seconds() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// The catalog document in the store.
-#[derive(Debug)]
-pub struct LocalCatalog<'s> {
-    store: &'s dyn Store,
+/// The catalog document in the store (`_catalog/catalog.json`).
+#[derive(Debug, Clone)]
+pub struct LocalCatalog {
+    store: Arc<dyn Store>,
 }
 
-impl<'s> LocalCatalog<'s> {
-    pub fn new(store: &'s dyn Store) -> Self {
-        LocalCatalog { store }
-    }
-
-    /// The current state; empty before the first publish.
-    pub fn load(&self) -> Result<CatalogState> {
+impl Catalog for LocalCatalog {
+    fn load(&self) -> Result<CatalogState> {
         let key = layout::catalog_key();
         match self.store.get(key) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| Error::CatalogFormat {
@@ -97,15 +126,20 @@ impl<'s> LocalCatalog<'s> {
         }
     }
 
-    /// Switches `entries` in one atomic write, if the catalog is still at
-    /// `expected_version`. Tables not in `entries` keep their entry.
-    pub fn publish(&self, expected_version: u64, entries: Vec<Entry>) -> Result<u64> {
+    /// Switches all `entries` in one atomic write of the document, under a lock.
+    fn publish(&self, current: &CatalogState, entries: Vec<Entry>) -> Result<u64> {
         self.lock()?;
-        let result = self.publish_locked(expected_version, entries);
+        let result = self.publish_locked(current.version, entries);
         let unlocked = self.store.delete(layout::catalog_lock_key());
         let version = result?;
         unlocked?;
         Ok(version)
+    }
+}
+
+impl LocalCatalog {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        LocalCatalog { store }
     }
 
     /// Takes the publish lock. A lock older than [`STALE_LOCK_SECONDS`] was

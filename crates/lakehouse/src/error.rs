@@ -47,12 +47,39 @@ pub enum Error {
     CatalogConflict { expected: u64, found: u64 },
 
     #[error(
+        "table `{table}` changed while publishing: expected version {expected:?}, found {found:?}; nothing of this run was switched after it"
+    )]
+    TableConflict {
+        table: String,
+        expected: Option<String>,
+        found: Option<String>,
+    },
+
+    #[error(
         "catalog is locked by another publisher (`{key}` exists; if no run is publishing, a crashed one left it: delete it)"
     )]
     CatalogLocked { key: String },
 
     #[error("query failed: {0}")]
     Query(polars::error::PolarsError),
+
+    #[error("Athena query {id} {state}: {reason}")]
+    QueryFailed {
+        id: String,
+        state: String,
+        reason: String,
+    },
+
+    #[error("{service} {op} `{target}`: {message}")]
+    Aws {
+        service: &'static str,
+        op: &'static str,
+        target: String,
+        status: Option<u16>,
+        code: Option<String>,
+        message: String,
+        transient: bool,
+    },
 
     #[error("{0}")]
     Polars(#[from] polars::error::PolarsError),
@@ -69,11 +96,20 @@ impl Error {
         match self {
             Error::Io { source, .. } if is_transient(source) => ErrorName::Transient,
             Error::CatalogLocked { .. } => ErrorName::Transient,
-            Error::CatalogConflict { .. } => ErrorName::PublishConflict,
+            Error::Aws { transient, .. } => {
+                if *transient {
+                    ErrorName::Transient
+                } else {
+                    ErrorName::Internal
+                }
+            }
+            Error::CatalogConflict { .. } | Error::TableConflict { .. } => {
+                ErrorName::PublishConflict
+            }
             Error::NoLandingData { .. } | Error::MissingTable { .. } | Error::InvalidRequest(_) => {
                 ErrorName::InvalidInput
             }
-            Error::Query(_) => ErrorName::InvalidInput,
+            Error::Query(_) | Error::QueryFailed { .. } => ErrorName::InvalidInput,
             Error::Io { .. }
             | Error::NotFound { .. }
             | Error::Read { .. }

@@ -7,22 +7,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use zones::TaskError;
 
-use crate::Env;
-
-/// Configuration of a deployed function, read once at cold start.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// `STEDI_WAREHOUSE`: the warehouse root.
-    pub warehouse: String,
-}
-
-impl Config {
-    pub fn from_env() -> Result<Config, String> {
-        let warehouse = std::env::var("STEDI_WAREHOUSE")
-            .map_err(|_| "STEDI_WAREHOUSE is not set".to_string())?;
-        Ok(Config { warehouse })
-    }
-}
+use crate::{Config, Env};
 
 /// Serves `handler` on the Lambda runtime API until the sandbox is recycled.
 pub fn serve<Req, Resp>(
@@ -40,8 +25,10 @@ where
         .with_current_span(false)
         .without_time()
         .init();
+    // Read once at cold start: STEDI_WAREHOUSE, STEDI_GLUE_DATABASE, STEDI_ATHENA_*.
     let config = Config::from_env()?;
-    let env = Env::local(&config.warehouse)?;
+    tracing::info!(?config, "configured");
+    let env = Env::open(&config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -1,47 +1,136 @@
 //! `lakehouse`: the I/O edge of the STEDI pipeline.
 //!
-//! A [`Store`] (a local directory standing in for S3), the local catalog
-//! (standing in for Glue) with its atomic, version-guarded switch, the query
-//! engine (Polars SQL standing in for Athena), Parquet snapshots, and the
-//! handler plumbing every Lambda shares.
+//! A [`Store`] (a local directory, or S3), a [`Catalog`] (a JSON document in
+//! the store, or the Glue Data Catalog) with its atomic, version-guarded
+//! publish, a [`QueryEngine`] (Polars SQL, or Athena), Parquet snapshots, and
+//! the handler plumbing every Lambda shares.
 //!
 //! Deliberately absent: business rules (they live in `zones`) and reading
-//! the environment (configuration is parsed once by the binaries and passed in).
+//! the environment outside [`Config::from_env`].
 
+pub mod athena;
+pub mod aws;
 pub mod catalog;
 pub mod error;
+pub mod glue;
 pub mod handler;
 pub mod lambda;
 pub mod query;
+pub mod s3;
 pub mod store;
 pub mod tables;
 
 use std::sync::Arc;
 
+pub use catalog::Catalog;
 pub use error::{Error, Result};
+pub use query::QueryEngine;
 pub use store::{LocalStore, Store};
 use zones::{PseudonymKey, layout};
+
+/// Where the warehouse lives and which catalog and query engine serve it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Config {
+    /// `STEDI_WAREHOUSE`: a directory, or `s3://bucket/prefix`.
+    pub warehouse: String,
+    /// `STEDI_GLUE_DATABASE`: publish to this Glue database instead of the
+    /// catalog document in the warehouse (needs an S3 warehouse).
+    pub glue_database: Option<String>,
+    /// `STEDI_ATHENA_WORKGROUP`: run queries and checks through Athena in
+    /// this workgroup instead of Polars SQL (needs Glue).
+    pub athena_workgroup: Option<String>,
+    /// `STEDI_ATHENA_OUTPUT`: results location, if the workgroup sets none.
+    pub athena_output: Option<String>,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Config> {
+        let var = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+        Ok(Config {
+            warehouse: var("STEDI_WAREHOUSE")
+                .ok_or_else(|| Error::InvalidRequest("STEDI_WAREHOUSE is not set".into()))?,
+            glue_database: var("STEDI_GLUE_DATABASE"),
+            athena_workgroup: var("STEDI_ATHENA_WORKGROUP"),
+            athena_output: var("STEDI_ATHENA_OUTPUT"),
+        })
+    }
+}
 
 /// Everything a handler needs, built once at start-up by a binary.
 #[derive(Debug, Clone)]
 pub struct Env {
     pub store: Arc<dyn Store>,
-    pub key: PseudonymKey,
+    pub catalog: Arc<dyn Catalog>,
+    pub query: Arc<dyn QueryEngine>,
 }
 
 impl Env {
-    /// A local warehouse: the directory is the bucket; the pseudonym key is
-    /// read from `_secrets/pseudonym.key`, created on first use.
-    pub fn local(root: impl Into<std::path::PathBuf>) -> Result<Env> {
-        let store: Arc<dyn Store> = Arc::new(LocalStore::new(root));
-        let key = load_or_create_key(store.as_ref())?;
-        Ok(Env { store, key })
+    /// A local warehouse: the directory is the bucket, the catalog a
+    /// document in it, Polars SQL the query engine.
+    pub fn local(root: impl Into<std::path::PathBuf>) -> Env {
+        Env::with_store(Arc::new(LocalStore::new(root)))
+    }
+
+    /// `store` with the catalog document in it and Polars SQL.
+    pub fn with_store(store: Arc<dyn Store>) -> Env {
+        Env {
+            catalog: Arc::new(catalog::LocalCatalog::new(store.clone())),
+            query: Arc::new(query::PolarsSql {
+                store: store.clone(),
+            }),
+            store,
+        }
+    }
+
+    pub fn open(config: &Config) -> Result<Env> {
+        if !config.warehouse.starts_with("s3://") {
+            if config.glue_database.is_some() || config.athena_workgroup.is_some() {
+                return Err(Error::InvalidRequest(format!(
+                    "Glue and Athena need the warehouse in S3, not `{}`",
+                    config.warehouse
+                )));
+            }
+            return Ok(Env::local(&config.warehouse));
+        }
+        let aws = aws::Aws::from_env()?;
+        let store: Arc<dyn Store> = Arc::new(s3::S3Store::new(aws.clone(), &config.warehouse)?);
+        let mut env = Env::with_store(store.clone());
+        if let Some(database) = &config.glue_database {
+            env.catalog = Arc::new(glue::GlueCatalog::new(
+                aws.clone(),
+                database,
+                &store.url(""),
+            ));
+        }
+        if let Some(workgroup) = &config.athena_workgroup {
+            if config.glue_database.is_none() {
+                return Err(Error::InvalidRequest(
+                    "Athena reads tables from Glue: set a Glue database too".into(),
+                ));
+            }
+            env.query = Arc::new(athena::AthenaEngine::new(
+                aws,
+                workgroup,
+                config.athena_output.clone(),
+            ));
+        }
+        Ok(env)
+    }
+
+    /// The warehouse's pseudonym key, created on first use.
+    pub fn pseudonym_key(&self) -> Result<PseudonymKey> {
+        load_or_create_key(self.store.as_ref())
     }
 }
 
 /// Reads the warehouse's pseudonym key, creating a random 32-byte one first if absent.
 pub fn load_or_create_key(store: &dyn Store) -> Result<PseudonymKey> {
     let key = layout::pseudonym_key_key();
+    match store.get(key) {
+        Ok(bytes) => return Ok(PseudonymKey::new(&bytes)),
+        Err(Error::NotFound { .. }) => {}
+        Err(e) => return Err(e),
+    }
     let mut secret = [0u8; 32];
     getrandom::fill(&mut secret)
         .map_err(|e| Error::InvalidRequest(format!("no randomness for a key: {e}")))?;

@@ -1,4 +1,7 @@
-//! The local stand-in for Athena: Polars SQL over catalog tables.
+//! The query engine: SQL over a catalog view. [`PolarsSql`] is the local
+//! stand-in for Athena (`athena::AthenaEngine`); both run the same texts.
+
+use std::sync::Arc;
 
 use polars::prelude::*;
 use polars::sql::SQLContext;
@@ -9,22 +12,36 @@ use crate::error::{Error, Result};
 use crate::store::Store;
 use crate::tables;
 
-/// Runs `sql` over the tables of `catalog`; only the tables the query names are read.
-pub fn execute(store: &dyn Store, catalog: &CatalogState, sql: &str) -> Result<DataFrame> {
-    let names = polars::sql::extract_table_identifiers(sql, false, true).map_err(Error::Query)?;
-    let mut context = SQLContext::new();
-    for name in names {
-        let entry = Table::from_name(&name)
-            .and_then(|t| catalog.get(t))
-            .ok_or_else(|| Error::MissingTable {
-                table: name.clone(),
-            })?;
-        context.register(&name, frame(store, entry)?);
+pub trait QueryEngine: Send + Sync + std::fmt::Debug {
+    /// Runs `sql` over the tables of `view`.
+    fn execute(&self, view: &CatalogState, sql: &str) -> Result<DataFrame>;
+}
+
+/// Polars SQL over the snapshots in the store.
+#[derive(Debug, Clone)]
+pub struct PolarsSql {
+    pub store: Arc<dyn Store>,
+}
+
+impl QueryEngine for PolarsSql {
+    /// Only the tables the query names are read.
+    fn execute(&self, view: &CatalogState, sql: &str) -> Result<DataFrame> {
+        let names =
+            polars::sql::extract_table_identifiers(sql, false, true).map_err(Error::Query)?;
+        let mut context = SQLContext::new();
+        for name in names {
+            let entry = Table::from_name(&name)
+                .and_then(|t| view.get(t))
+                .ok_or_else(|| Error::MissingTable {
+                    table: name.clone(),
+                })?;
+            context.register(&name, frame(self.store.as_ref(), entry)?);
+        }
+        context
+            .execute(sql)
+            .and_then(LazyFrame::collect)
+            .map_err(Error::Query)
     }
-    context
-        .execute(sql)
-        .and_then(LazyFrame::collect)
-        .map_err(Error::Query)
 }
 
 fn frame(store: &dyn Store, entry: &Entry) -> Result<LazyFrame> {

@@ -5,8 +5,8 @@
 //!
 //! Deliberately absent: any transition logic; a failed gate publishes nothing.
 
-use lakehouse::catalog::{CatalogState, Entry, Format, LocalCatalog, landing_entry};
-use lakehouse::{Env, Error, Store, query};
+use lakehouse::catalog::{CatalogState, Entry, Format, landing_entry};
+use lakehouse::{Env, Error, QueryEngine};
 use zones::checks::{self, Check, Expect};
 use zones::contract::{CheckOutcome, GateRequest, GateResult, TaskError};
 use zones::report::Report;
@@ -14,18 +14,25 @@ use zones::{Dataset, ErrorName, layout};
 
 pub fn run(env: &Env, request: &GateRequest) -> Result<GateResult, TaskError> {
     let store = env.store.as_ref();
-    let catalog = LocalCatalog::new(store);
-    let current = catalog.load().map_err(TaskError::from)?;
+    let current = env.catalog.load().map_err(TaskError::from)?;
     let entries = entries(request);
     // The catalog as it will be: this run's snapshots over the published ones.
     let mut view = current.clone();
     for entry in &entries {
         view.tables.insert(entry.table.table, entry.clone());
     }
+    // On Glue, the view is registered in a database of its own for Athena.
+    let staged = env
+        .catalog
+        .stage(&request.run_id, &view)
+        .map_err(TaskError::from)?;
     let outcomes: Vec<CheckOutcome> = checks::checks(request.policy, &request.results)
         .iter()
-        .map(|c| evaluate(store, &view, c))
+        .map(|c| evaluate(env.query.as_ref(), &staged, c))
         .collect();
+    if let Err(e) = env.catalog.unstage(&staged) {
+        tracing::warn!(error = %e, "could not remove the staged view");
+    }
     for outcome in &outcomes {
         tracing::info!(check = %outcome.name, passed = outcome.passed, detail = %outcome.detail, "quality check");
     }
@@ -52,8 +59,9 @@ pub fn run(env: &Env, request: &GateRequest) -> Result<GateResult, TaskError> {
             ),
         });
     }
-    let catalog_version = catalog
-        .publish(current.version, entries)
+    let catalog_version = env
+        .catalog
+        .publish(&current, entries)
         .map_err(TaskError::from)?;
     tracing::info!(run_id = %request.run_id, catalog_version, "published");
     Ok(GateResult {
@@ -86,39 +94,41 @@ fn entries(request: &GateRequest) -> Vec<Entry> {
     entries
 }
 
-fn evaluate(store: &dyn Store, view: &CatalogState, check: &Check) -> CheckOutcome {
-    let verdict = query::execute(store, view, &check.sql).and_then(|df| match &check.expect {
-        Expect::NoViolations => {
-            let violations = df
-                .column("violations")
-                .and_then(|c| c.cast(&polars::prelude::DataType::Int64))
-                .map_err(Error::Query)?
-                .i64()
-                .map_err(Error::Query)?
-                .get(0);
-            Ok(match violations {
-                Some(0) => (true, "0 violations".to_string()),
-                Some(n) => (false, format!("{n} violations")),
-                None => (false, "the check returned no row".to_string()),
-            })
-        }
-        Expect::ColumnsExclude(forbidden) => {
-            let present: Vec<&str> = df
-                .get_column_names()
-                .into_iter()
-                .map(|n| n.as_str())
-                .filter(|n| forbidden.contains(n))
-                .collect();
-            Ok(if present.is_empty() {
-                (true, "no identifier column".to_string())
-            } else {
-                (
-                    false,
-                    format!("identifier columns present: {}", present.join(", ")),
-                )
-            })
-        }
-    });
+fn evaluate(engine: &dyn QueryEngine, view: &CatalogState, check: &Check) -> CheckOutcome {
+    let verdict = engine
+        .execute(view, &check.sql)
+        .and_then(|df| match &check.expect {
+            Expect::NoViolations => {
+                let violations = df
+                    .column("violations")
+                    .and_then(|c| c.cast(&polars::prelude::DataType::Int64))
+                    .map_err(Error::Query)?
+                    .i64()
+                    .map_err(Error::Query)?
+                    .get(0);
+                Ok(match violations {
+                    Some(0) => (true, "0 violations".to_string()),
+                    Some(n) => (false, format!("{n} violations")),
+                    None => (false, "the check returned no row".to_string()),
+                })
+            }
+            Expect::ColumnsExclude(forbidden) => {
+                let present: Vec<&str> = df
+                    .get_column_names()
+                    .into_iter()
+                    .map(|n| n.as_str())
+                    .filter(|n| forbidden.contains(n))
+                    .collect();
+                Ok(if present.is_empty() {
+                    (true, "no identifier column".to_string())
+                } else {
+                    (
+                        false,
+                        format!("identifier columns present: {}", present.join(", ")),
+                    )
+                })
+            }
+        });
     let (passed, detail) = verdict.unwrap_or_else(|e| (false, format!("check could not run: {e}")));
     CheckOutcome {
         name: check.name.clone(),

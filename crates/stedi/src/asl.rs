@@ -70,6 +70,8 @@ pub struct Interpreter<'a> {
     observer: &'a dyn Fn(&Event),
     /// Multiplies every retry delay; 1.0 honours the definition, 0.0 skips waits (tests).
     pub retry_time_scale: f64,
+    /// The context object `$$` reads (`$$.Execution.Name`, ...).
+    pub context: Value,
 }
 
 impl<'a> Interpreter<'a> {
@@ -78,7 +80,15 @@ impl<'a> Interpreter<'a> {
             invoker,
             observer,
             retry_time_scale: 1.0,
+            context: Value::Null,
         }
+    }
+
+    /// Sets the context object as Step Functions gives it to an execution
+    /// named `name` started with `input`.
+    pub fn with_execution(mut self, name: &str, input: &Value) -> Self {
+        self.context = json!({ "Execution": { "Name": name, "Input": input } });
+        self
     }
 
     /// Executes a state machine (or a Parallel branch / Map processor) definition.
@@ -136,7 +146,9 @@ impl<'a> Interpreter<'a> {
                 let effective = input_path(state, &input)?;
                 let result = match (state.get("Result"), state.get("Parameters")) {
                     (Some(result), _) => result.clone(),
-                    (None, Some(params)) => parameters(params, &effective)?,
+                    (None, Some(params)) => {
+                        parameters_with_context(params, &effective, &self.context)?
+                    }
                     (None, None) => effective,
                 };
                 self.finish(state, &input, result)
@@ -145,7 +157,7 @@ impl<'a> Interpreter<'a> {
                 let resource = str_field(state, "Resource")
                     .ok_or_else(|| Failure::runtime(format!("task `{name}` has no Resource")))?;
                 let payload = match state.get("Parameters") {
-                    Some(params) => parameters(params, &effective)?,
+                    Some(params) => parameters_with_context(params, &effective, &self.context)?,
                     None => effective,
                 };
                 self.invoker.invoke(resource, payload)
@@ -159,7 +171,7 @@ impl<'a> Interpreter<'a> {
                             Failure::runtime(format!("parallel `{name}` has no Branches"))
                         })?;
                 let payload = match state.get("Parameters") {
-                    Some(params) => parameters(params, &effective)?,
+                    Some(params) => parameters_with_context(params, &effective, &self.context)?,
                     None => effective,
                 };
                 branches
@@ -189,8 +201,8 @@ impl<'a> Interpreter<'a> {
                 for (index, item) in items.iter().enumerate() {
                     let item_input = match selector {
                         Some(sel) => {
-                            let context =
-                                json!({ "Map": { "Item": { "Index": index, "Value": item } } });
+                            let mut context = self.context.clone();
+                            context["Map"] = json!({ "Item": { "Index": index, "Value": item } });
                             parameters_with_context(sel, &effective, &context)?
                         }
                         None => item.clone(),
@@ -267,7 +279,9 @@ impl<'a> Interpreter<'a> {
             match body(effective.clone()) {
                 Ok(result) => {
                     let result = match state.get("ResultSelector") {
-                        Some(selector) => parameters(selector, &result)?,
+                        Some(selector) => {
+                            parameters_with_context(selector, &result, &self.context)?
+                        }
                         None => result,
                     };
                     return self.finish(state, &input, result);
@@ -410,11 +424,8 @@ pub fn read_path(value: &Value, path: &str) -> Result<Value, Failure> {
     })
 }
 
-/// Evaluates a Parameters/ResultSelector template: keys ending in `.$` are paths.
-fn parameters(template: &Value, input: &Value) -> Result<Value, Failure> {
-    parameters_with_context(template, input, &Value::Null)
-}
-
+/// Evaluates a Parameters/ResultSelector template: keys ending in `.$` are
+/// paths into the input, or into the context object when they start with `$$`.
 fn parameters_with_context(
     template: &Value,
     input: &Value,

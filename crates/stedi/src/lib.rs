@@ -1,6 +1,7 @@
 //! `stedi`: the command-line face of the STEDI lakehouse: `seed` writes
 //! synthetic landing data, `run` executes statemachine.asl.json through the
-//! local runner, `query`/`tables`/`report` look at the result.
+//! local runner (or starts it on AWS Step Functions, `sfn`),
+//! `query`/`tables`/`report` look at the result.
 //!
 //! Deliberately absent: business rules (`zones`) and storage details
 //! (`lakehouse`); this crate wires them to a terminal.
@@ -9,4 +10,5 @@ pub mod asl;
 pub mod output;
 pub mod runner;
 pub mod seed;
+pub mod sfn;
 pub mod summary;

@@ -5,11 +5,15 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use lakehouse::catalog::LocalCatalog;
-use lakehouse::{Env, LocalStore, Store};
+use std::sync::Arc;
+
+use aws_sdk_sfn::types::ExecutionStatus;
+use lakehouse::aws::Aws;
+use lakehouse::query::PolarsSql;
+use lakehouse::{Config, Env, Store};
 use stedi::asl::Event;
 use stedi::output::{self, Format};
-use stedi::{runner, seed, summary};
+use stedi::{runner, seed, sfn, summary};
 use zones::report::Report;
 use zones::{Policy, layout};
 
@@ -17,9 +21,30 @@ use zones::{Policy, layout};
 #[derive(Parser)]
 #[command(name = "stedi", version)]
 struct Cli {
-    /// The warehouse root: a local directory standing in for the S3 bucket.
-    #[arg(long, global = true, default_value = "./lakehouse")]
-    warehouse: PathBuf,
+    /// The warehouse root: a local directory standing in for the S3 bucket,
+    /// or s3://bucket/prefix (credentials, region and AWS_ENDPOINT_URL from
+    /// the standard AWS configuration).
+    #[arg(
+        long,
+        global = true,
+        env = "STEDI_WAREHOUSE",
+        default_value = "./lakehouse"
+    )]
+    warehouse: String,
+    /// Publish to and read tables from this Glue database instead of the
+    /// catalog document in the warehouse (needs an S3 warehouse).
+    #[arg(long, global = true, env = "STEDI_GLUE_DATABASE")]
+    glue_database: Option<String>,
+    /// Run queries and quality checks through Athena in this workgroup.
+    #[arg(long, global = true, env = "STEDI_ATHENA_WORKGROUP")]
+    athena_workgroup: Option<String>,
+    /// Athena results location, if the workgroup does not enforce one.
+    #[arg(long, global = true, env = "STEDI_ATHENA_OUTPUT")]
+    athena_output: Option<String>,
+    /// A deployed SAM stack (infra/template.yaml): its outputs give the
+    /// warehouse, Glue database, Athena workgroup and state machine.
+    #[arg(long, global = true, env = "STEDI_STACK")]
+    stack: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -36,21 +61,38 @@ enum Command {
         #[arg(long)]
         clean: bool,
     },
-    /// Run the pipeline: execute statemachine.asl.json through the local runner.
+    /// Run the pipeline: execute statemachine.asl.json through the local
+    /// runner, or with --aws start the deployed Step Functions state machine.
     Run {
         #[arg(long, default_value = "strict")]
         policy: Policy,
-        /// Defaults to the UTC time plus a random suffix.
+        /// Defaults to the UTC time plus a random suffix (on AWS: the execution's name).
         #[arg(long)]
         run_id: Option<String>,
         /// Execute this state machine definition instead of the built-in statemachine.asl.json.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "aws")]
         definition: Option<PathBuf>,
+        /// Save each function's request as DIR/<function>/<transition>.json
+        /// (events for `cargo lambda invoke --data-file`).
+        #[arg(long, value_name = "DIR", conflicts_with = "aws")]
+        save_requests: Option<PathBuf>,
+        /// Run on AWS Step Functions (with --state-machine or --stack).
+        #[arg(long)]
+        aws: bool,
+        /// The state machine's ARN.
+        #[arg(long, requires = "aws")]
+        state_machine: Option<String>,
+        /// Redrive this failed execution (ARN) from the state that failed, instead of starting one.
+        #[arg(long, requires = "aws", conflicts_with_all = ["run_id", "policy"])]
+        redrive: Option<String>,
     },
-    /// Run SQL over the catalog's tables (Polars SQL standing in for Athena).
+    /// Run SQL over the catalog's tables: Polars SQL locally, Athena with --aws.
     Query {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
+        /// Run in Athena (needs --stack, or --glue-database and --athena-workgroup).
+        #[arg(long)]
+        aws: bool,
         sql: String,
     },
     /// List the catalog's tables: snapshot, rows, location, columns.
@@ -78,16 +120,34 @@ fn main() -> ExitCode {
 }
 
 fn dispatch(cli: Cli) -> Result<ExitCode> {
-    let warehouse = cli.warehouse;
+    let deployment = match &cli.stack {
+        Some(stack) => Some(sfn::deployment(&*Aws::from_env()?, stack)?),
+        None => None,
+    };
+    let config = match &deployment {
+        Some(d) => Config {
+            warehouse: d.warehouse.clone(),
+            glue_database: Some(d.glue_database.clone()),
+            athena_workgroup: Some(d.athena_workgroup.clone()),
+            athena_output: cli.athena_output.clone(),
+        },
+        None => Config {
+            warehouse: cli.warehouse.clone(),
+            glue_database: cli.glue_database.clone(),
+            athena_workgroup: cli.athena_workgroup.clone(),
+            athena_output: cli.athena_output.clone(),
+        },
+    };
     match cli.command {
         Command::Seed {
             customers,
             seed,
             clean,
         } => {
+            let env = Env::open(&config)?;
             let started = std::time::Instant::now();
             let written = seed::seed(
-                &warehouse,
+                env.store.as_ref(),
                 seed::SeedOptions {
                     customers,
                     seed,
@@ -96,7 +156,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             )?;
             println!(
                 "seeded {} in {:.2}s: {customers} customers; landing lines: customer {}, accelerometer {}, step_trainer {}",
-                warehouse.display(),
+                config.warehouse,
                 started.elapsed().as_secs_f64(),
                 written.customer_lines,
                 written.accelerometer_lines,
@@ -105,26 +165,53 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run {
+            aws: true,
+            policy,
+            run_id,
+            state_machine,
+            redrive,
+            ..
+        } => {
+            let arn = match redrive {
+                Some(_) => None,
+                None => Some(sfn::state_machine(state_machine, deployment.as_ref())?),
+            };
+            run_on_aws(&config, arn, redrive, policy, run_id)
+        }
+        Command::Run {
             policy,
             run_id,
             definition,
-        } => run(&warehouse, policy, run_id, definition),
-        Command::Query { format, sql } => {
-            let store = LocalStore::new(&warehouse);
-            let catalog = LocalCatalog::new(&store).load()?;
+            save_requests,
+            ..
+        } => run(&config, policy, run_id, definition, save_requests),
+        Command::Query { format, aws, sql } => {
+            if aws && config.athena_workgroup.is_none() {
+                bail!(
+                    "`stedi query --aws` needs --stack, or --glue-database and --athena-workgroup"
+                );
+            }
+            let mut env = Env::open(&config)?;
+            if !aws {
+                // Polars SQL over whichever catalog, unless Athena was asked for.
+                env.query = Arc::new(PolarsSql {
+                    store: env.store.clone(),
+                });
+            }
+            let catalog = env.catalog.load()?;
             if catalog.tables.is_empty() {
                 bail!(
                     "the catalog of {} is empty: run `stedi run` first",
-                    warehouse.display()
+                    config.warehouse
                 );
             }
-            let df = lakehouse::query::execute(&store, &catalog, &sql)?;
+            let df = env.query.execute(&catalog, &sql)?;
             output::print(&df, format, &mut std::io::stdout().lock())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Tables => {
-            let store = LocalStore::new(&warehouse);
-            let catalog = LocalCatalog::new(&store).load()?;
+            let env = Env::open(&config)?;
+            let catalog = env.catalog.load()?;
             let mut table = comfy_table::Table::new();
             table
                 .load_preset(comfy_table::presets::UTF8_FULL_CONDENSED)
@@ -141,7 +228,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     name.zone().as_str().to_string(),
                     entry.table.snapshot.clone(),
                     entry.table.rows.to_string(),
-                    store.url(&entry.table.location),
+                    env.store.url(&entry.table.location),
                     columns.join(", "),
                 ]);
             }
@@ -150,12 +237,13 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Report { run_id } => {
-            let store = LocalStore::new(&warehouse);
+            let env = Env::open(&config)?;
+            let store = env.store.as_ref();
             let run_id = match run_id {
                 Some(id) => id,
-                None => latest_run(&store)?,
+                None => latest_run(store)?,
             };
-            let (report, location) = load_report(&store, &run_id)?;
+            let (report, location) = load_report(store, &run_id)?;
             print!("{}", summary::render(&report, &location));
             Ok(ExitCode::SUCCESS)
         }
@@ -163,10 +251,11 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
 }
 
 fn run(
-    warehouse: &std::path::Path,
+    config: &Config,
     policy: Policy,
     run_id: Option<String>,
     definition: Option<PathBuf>,
+    save_requests: Option<PathBuf>,
 ) -> Result<ExitCode> {
     let definition_text = match &definition {
         Some(path) => {
@@ -176,11 +265,11 @@ fn run(
     };
     let definition: serde_json::Value =
         serde_json::from_str(&definition_text).context("parsing the state machine definition")?;
-    let env = Env::local(warehouse)?;
+    let env = Env::open(config)?;
     let run_id = run_id.unwrap_or_else(runner::new_run_id);
     eprintln!(
         "run {run_id}: policy {policy}, warehouse {}",
-        warehouse.display()
+        config.warehouse
     );
 
     let spinner = std::io::stderr().is_terminal().then(|| {
@@ -188,6 +277,10 @@ fn run(
         bar.enable_steady_tick(Duration::from_millis(120));
         bar
     });
+    let print = |line: String| match &spinner {
+        Some(bar) => bar.println(line),
+        None => eprintln!("{line}"),
+    };
     let observer = |event: &Event| {
         let line = match event {
             Event::Entered { state } => {
@@ -210,20 +303,21 @@ fn run(
             }
             Event::Failed { state, error } => format!("  failed {state:<24} {error}"),
         };
-        match &spinner {
-            Some(bar) => bar.println(line),
-            None => eprintln!("{line}"),
-        }
+        print(line);
     };
     let started = std::time::Instant::now();
-    let result = runner::run(&env, &definition, &run_id, policy, &observer);
+    let result = runner::run(
+        &env,
+        &definition,
+        &run_id,
+        policy,
+        &observer,
+        save_requests.as_deref(),
+    );
     if let Some(bar) = &spinner {
         bar.finish_and_clear();
     }
-    let report = load_report(env.store.as_ref(), &run_id).ok();
-    if let Some((report, location)) = &report {
-        print!("{}", summary::render(report, location));
-    }
+    print_report(env.store.as_ref(), &run_id);
     println!("wall time: {:.2}s", started.elapsed().as_secs_f64());
     match result {
         Ok(_) => Ok(ExitCode::SUCCESS),
@@ -234,6 +328,56 @@ fn run(
             );
             Ok(ExitCode::FAILURE)
         }
+    }
+}
+
+/// `stedi run --aws`: an execution on Step Functions, followed to its end.
+fn run_on_aws(
+    config: &Config,
+    state_machine: Option<String>,
+    redrive: Option<String>,
+    policy: Policy,
+    run_id: Option<String>,
+) -> Result<ExitCode> {
+    let aws = Aws::from_env()?;
+    let executions = sfn::Executions::new(&aws);
+    let (arn, seen) = match (redrive, state_machine) {
+        (Some(arn), _) => {
+            let seen = executions.redrive(&arn)?;
+            eprintln!("redriving {arn}");
+            (arn, seen)
+        }
+        (None, Some(state_machine)) => {
+            let run_id = run_id.unwrap_or_else(runner::new_run_id);
+            let arn = executions.start(&state_machine, &run_id, policy)?;
+            eprintln!("run {run_id}: policy {policy}, execution {arn}");
+            (arn, 0)
+        }
+        (None, None) => bail!("`stedi run --aws` needs --state-machine ARN or --stack NAME"),
+    };
+    let started = std::time::Instant::now();
+    let ended = executions.follow(&arn, seen, &mut |line| eprintln!("{line}"))?;
+    if config.warehouse.starts_with("s3://") {
+        print_report(Env::open(config)?.store.as_ref(), &ended.name);
+    }
+    println!("wall time: {:.2}s", started.elapsed().as_secs_f64());
+    if ended.status == ExecutionStatus::Succeeded {
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!(
+        "error: execution {} {}: {}: {}",
+        ended.arn,
+        ended.status.as_str(),
+        ended.error.as_deref().unwrap_or("(no error)"),
+        ended.cause.as_deref().unwrap_or("(no cause)")
+    );
+    Ok(ExitCode::FAILURE)
+}
+
+/// Prints the run's report summary, if the run got as far as writing one.
+fn print_report(store: &dyn Store, run_id: &str) {
+    if let Ok((report, location)) = load_report(store, run_id) {
+        print!("{}", summary::render(&report, &location));
     }
 }
 

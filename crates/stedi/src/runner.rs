@@ -1,6 +1,8 @@
 //! The local runner: executes statemachine.asl.json with its Task resources
 //! resolved to the in-process handlers, the same `run` functions the Lambdas serve.
 
+use std::path::Path;
+
 use lakehouse::Env;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -22,10 +24,19 @@ pub const RESOURCES: [(&str, &str); 3] = [
 /// Resolves Task resources to in-process handlers.
 pub struct LocalInvoker<'e> {
     pub env: &'e Env,
+    /// Where to save each request as `<function>/<transition>.json`, the
+    /// events `cargo lambda invoke --data-file` sends to a function.
+    pub save_requests: Option<&'e Path>,
 }
 
 impl Invoker for LocalInvoker<'_> {
     fn invoke(&self, resource: &str, input: Value) -> Result<Value, Failure> {
+        if let Some(dir) = self.save_requests {
+            save_request(dir, resource, &input).map_err(|e| Failure {
+                error: "States.Runtime".into(),
+                cause: format!("saving the request of {resource}: {e}"),
+            })?;
+        }
         match resource {
             "${LandingToTrustedFunctionArn}" => call(self.env, landing_to_trusted::run, input),
             "${TrustedToCuratedFunctionArn}" => call(self.env, trusted_to_curated::run, input),
@@ -36,6 +47,18 @@ impl Invoker for LocalInvoker<'_> {
             }),
         }
     }
+}
+
+fn save_request(dir: &Path, resource: &str, input: &Value) -> std::io::Result<()> {
+    let function = RESOURCES
+        .iter()
+        .find(|(r, _)| *r == resource)
+        .map_or("unknown", |(_, f)| f);
+    let name = input["transition"].as_str().unwrap_or("request");
+    let dir = dir.join(function);
+    std::fs::create_dir_all(&dir)?;
+    let text = serde_json::to_string_pretty(input).expect("values serialize");
+    std::fs::write(dir.join(format!("{name}.json")), text + "\n")
 }
 
 fn call<Req: DeserializeOwned, Resp: Serialize>(
@@ -63,10 +86,13 @@ pub fn run(
     run_id: &str,
     policy: Policy,
     observer: &dyn Fn(&Event),
+    save_requests: Option<&Path>,
 ) -> Result<Value, Failure> {
-    let invoker = LocalInvoker { env };
-    let interpreter = Interpreter::new(&invoker, observer);
-    interpreter.execute(definition, json!({ "run_id": run_id, "policy": policy }))
+    let invoker = LocalInvoker { env, save_requests };
+    // As on AWS: the run id is the execution's name, the input names the policy.
+    let input = json!({ "policy": policy });
+    let interpreter = Interpreter::new(&invoker, observer).with_execution(run_id, &input);
+    interpreter.execute(definition, input)
 }
 
 /// A fresh run id: the UTC time and a random suffix, e.g. `20261123T095013Z-3fa2`.

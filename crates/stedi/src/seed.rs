@@ -7,9 +7,9 @@
 //! object per dataset.
 
 use std::io::Write;
-use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
+use lakehouse::Store;
 use rayon::prelude::*;
 use zones::{Dataset, layout};
 
@@ -72,7 +72,7 @@ pub struct Seeded {
     pub objects: usize,
 }
 
-pub fn seed(root: &Path, options: SeedOptions) -> Result<Seeded> {
+pub fn seed(store: &dyn Store, options: SeedOptions) -> Result<Seeded> {
     let chunks = options.customers.div_ceil(CHUNK);
     let shared = shared_serials(options.seed);
     let written: Vec<Seeded> = (0..chunks)
@@ -83,11 +83,8 @@ pub fn seed(root: &Path, options: SeedOptions) -> Result<Seeded> {
             let chunk = generate_chunk(options, k, first, count, &shared);
             for (&dataset, bytes) in Dataset::ALL.iter().zip(&chunk.objects) {
                 let name = format!("{}-{}.json", dataset.dir(), 1_691_348_231_425 + k as i64);
-                let path = root.join(layout::landing_prefix(dataset)).join(name);
-                std::fs::create_dir_all(path.parent().expect("has a parent"))
-                    .with_context(|| format!("creating {}", path.display()))?;
-                std::fs::write(&path, bytes)
-                    .with_context(|| format!("writing {}", path.display()))?;
+                let key = format!("{}{name}", layout::landing_prefix(dataset));
+                store.put(&key, bytes)?;
             }
             Ok(Seeded {
                 customer_lines: chunk.lines[0],

@@ -60,7 +60,7 @@ fn run_inner(env: &Env, request: &TransitionRequest) -> Result<TransitionResult,
                 input(Table::AccelerometerTrusted)?,
                 input(Table::CustomersCurated)?,
             ];
-            let mut produced = training_table(store, request, inputs, &env.key)?;
+            let mut produced = training_table(store, request, inputs, &env.pseudonym_key()?)?;
             if strict {
                 // No later state reads this shadow: count it, don't write it.
                 // Lazy scans, so only the time columns are read.

@@ -1,3 +1,4 @@
+use lakehouse::LocalStore;
 use stedi::seed::{SeedOptions, seed};
 
 fn files(root: &std::path::Path) -> Vec<(String, Vec<u8>)> {
@@ -31,9 +32,13 @@ fn same_seed_same_bytes_other_seed_other_bytes() {
         seed: 7,
         clean: false,
     };
-    let written = seed(a.path(), options).unwrap();
-    seed(b.path(), options).unwrap();
-    seed(c.path(), SeedOptions { seed: 8, ..options }).unwrap();
+    let written = seed(&LocalStore::new(a.path()), options).unwrap();
+    seed(&LocalStore::new(b.path()), options).unwrap();
+    seed(
+        &LocalStore::new(c.path()),
+        SeedOptions { seed: 8, ..options },
+    )
+    .unwrap();
     assert_eq!(files(a.path()), files(b.path()));
     assert_ne!(files(a.path()), files(c.path()));
     // Three chunks of at most 1000 customers, one object per dataset each.
@@ -45,7 +50,7 @@ fn same_seed_same_bytes_other_seed_other_bytes() {
 fn generated_data_has_the_known_defects() {
     let dir = tempfile::tempdir().unwrap();
     seed(
-        dir.path(),
+        &LocalStore::new(dir.path()),
         SeedOptions {
             customers: 4000,
             seed: 1,
@@ -104,7 +109,7 @@ fn generated_data_has_the_known_defects() {
 fn clean_data_has_no_damaged_lines() {
     let dir = tempfile::tempdir().unwrap();
     seed(
-        dir.path(),
+        &LocalStore::new(dir.path()),
         SeedOptions {
             customers: 3000,
             seed: 1,

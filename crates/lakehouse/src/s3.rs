@@ -1,0 +1,308 @@
+//! The warehouse in an S3 bucket (or any S3-compatible endpoint named by
+//! `AWS_ENDPOINT_URL`), behind the same [`Store`] interface as the local directory.
+
+use std::sync::Arc;
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+
+use crate::aws::{Aws, sdk_error};
+use crate::error::{Error, Result};
+use crate::store::{ObjectInfo, Store};
+
+/// Objects at least this large are uploaded in parts.
+pub const MULTIPART_THRESHOLD: usize = 16 << 20;
+/// Size of each part but the last (S3's minimum is 5 MiB).
+pub const PART_SIZE: usize = 8 << 20;
+/// Parts in flight at once.
+const PARTS_IN_FLIGHT: usize = 4;
+
+#[derive(Debug, Clone)]
+pub struct S3Store {
+    aws: Arc<Aws>,
+    client: Client,
+    bucket: String,
+    /// The warehouse root inside the bucket: empty or ending in `/`.
+    prefix: String,
+}
+
+/// Splits `s3://bucket/some/prefix` into the bucket and a `/`-terminated prefix.
+pub fn parse_url(url: &str) -> Result<(String, String)> {
+    let rest = url.strip_prefix("s3://").ok_or_else(|| {
+        Error::InvalidRequest(format!("`{url}` is not an s3://bucket/prefix URL"))
+    })?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err(Error::InvalidRequest(format!("`{url}` names no bucket")));
+    }
+    let prefix = prefix.trim_matches('/');
+    let prefix = if prefix.is_empty() {
+        String::new()
+    } else {
+        format!("{prefix}/")
+    };
+    Ok((bucket.to_string(), prefix))
+}
+
+impl S3Store {
+    /// The warehouse at `url` (`s3://bucket[/prefix]`).
+    pub fn new(aws: Arc<Aws>, url: &str) -> Result<S3Store> {
+        let (bucket, prefix) = parse_url(url)?;
+        let mut config = aws_sdk_s3::config::Builder::from(&aws.config);
+        // A custom endpoint (a local S3-compatible server) rarely resolves
+        // `<bucket>.<host>`; address buckets in the path there.
+        if aws.config.endpoint_url().is_some() {
+            config = config.force_path_style(true);
+        }
+        Ok(S3Store {
+            client: Client::from_conf(config.build()),
+            aws,
+            bucket,
+            prefix,
+        })
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// The bucket key of a warehouse key.
+    fn object_key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    async fn put_multipart(&self, key: &str, bytes: &[u8]) -> Result<()> {
+        let object = self.object_key(key);
+        let upload = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&object)
+            .send()
+            .await
+            .map_err(sdk_error("S3", "CreateMultipartUpload", self.url(key)))?;
+        let upload_id = upload
+            .upload_id()
+            .ok_or_else(|| {
+                Error::InvalidRequest(format!("S3 gave no upload id for {}", self.url(key)))
+            })?
+            .to_string();
+        let result = self.upload_parts(&object, &upload_id, bytes).await;
+        let parts = match result {
+            Ok(parts) => parts,
+            Err(e) => {
+                // Leave no orphaned parts behind (they are billed).
+                let _ = self
+                    .client
+                    .abort_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(&object)
+                    .upload_id(&upload_id)
+                    .send()
+                    .await;
+                return Err(e);
+            }
+        };
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&object)
+            .upload_id(&upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(sdk_error("S3", "CompleteMultipartUpload", self.url(key)))?;
+        Ok(())
+    }
+
+    async fn upload_parts(
+        &self,
+        object: &str,
+        upload_id: &str,
+        bytes: &[u8],
+    ) -> Result<Vec<CompletedPart>> {
+        let mut parts = Vec::new();
+        let mut in_flight = tokio::task::JoinSet::new();
+        for (index, chunk) in bytes.chunks(PART_SIZE).enumerate() {
+            if in_flight.len() == PARTS_IN_FLIGHT {
+                parts.push(joined(in_flight.join_next().await)?);
+            }
+            let number = index as i32 + 1;
+            let request = self
+                .client
+                .upload_part()
+                .bucket(&self.bucket)
+                .key(object)
+                .upload_id(upload_id)
+                .part_number(number)
+                .body(ByteStream::from(chunk.to_vec()));
+            let target = format!("s3://{}/{object} part {number}", self.bucket);
+            in_flight.spawn(async move {
+                let out = request
+                    .send()
+                    .await
+                    .map_err(sdk_error("S3", "UploadPart", target))?;
+                Ok(CompletedPart::builder()
+                    .part_number(number)
+                    .set_e_tag(out.e_tag().map(str::to_string))
+                    .build())
+            });
+        }
+        while let Some(done) = in_flight.join_next().await {
+            parts.push(joined(Some(done))?);
+        }
+        parts.sort_by_key(|p| p.part_number());
+        Ok(parts)
+    }
+}
+
+fn joined(
+    done: Option<std::result::Result<Result<CompletedPart>, tokio::task::JoinError>>,
+) -> Result<CompletedPart> {
+    done.expect("a part is in flight")
+        .map_err(|e| Error::InvalidRequest(format!("an upload task failed: {e}")))?
+}
+
+impl Store for S3Store {
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+        self.aws.block_on(async {
+            let mut pages = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(self.object_key(prefix))
+                .into_paginator()
+                .send();
+            let mut out = Vec::new();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(sdk_error("S3", "ListObjectsV2", self.url(prefix)))?;
+                for object in page.contents() {
+                    let Some(key) = object.key().and_then(|k| k.strip_prefix(&self.prefix)) else {
+                        continue;
+                    };
+                    out.push(ObjectInfo {
+                        key: key.to_string(),
+                        size: object.size().unwrap_or(0).max(0) as u64,
+                    });
+                }
+            }
+            out.sort_by(|a, b| a.key.cmp(&b.key));
+            Ok(out)
+        })
+    }
+
+    fn get(&self, key: &str) -> Result<Vec<u8>> {
+        self.aws.block_on(async {
+            let response = match self
+                .client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(self.object_key(key))
+                .send()
+                .await
+            {
+                Ok(response) => response,
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
+                    return Err(Error::NotFound {
+                        store: self.url(""),
+                        key: key.to_string(),
+                    });
+                }
+                Err(e) => return Err(sdk_error("S3", "GetObject", self.url(key))(e)),
+            };
+            let mut bytes =
+                Vec::with_capacity(response.content_length().unwrap_or(0).max(0) as usize);
+            let mut body = response.body;
+            // Streamed in chunks as they arrive; a broken stream is transient.
+            while let Some(chunk) = body.try_next().await.map_err(|e| Error::Aws {
+                service: "S3",
+                op: "GetObject (body)",
+                target: self.url(key),
+                status: None,
+                code: None,
+                message: e.to_string(),
+                transient: true,
+            })? {
+                bytes.extend_from_slice(&chunk);
+            }
+            Ok(bytes)
+        })
+    }
+
+    fn put(&self, key: &str, bytes: &[u8]) -> Result<()> {
+        self.aws.block_on(async {
+            if bytes.len() >= MULTIPART_THRESHOLD {
+                return self.put_multipart(key, bytes).await;
+            }
+            self.client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(self.object_key(key))
+                .body(ByteStream::from(bytes.to_vec()))
+                .send()
+                .await
+                .map_err(sdk_error("S3", "PutObject", self.url(key)))?;
+            Ok(())
+        })
+    }
+
+    fn put_if_absent(&self, key: &str, bytes: &[u8]) -> Result<bool> {
+        self.aws.block_on(async {
+            // S3 conditional write: refused with 412 if the key exists.
+            match self
+                .client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(self.object_key(key))
+                .if_none_match("*")
+                .body(ByteStream::from(bytes.to_vec()))
+                .send()
+                .await
+            {
+                Ok(_) => Ok(true),
+                Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => Ok(false),
+                Err(e) => Err(sdk_error("S3", "PutObject (If-None-Match)", self.url(key))(
+                    e,
+                )),
+            }
+        })
+    }
+
+    fn delete(&self, key: &str) -> Result<()> {
+        self.aws.block_on(async {
+            self.client
+                .delete_object()
+                .bucket(&self.bucket)
+                .key(self.object_key(key))
+                .send()
+                .await
+                .map_err(sdk_error("S3", "DeleteObject", self.url(key)))?;
+            Ok(())
+        })
+    }
+
+    fn url(&self, key: &str) -> String {
+        format!("s3://{}/{}", self.bucket, self.object_key(key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_url;
+
+    #[test]
+    fn urls_split_into_bucket_and_prefix() {
+        let split = |u| parse_url(u).unwrap();
+        assert_eq!(split("s3://b"), ("b".into(), "".into()));
+        assert_eq!(split("s3://b/"), ("b".into(), "".into()));
+        assert_eq!(split("s3://b/warehouse"), ("b".into(), "warehouse/".into()));
+        assert_eq!(split("s3://b/a/b/"), ("b".into(), "a/b/".into()));
+        assert!(parse_url("/tmp/x").is_err());
+        assert!(parse_url("s3:///x").is_err());
+    }
+}

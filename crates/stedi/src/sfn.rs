@@ -1,0 +1,225 @@
+//! `stedi run --aws`: starts (or redrives) an execution of the deployed
+//! state machine, prints each state as it finishes, and returns how the
+//! execution ended. `--stack` resolves the deployment from the SAM stack's outputs.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use aws_sdk_sfn::Client;
+use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent, HistoryEventType};
+use lakehouse::aws::Aws;
+use zones::Policy;
+
+/// What a deployed stack tells `stedi` (its CloudFormation outputs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deployment {
+    pub state_machine_arn: String,
+    pub warehouse: String,
+    pub glue_database: String,
+    pub athena_workgroup: String,
+}
+
+/// Reads the outputs of the SAM stack `stack`.
+pub fn deployment(aws: &Aws, stack: &str) -> Result<Deployment> {
+    let client = aws_sdk_cloudformation::Client::new(&aws.config);
+    let out = aws
+        .block_on(client.describe_stacks().stack_name(stack).send())
+        .with_context(|| format!("describing CloudFormation stack `{stack}`"))?;
+    let outputs: HashMap<&str, &str> = out
+        .stacks()
+        .first()
+        .with_context(|| format!("no stack named `{stack}`"))?
+        .outputs()
+        .iter()
+        .filter_map(|o| Some((o.output_key()?, o.output_value()?)))
+        .collect();
+    let get = |key: &str| {
+        outputs
+            .get(key)
+            .map(|v| v.to_string())
+            .with_context(|| format!("stack `{stack}` has no output `{key}`: is it the STEDI stack (infra/template.yaml)?"))
+    };
+    Ok(Deployment {
+        state_machine_arn: get("StateMachineArn")?,
+        warehouse: get("WarehouseUri")?,
+        glue_database: get("GlueDatabase")?,
+        athena_workgroup: get("AthenaWorkGroup")?,
+    })
+}
+
+/// How an execution ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ended {
+    pub arn: String,
+    /// The execution's name, which the definition uses as the run id.
+    pub name: String,
+    pub status: ExecutionStatus,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Executions<'a> {
+    aws: &'a Aws,
+    client: Client,
+    /// Between two reads of a running execution's history.
+    pub poll: Duration,
+}
+
+impl<'a> Executions<'a> {
+    pub fn new(aws: &'a Aws) -> Self {
+        Executions {
+            client: Client::new(&aws.config),
+            aws,
+            poll: Duration::from_secs(2),
+        }
+    }
+
+    /// Starts an execution named `run_id` (the definition's run id).
+    pub fn start(&self, state_machine_arn: &str, run_id: &str, policy: Policy) -> Result<String> {
+        let input = serde_json::json!({ "policy": policy }).to_string();
+        let out = self
+            .aws
+            .block_on(
+                self.client
+                    .start_execution()
+                    .state_machine_arn(state_machine_arn)
+                    .name(run_id)
+                    .input(input)
+                    .send(),
+            )
+            .with_context(|| format!("starting an execution of {state_machine_arn}"))?;
+        Ok(out.execution_arn().to_string())
+    }
+
+    /// Redrives a failed execution from the state that failed; returns the
+    /// id of the last event before the redrive (earlier events are not reprinted).
+    pub fn redrive(&self, execution_arn: &str) -> Result<i64> {
+        let seen = self
+            .history(execution_arn)?
+            .last()
+            .map_or(0, HistoryEvent::id);
+        self.aws
+            .block_on(
+                self.client
+                    .redrive_execution()
+                    .execution_arn(execution_arn)
+                    .send(),
+            )
+            .with_context(|| format!("redriving {execution_arn}"))?;
+        Ok(seen)
+    }
+
+    fn history(&self, execution_arn: &str) -> Result<Vec<HistoryEvent>> {
+        self.aws.block_on(async {
+            let mut pages = self
+                .client
+                .get_execution_history()
+                .execution_arn(execution_arn)
+                .into_paginator()
+                .send();
+            let mut events = Vec::new();
+            while let Some(page) = pages.next().await {
+                let page =
+                    page.with_context(|| format!("reading the history of {execution_arn}"))?;
+                events.extend_from_slice(page.events());
+            }
+            Ok(events)
+        })
+    }
+
+    /// Follows the execution until it ends, printing each event after `seen`.
+    pub fn follow(
+        &self,
+        execution_arn: &str,
+        mut seen: i64,
+        print: &mut dyn FnMut(String),
+    ) -> Result<Ended> {
+        let mut entered: HashMap<String, f64> = HashMap::new();
+        let mut current = String::new();
+        loop {
+            // The status first: events up to its end are in the history read after it.
+            let described = self
+                .aws
+                .block_on(
+                    self.client
+                        .describe_execution()
+                        .execution_arn(execution_arn)
+                        .send(),
+                )
+                .with_context(|| format!("describing {execution_arn}"))?;
+            for event in self.history(execution_arn)? {
+                if event.id() <= seen {
+                    continue;
+                }
+                seen = event.id();
+                if let Some(line) = describe(&event, &mut entered, &mut current) {
+                    print(line);
+                }
+            }
+            let status = described.status().clone();
+            if !matches!(
+                status,
+                ExecutionStatus::Running | ExecutionStatus::PendingRedrive
+            ) {
+                return Ok(Ended {
+                    arn: execution_arn.to_string(),
+                    name: described.name().unwrap_or_default().to_string(),
+                    status,
+                    error: described.error().map(str::to_string),
+                    cause: described.cause().map(str::to_string),
+                });
+            }
+            std::thread::sleep(self.poll);
+        }
+    }
+}
+
+/// One printed line for the events a person follows, in the local runner's format.
+fn describe(
+    event: &HistoryEvent,
+    entered: &mut HashMap<String, f64>,
+    current: &mut String,
+) -> Option<String> {
+    let at = event.timestamp().as_secs_f64();
+    if let Some(details) = event.state_entered_event_details() {
+        *current = details.name().to_string();
+        entered.insert(current.clone(), at);
+        return None;
+    }
+    if let Some(details) = event.state_exited_event_details() {
+        let seconds = entered.get(details.name()).map_or(0.0, |t| at - t);
+        return Some(format!("  done   {:<24} {seconds:>7.2}s", details.name()));
+    }
+    let failure = match event.r#type() {
+        HistoryEventType::TaskFailed => event
+            .task_failed_event_details()
+            .map(|d| (d.error(), d.cause())),
+        HistoryEventType::LambdaFunctionFailed => event
+            .lambda_function_failed_event_details()
+            .map(|d| (d.error(), d.cause())),
+        HistoryEventType::ExecutionFailed => event
+            .execution_failed_event_details()
+            .map(|d| (d.error(), d.cause())),
+        HistoryEventType::ExecutionRedriven => {
+            return Some("  redriven".to_string());
+        }
+        _ => None,
+    }?;
+    let (error, cause) = failure;
+    Some(format!(
+        "  failed {current:<24} {}: {}",
+        error.unwrap_or("(no error name)"),
+        cause.unwrap_or("(no cause)")
+    ))
+}
+
+/// `--state-machine`, or the stack's, or an error saying which to give.
+pub fn state_machine(explicit: Option<String>, deployment: Option<&Deployment>) -> Result<String> {
+    match (explicit, deployment) {
+        (Some(arn), _) => Ok(arn),
+        (None, Some(d)) => Ok(d.state_machine_arn.clone()),
+        (None, None) => bail!("`stedi run --aws` needs --state-machine ARN or --stack NAME"),
+    }
+}

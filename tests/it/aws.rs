@@ -1,0 +1,622 @@
+//! The AWS adapters against a real endpoint (`moto_server`, see `moto.rs`):
+//! the S3 store, the Glue catalog, the Athena engine, a whole pipeline run
+//! on S3 + Glue compared with the local run, and `stedi run --aws`.
+
+use std::sync::Arc;
+
+use aws_sdk_glue::types::{Column, StorageDescriptor, TableInput};
+use lakehouse::athena::AthenaEngine;
+use lakehouse::catalog::{Catalog, Entry, Format, landing_entry};
+use lakehouse::glue::GlueCatalog;
+use lakehouse::s3::{MULTIPART_THRESHOLD, S3Store};
+use lakehouse::{Error, QueryEngine, Store};
+use serde_json::json;
+use zones::contract::{ColumnDef, TableRef};
+use zones::{Dataset, ErrorName, Policy, Table};
+
+use crate::moto::Moto;
+use crate::support::{stedi_binary, stedi_ok};
+
+fn store(moto: &Moto, bucket: &str) -> S3Store {
+    let aws = moto.aws();
+    moto.create_bucket(&aws, bucket);
+    S3Store::new(aws, &format!("s3://{bucket}/warehouse")).unwrap()
+}
+
+#[test]
+fn s3_store_lists_reads_and_writes_like_the_local_directory() {
+    let moto = Moto::start();
+    let store = store(&moto, "lake");
+
+    store.put("a/one.json", b"1\n").unwrap();
+    store.put("a/two.json", b"22\n").unwrap();
+    store.put("b/three.json", b"333\n").unwrap();
+    assert_eq!(store.get("a/two.json").unwrap(), b"22\n");
+    let listed: Vec<(String, u64)> = store
+        .list("a/")
+        .unwrap()
+        .into_iter()
+        .map(|o| (o.key, o.size))
+        .collect();
+    assert_eq!(listed, [("a/one.json".into(), 2), ("a/two.json".into(), 3)]);
+    assert_eq!(store.url("a/one.json"), "s3://lake/warehouse/a/one.json");
+
+    // A missing key names the bucket and key, and is not retried.
+    let err = store.get("a/missing.json").unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err}");
+    assert!(err.to_string().contains("a/missing.json"), "{err}");
+    assert!(err.to_string().contains("s3://lake/warehouse/"), "{err}");
+
+    // Conditional writes: the second writer of a key is refused.
+    assert!(store.put_if_absent("_catalog/lock", b"first").unwrap());
+    assert!(!store.put_if_absent("_catalog/lock", b"second").unwrap());
+    assert_eq!(store.get("_catalog/lock").unwrap(), b"first");
+
+    store.delete("a/one.json").unwrap();
+    store.delete("a/one.json").unwrap(); // deleting twice is fine, as locally
+    assert_eq!(store.list("a/").unwrap().len(), 1);
+}
+
+#[test]
+fn s3_store_pages_through_long_listings_and_uploads_large_objects_in_parts() {
+    let moto = Moto::start();
+    let store = store(&moto, "lake");
+    // More keys than one ListObjectsV2 page (1000).
+    for n in 0..1003 {
+        store.put(&format!("many/{n:04}"), b"x").unwrap();
+    }
+    let keys: Vec<String> = store
+        .list("many/")
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert_eq!(keys.len(), 1003);
+    assert_eq!(keys.first().unwrap(), "many/0000");
+    assert_eq!(keys.last().unwrap(), "many/1002");
+
+    // Above the threshold: a multipart upload of several parts, read back whole.
+    let big: Vec<u8> = (0..MULTIPART_THRESHOLD + 3 * 1024 * 1024 + 7)
+        .map(|i| (i % 251) as u8)
+        .collect();
+    store.put("big/part-00000.parquet", &big).unwrap();
+    assert_eq!(store.get("big/part-00000.parquet").unwrap(), big);
+    assert_eq!(store.list("big/").unwrap()[0].size, big.len() as u64);
+}
+
+#[test]
+fn s3_errors_name_the_bucket_and_are_routed_by_name() {
+    let moto = Moto::start();
+    let aws = moto.aws();
+    // No such bucket: a client error, not something a retry fixes.
+    let store = S3Store::new(aws, "s3://no-such-bucket/w").unwrap();
+    let err = store.put("k", b"v").unwrap_err();
+    assert!(err.to_string().contains("s3://no-such-bucket/w/k"), "{err}");
+    assert_eq!(err.name(), ErrorName::Internal, "{err}");
+}
+
+fn parquet_entry(table: Table, snapshot: &str, columns: &[(&str, &str)]) -> Entry {
+    Entry {
+        table: TableRef {
+            table,
+            location: zones::layout::snapshot_prefix(table, snapshot),
+            snapshot: snapshot.into(),
+            rows: 3,
+            columns: columns
+                .iter()
+                .map(|(n, t)| ColumnDef {
+                    name: n.to_string(),
+                    ty: t.to_string(),
+                })
+                .collect(),
+        },
+        format: Format::Parquet,
+        run_id: Some(snapshot.into()),
+        policy: Some(Policy::Strict),
+    }
+}
+
+fn glue(moto: &Moto) -> (Arc<lakehouse::aws::Aws>, GlueCatalog) {
+    let aws = moto.aws();
+    let catalog = GlueCatalog::new(aws.clone(), "stedi", "s3://lake/warehouse/");
+    (aws, catalog)
+}
+
+#[test]
+fn glue_catalog_creates_the_database_registers_landing_tables_and_round_trips_entries() {
+    let moto = Moto::start();
+    let (_, catalog) = glue(&moto);
+    let empty = catalog.load().unwrap();
+    assert_eq!(empty.version, 0);
+    assert!(empty.tables.is_empty());
+
+    let landing = landing_entry(Dataset::Customer, 12);
+    let trusted = parquet_entry(
+        Table::CustomerTrusted,
+        "r1",
+        &[
+            ("serialnumber", "string"),
+            ("sharewithresearchasofdate", "bigint"),
+        ],
+    );
+    let version = catalog
+        .publish(&empty, vec![landing.clone(), trusted.clone()])
+        .unwrap();
+    assert_eq!(version, 1);
+
+    let loaded = catalog.load().unwrap();
+    assert_eq!(loaded.version, 1);
+    assert_eq!(loaded.database.as_deref(), Some("stedi"));
+    assert_eq!(loaded.get(Table::CustomerLanding), Some(&landing));
+    assert_eq!(loaded.get(Table::CustomerTrusted), Some(&trusted));
+
+    // A schema change updates the table in place, as enableUpdateCatalog does.
+    let wider = parquet_entry(
+        Table::CustomerTrusted,
+        "r2",
+        &[
+            ("serialnumber", "string"),
+            ("sharewithresearchasofdate", "bigint"),
+            ("birthday", "string"),
+        ],
+    );
+    assert_eq!(catalog.publish(&loaded, vec![wider.clone()]).unwrap(), 2);
+    let reloaded = catalog.load().unwrap();
+    assert_eq!(reloaded.get(Table::CustomerTrusted), Some(&wider));
+    assert_eq!(
+        reloaded.get(Table::CustomerLanding),
+        Some(&landing),
+        "untouched"
+    );
+}
+
+#[test]
+fn glue_publishers_racing_cannot_silently_overwrite() {
+    let moto = Moto::start();
+    let (_, first) = glue(&moto);
+    let (_, second) = glue(&moto);
+    let base = first.load().unwrap();
+    first
+        .publish(
+            &base,
+            vec![parquet_entry(
+                Table::CustomerTrusted,
+                "r0",
+                &[("a", "string")],
+            )],
+        )
+        .unwrap();
+
+    // Both load the same state; the first switches; the second is refused.
+    let seen_by_first = first.load().unwrap();
+    let seen_by_second = second.load().unwrap();
+    first
+        .publish(
+            &seen_by_first,
+            vec![parquet_entry(
+                Table::CustomerTrusted,
+                "first",
+                &[("a", "string")],
+            )],
+        )
+        .unwrap();
+    let err = second
+        .publish(
+            &seen_by_second,
+            vec![parquet_entry(
+                Table::CustomerTrusted,
+                "second",
+                &[("a", "string")],
+            )],
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::CatalogConflict {
+                expected: 1,
+                found: 2
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(err.name(), ErrorName::PublishConflict);
+    assert_eq!(
+        first
+            .load()
+            .unwrap()
+            .get(Table::CustomerTrusted)
+            .unwrap()
+            .table
+            .snapshot,
+        "first"
+    );
+}
+
+#[test]
+fn a_table_changed_behind_the_catalog_is_detected_before_anything_switches() {
+    // Injected interleaving: after our load, another writer (a Glue job, a
+    // person in the console) updates one table without our version counter.
+    // moto ignores UpdateTable's VersionId, so the table-version check must be ours.
+    let moto = Moto::start();
+    let (aws, catalog) = glue(&moto);
+    let base = catalog.load().unwrap();
+    catalog
+        .publish(
+            &base,
+            vec![
+                parquet_entry(Table::CustomerTrusted, "r0", &[("a", "string")]),
+                parquet_entry(Table::CustomersCurated, "r0", &[("a", "string")]),
+            ],
+        )
+        .unwrap();
+    let seen = catalog.load().unwrap();
+
+    let client = aws_sdk_glue::Client::new(&aws.config);
+    let foreign = TableInput::builder()
+        .name("customers_curated")
+        .table_type("EXTERNAL_TABLE")
+        .storage_descriptor(
+            StorageDescriptor::builder()
+                .columns(
+                    Column::builder()
+                        .name("a")
+                        .r#type("string")
+                        .build()
+                        .unwrap(),
+                )
+                .location("s3://lake/elsewhere/")
+                .build(),
+        )
+        .build()
+        .unwrap();
+    aws.block_on(
+        client
+            .update_table()
+            .database_name("stedi")
+            .table_input(foreign)
+            .send(),
+    )
+    .unwrap();
+
+    let err = catalog
+        .publish(
+            &seen,
+            vec![
+                parquet_entry(Table::CustomerTrusted, "r1", &[("a", "string")]),
+                parquet_entry(Table::CustomersCurated, "r1", &[("a", "string")]),
+            ],
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::TableConflict { table, .. } if table == "stedi.customers_curated"),
+        "{err}"
+    );
+    assert_eq!(err.name(), ErrorName::PublishConflict);
+    // Checked before the first switch: customer_trusted still means r0.
+    let now = aws
+        .block_on(
+            client
+                .get_table()
+                .database_name("stedi")
+                .name("customer_trusted")
+                .send(),
+        )
+        .unwrap();
+    let location = now
+        .table()
+        .unwrap()
+        .storage_descriptor()
+        .unwrap()
+        .location()
+        .unwrap()
+        .to_string();
+    assert_eq!(location, "s3://lake/warehouse/customer/trusted/r0/");
+}
+
+#[test]
+fn a_staged_view_lives_in_its_own_database_until_unstaged() {
+    let moto = Moto::start();
+    let (aws, catalog) = glue(&moto);
+    let mut view = catalog.load().unwrap();
+    let entry = parquet_entry(Table::CustomerTrusted, "run-7", &[("a", "string")]);
+    view.tables.insert(Table::CustomerTrusted, entry.clone());
+
+    let staged = catalog.stage("20261123T1200Z-ab", &view).unwrap();
+    assert_eq!(
+        staged.database.as_deref(),
+        Some("stedi_run_20261123t1200z_ab")
+    );
+    let client = aws_sdk_glue::Client::new(&aws.config);
+    let table = aws
+        .block_on(
+            client
+                .get_table()
+                .database_name("stedi_run_20261123t1200z_ab")
+                .name("customer_trusted")
+                .send(),
+        )
+        .unwrap();
+    assert_eq!(
+        table
+            .table()
+            .unwrap()
+            .storage_descriptor()
+            .unwrap()
+            .location(),
+        Some("s3://lake/warehouse/customer/trusted/run-7/")
+    );
+    // Staging again (a retried gate) starts from a clean database.
+    catalog.stage("20261123T1200Z-ab", &view).unwrap();
+
+    catalog.unstage(&staged).unwrap();
+    let gone = aws.block_on(
+        client
+            .get_database()
+            .name("stedi_run_20261123t1200z_ab")
+            .send(),
+    );
+    assert!(gone.is_err());
+    assert!(
+        catalog.load().unwrap().tables.is_empty(),
+        "nothing was published"
+    );
+}
+
+#[test]
+fn athena_results_are_polled_paged_and_typed() {
+    let moto = Moto::start();
+    let aws = moto.aws();
+    let column = |name: &str, ty: &str| json!({ "Name": name, "Label": name, "Type": ty, "Nullable": "NULLABLE" });
+    let datum = |v: Option<&str>| match v {
+        Some(v) => json!({ "VarCharValue": v }),
+        None => json!({}),
+    };
+    // As Athena answers a SELECT: the labels first, then the rows; NULL has no value.
+    moto.queue_athena_results(json!([{
+        "column_info": [column("table_name", "varchar"), column("violations", "bigint"), column("share", "double")],
+        "rows": [
+            { "Data": [datum(Some("table_name")), datum(Some("violations")), datum(Some("share"))] },
+            { "Data": [datum(Some("customer_trusted")), datum(Some("0")), datum(Some("0.5"))] },
+            { "Data": [datum(Some("machine_learning_curated")), datum(Some("3")), datum(None)] },
+        ],
+    }]));
+    let engine = AthenaEngine::new(aws, "primary", Some("s3://lake/athena-results/".into()));
+    let view = lakehouse::catalog::CatalogState {
+        database: Some("stedi".into()),
+        ..Default::default()
+    };
+    let df = engine
+        .execute(&view, "SELECT table_name, violations, share FROM checks")
+        .unwrap();
+    let names: Vec<&str> = df
+        .get_column_names()
+        .into_iter()
+        .map(|n| n.as_str())
+        .collect();
+    assert_eq!(names, ["table_name", "violations", "share"]);
+    let names: Vec<Option<&str>> = df
+        .column("table_name")
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .collect();
+    assert_eq!(
+        names,
+        [Some("customer_trusted"), Some("machine_learning_curated")]
+    );
+    let violations: Vec<Option<i64>> = df
+        .column("violations")
+        .unwrap()
+        .i64()
+        .unwrap()
+        .iter()
+        .collect();
+    assert_eq!(violations, [Some(0), Some(3)]);
+    let share: Vec<Option<f64>> = df.column("share").unwrap().f64().unwrap().iter().collect();
+    assert_eq!(share, [Some(0.5), None]);
+
+    // A view not registered in Glue cannot be queried in Athena: said plainly.
+    let err = engine
+        .execute(&lakehouse::catalog::CatalogState::default(), "SELECT 1")
+        .unwrap_err();
+    assert_eq!(err.name(), ErrorName::InvalidInput);
+}
+
+fn stedi_in(envs: &[(&'static str, String)], args: &[&str]) -> std::process::Output {
+    std::process::Command::new(stedi_binary())
+        .args(args)
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .expect("stedi runs")
+}
+
+fn ok(out: std::process::Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Every published table's rows, sorted, as CSV lines.
+fn dump(envs: &[(&'static str, String)], warehouse_args: &[&str]) -> Vec<(Table, Vec<String>)> {
+    Table::ALL
+        .into_iter()
+        .map(|t| {
+            let sql = format!("SELECT * FROM {t}");
+            let mut args = warehouse_args.to_vec();
+            args.extend(["query", "--format", "csv", &sql]);
+            let out = ok(stedi_in(envs, &args), &sql);
+            let mut lines: Vec<String> = out.lines().map(String::from).collect();
+            lines[1..].sort();
+            (t, lines)
+        })
+        .collect()
+}
+
+#[test]
+fn the_pipeline_on_s3_and_glue_gives_the_same_tables_as_the_local_run() {
+    let moto = Moto::start();
+    let aws = moto.aws();
+    moto.create_bucket(&aws, "lake");
+    let local = tempfile::tempdir().unwrap();
+    let local_path = local.path().to_str().unwrap();
+    let remote = [
+        "--warehouse",
+        "s3://lake/warehouse",
+        "--glue-database",
+        "stedi",
+    ];
+    let envs = moto.env();
+
+    stedi_ok(local.path(), &["seed", "--customers", "300", "--seed", "5"]);
+    ok(
+        stedi_in(
+            &envs,
+            &[&remote[..], &["seed", "--customers", "300", "--seed", "5"]].concat(),
+        ),
+        "seed s3",
+    );
+    // One pseudonym key for both warehouses, so the training tables compare.
+    let key = [7u8; 32];
+    lakehouse::LocalStore::new(local.path())
+        .put("_secrets/pseudonym.key", &key)
+        .unwrap();
+    S3Store::new(aws.clone(), "s3://lake/warehouse")
+        .unwrap()
+        .put("_secrets/pseudonym.key", &key)
+        .unwrap();
+
+    stedi_ok(
+        local.path(),
+        &["run", "--policy", "strict", "--run-id", "r1"],
+    );
+    let out = ok(
+        stedi_in(
+            &envs,
+            &[
+                &remote[..],
+                &["run", "--policy", "strict", "--run-id", "r1"],
+            ]
+            .concat(),
+        ),
+        "run on s3",
+    );
+    assert!(out.contains("PASSED"), "{out}");
+
+    // Published in Glue, located in S3.
+    let glue = GlueCatalog::new(aws.clone(), "stedi", "s3://lake/warehouse/");
+    let state = glue.load().unwrap();
+    assert_eq!(state.version, 1);
+    assert_eq!(state.tables.len(), Table::ALL.len());
+    assert_eq!(
+        state
+            .get(Table::MachineLearningCurated)
+            .unwrap()
+            .run_id
+            .as_deref(),
+        Some("r1")
+    );
+
+    let on_s3 = dump(&envs, &remote);
+    let locally = dump(&[], &["--warehouse", local_path]);
+    for ((table, remote_rows), (_, local_rows)) in on_s3.iter().zip(&locally) {
+        assert_eq!(
+            remote_rows, local_rows,
+            "{table} differs between S3+Glue and local"
+        );
+    }
+    assert!(
+        on_s3.iter().any(|(_, rows)| rows.len() > 100),
+        "the tables are not empty"
+    );
+}
+
+/// The real definition, as `sam deploy` would substitute it.
+fn deployed_definition() -> String {
+    stedi::runner::RESOURCES.iter().fold(
+        stedi::runner::DEFINITION.to_string(),
+        |text, (placeholder, function)| {
+            text.replace(
+                placeholder,
+                &format!("arn:aws:lambda:us-east-1:123456789012:function:{function}"),
+            )
+        },
+    )
+}
+
+#[test]
+fn stedi_run_aws_starts_an_execution_follows_it_and_exits_with_its_status() {
+    // moto accepts executions without running them; in this mode they fail
+    // with a canned history, which `stedi` must print and turn into an exit code.
+    let moto = Moto::start_with(&[("SF_EXECUTION_HISTORY_TYPE", "FAILURE")]);
+    let aws = moto.aws();
+    let client = aws_sdk_sfn::Client::new(&aws.config);
+    let machine = aws
+        .block_on(
+            client
+                .create_state_machine()
+                .name("stedi-lakehouse-pipeline")
+                .definition(deployed_definition())
+                .role_arn("arn:aws:iam::123456789012:role/stedi-pipeline")
+                .send(),
+        )
+        .unwrap();
+    let arn = machine.state_machine_arn();
+
+    let out = stedi_in(
+        &moto.env(),
+        &[
+            "run",
+            "--aws",
+            "--state-machine",
+            arn,
+            "--run-id",
+            "nightly-1",
+            "--policy",
+            "rubric",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a failed execution is a failed run\n{stderr}"
+    );
+    assert!(stderr.contains("run nightly-1: policy rubric"), "{stderr}");
+    assert!(
+        stderr.contains("error: execution arn:aws:states:"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("FAILED"), "{stderr}");
+
+    // The execution exists under the run id's name, with the policy as input.
+    let executions = aws
+        .block_on(client.list_executions().state_machine_arn(arn).send())
+        .unwrap();
+    let execution = &executions.executions()[0];
+    assert_eq!(execution.name(), "nightly-1");
+    let described = aws
+        .block_on(
+            client
+                .describe_execution()
+                .execution_arn(execution.execution_arn())
+                .send(),
+        )
+        .unwrap();
+    assert_eq!(described.input(), Some(r#"{"policy":"rubric"}"#));
+}
+
+#[test]
+fn stedi_run_aws_without_a_state_machine_says_what_to_give() {
+    let out = stedi_in(&[], &["run", "--aws"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--state-machine ARN or --stack NAME"),
+        "{stderr}"
+    );
+}
