@@ -608,6 +608,50 @@ fn stedi_run_aws_starts_an_execution_follows_it_and_exits_with_its_status() {
         )
         .unwrap();
     assert_eq!(described.input(), Some(r#"{"policy":"rubric"}"#));
+
+    // `--stack` finds the state machine among the SAM stack's outputs.
+    let outputs = json!({
+        "StateMachineArn": { "Value": arn },
+        "WarehouseUri": { "Value": "s3://lake/warehouse" },
+        "GlueDatabase": { "Value": "stedi" },
+        "AthenaWorkGroup": { "Value": "primary" },
+    });
+    let template = json!({
+        "Resources": { "Bucket": { "Type": "AWS::S3::Bucket", "Properties": { "BucketName": "lake" } } },
+        "Outputs": outputs,
+    });
+    let cloudformation = aws_sdk_cloudformation::Client::new(&aws.config);
+    aws.block_on(
+        cloudformation
+            .create_stack()
+            .stack_name("stedi-lakehouse")
+            .template_body(template.to_string())
+            .send(),
+    )
+    .unwrap();
+    let out = stedi_in(
+        &moto.env(),
+        &[
+            "run",
+            "--aws",
+            "--stack",
+            "stedi-lakehouse",
+            "--run-id",
+            "nightly-2",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("run nightly-2: policy strict"), "{stderr}");
+    let executions = aws
+        .block_on(client.list_executions().state_machine_arn(arn).send())
+        .unwrap();
+    assert_eq!(executions.executions().len(), 2);
+
+    // A stack that is not ours says which output is missing.
+    let out = stedi_in(&moto.env(), &["run", "--aws", "--stack", "no-such-stack"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-stack"));
 }
 
 #[test]

@@ -344,3 +344,43 @@ fn template_deploys_every_lambda_crate_and_only_those() {
         "every Lambda crate has exactly one function in infra/template.yaml"
     );
 }
+
+/// `crates/<function>/events/*.json`, the requests `cargo lambda invoke
+/// --data-file` sends, saved from a local run by `stedi run --save-requests`.
+fn events(function: &str) -> Vec<(String, Value)> {
+    let dir = workspace().join("crates").join(function).join("events");
+    let mut events: Vec<(String, Value)> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).unwrap();
+            let name = p.file_stem().unwrap().to_string_lossy().into_owned();
+            (name, serde_json::from_str(&text).unwrap())
+        })
+        .collect();
+    events.sort_by(|a, b| a.0.cmp(&b.0));
+    events
+}
+
+#[test]
+fn sample_events_are_requests_each_function_serves() {
+    use zones::contract::{GateRequest, TransitionRequest};
+    for (function, serves) in [
+        ("landing-to-trusted", &landing_to_trusted::PRODUCES[..]),
+        ("trusted-to-curated", &trusted_to_curated::PRODUCES[..]),
+    ] {
+        let names: Vec<String> = events(function).into_iter().map(|(n, _)| n).collect();
+        let mut expected: Vec<String> = serves.iter().map(|t| t.to_string()).collect();
+        expected.sort();
+        assert_eq!(names, expected, "one event per transition of {function}");
+        for (name, event) in events(function) {
+            let request: TransitionRequest = serde_json::from_value(event)
+                .unwrap_or_else(|e| panic!("{function}/events/{name}.json: {e}"));
+            assert_eq!(request.transition.to_string(), name);
+        }
+    }
+    let gate = events("quality-gate");
+    assert_eq!(gate.len(), 1);
+    let request: GateRequest = serde_json::from_value(gate[0].1.clone()).unwrap();
+    assert_eq!(request.results.len(), Table::PRODUCED.len());
+}

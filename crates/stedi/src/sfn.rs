@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use aws_sdk_sfn::Client;
 use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent, HistoryEventType};
-use lakehouse::aws::Aws;
+use lakehouse::aws::{Aws, sdk_error};
 use zones::Policy;
 
 /// What a deployed stack tells `stedi` (its CloudFormation outputs).
@@ -25,7 +25,7 @@ pub fn deployment(aws: &Aws, stack: &str) -> Result<Deployment> {
     let client = aws_sdk_cloudformation::Client::new(&aws.config);
     let out = aws
         .block_on(client.describe_stacks().stack_name(stack).send())
-        .with_context(|| format!("describing CloudFormation stack `{stack}`"))?;
+        .map_err(sdk_error("CloudFormation", "DescribeStacks", stack))?;
     let outputs: HashMap<&str, &str> = out
         .stacks()
         .first()
@@ -89,7 +89,11 @@ impl<'a> Executions<'a> {
                     .input(input)
                     .send(),
             )
-            .with_context(|| format!("starting an execution of {state_machine_arn}"))?;
+            .map_err(sdk_error(
+                "Step Functions",
+                "StartExecution",
+                state_machine_arn,
+            ))?;
         Ok(out.execution_arn().to_string())
     }
 
@@ -107,7 +111,11 @@ impl<'a> Executions<'a> {
                     .execution_arn(execution_arn)
                     .send(),
             )
-            .with_context(|| format!("redriving {execution_arn}"))?;
+            .map_err(sdk_error(
+                "Step Functions",
+                "RedriveExecution",
+                execution_arn,
+            ))?;
         Ok(seen)
     }
 
@@ -121,8 +129,11 @@ impl<'a> Executions<'a> {
                 .send();
             let mut events = Vec::new();
             while let Some(page) = pages.next().await {
-                let page =
-                    page.with_context(|| format!("reading the history of {execution_arn}"))?;
+                let page = page.map_err(sdk_error(
+                    "Step Functions",
+                    "GetExecutionHistory",
+                    execution_arn,
+                ))?;
                 events.extend_from_slice(page.events());
             }
             Ok(events)
@@ -148,7 +159,11 @@ impl<'a> Executions<'a> {
                         .execution_arn(execution_arn)
                         .send(),
                 )
-                .with_context(|| format!("describing {execution_arn}"))?;
+                .map_err(sdk_error(
+                    "Step Functions",
+                    "DescribeExecution",
+                    execution_arn,
+                ))?;
             for event in self.history(execution_arn)? {
                 if event.id() <= seen {
                     continue;

@@ -240,6 +240,37 @@ fn parse_line<'a>(
     text: &'a str,
     cells: &mut Vec<Cell<'a>>,
 ) -> Result<(), LineError> {
+    if !parse_flat(schema, text, cells) {
+        parse_with_serde(schema, text, cells)?;
+    }
+    for (column, cell) in schema.columns.iter().zip(cells.iter()) {
+        if !column.optional {
+            match cell {
+                Cell::Absent => {
+                    return Err((
+                        QuarantineReason::MissingField,
+                        format!("field `{}` is missing", column.name),
+                    ));
+                }
+                Cell::Null => {
+                    return Err((
+                        QuarantineReason::MissingField,
+                        format!("field `{}` is null", column.name),
+                    ));
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The general path: any JSON, with serde_json's exact error for the quarantine detail.
+fn parse_with_serde<'a>(
+    schema: &LandingSchema,
+    text: &'a str,
+    cells: &mut Vec<Cell<'a>>,
+) -> Result<(), LineError> {
     cells.clear();
     cells.resize(schema.columns.len(), Cell::Absent);
     let mut de = serde_json::Deserializer::from_str(text);
@@ -264,29 +295,153 @@ fn parse_line<'a>(
         };
         return Err((reason, detail));
     }
-    for (column, cell) in schema.columns.iter().zip(cells.iter()) {
-        if !column.optional {
-            match cell {
-                Cell::Absent => {
-                    return Err((
-                        QuarantineReason::MissingField,
-                        format!("field `{}` is missing", column.name),
-                    ));
-                }
-                Cell::Null => {
-                    return Err((
-                        QuarantineReason::MissingField,
-                        format!("field `{}` is null", column.name),
-                    ));
-                }
-                _ => {}
-            }
-        }
-    }
     Ok(())
 }
 
-#[derive(Debug, Clone)]
+/// The common line, without serde: one flat object whose strings have no
+/// escapes and whose values are strings, numbers or null of the column's
+/// type. Fills `cells` exactly as [`parse_with_serde`] would and returns
+/// true; on anything else (escapes, nesting, booleans, a duplicate key, a
+/// type mismatch, a syntax error) returns false, and the line takes the
+/// general path, which also names what is wrong.
+fn parse_flat<'a>(schema: &LandingSchema, text: &'a str, cells: &mut Vec<Cell<'a>>) -> bool {
+    cells.clear();
+    cells.resize(schema.columns.len(), Cell::Absent);
+    let b = text.as_bytes();
+    let mut i = skip_ws(b, 0);
+    if b.get(i) != Some(&b'{') {
+        return false;
+    }
+    i = skip_ws(b, i + 1);
+    if b.get(i) == Some(&b'}') {
+        return skip_ws(b, i + 1) == b.len();
+    }
+    loop {
+        let Some((key, after_key)) = plain_string(text, i) else {
+            return false;
+        };
+        i = skip_ws(b, after_key);
+        if b.get(i) != Some(&b':') {
+            return false;
+        }
+        i = skip_ws(b, i + 1);
+        let columns = &schema.columns;
+        let index = columns.iter().position(|c| c.name == key).or_else(|| {
+            columns
+                .iter()
+                .position(|c| c.name.eq_ignore_ascii_case(key))
+        });
+        let ty = index.map(|k| columns[k].ty);
+        let (cell, next) = match b.get(i) {
+            Some(b'"') => match (plain_string(text, i), ty) {
+                (Some((v, next)), Some(ColumnType::String)) => (Cell::Str(Cow::Borrowed(v)), next),
+                (Some((_, next)), None) => (Cell::Absent, next),
+                _ => return false,
+            },
+            Some(b'n') if b[i..].starts_with(b"null") => (Cell::Null, i + 4),
+            Some(b'-' | b'0'..=b'9') => {
+                let Some((is_int, next)) = number(b, i) else {
+                    return false;
+                };
+                let digits = &text[i..next];
+                let cell = match ty {
+                    // 18 digits always fit an i64; longer ones take the general path.
+                    Some(ColumnType::BigInt) if is_int && digits.len() <= 18 => {
+                        Cell::Int(digits.parse().expect("a JSON integer"))
+                    }
+                    Some(ColumnType::Int) if is_int && digits.len() <= 18 => {
+                        let v: i64 = digits.parse().expect("a JSON integer");
+                        if i32::try_from(v).is_err() {
+                            return false;
+                        }
+                        Cell::Int(v)
+                    }
+                    Some(ColumnType::Double) => {
+                        let v: f64 = digits.parse().expect("a JSON number");
+                        if !v.is_finite() {
+                            return false; // out of range: the general path says so
+                        }
+                        Cell::Float(v)
+                    }
+                    None => Cell::Absent,
+                    _ => return false,
+                };
+                (cell, next)
+            }
+            _ => return false,
+        };
+        if let Some(k) = index {
+            if !matches!(cells[k], Cell::Absent) {
+                return false; // a duplicate key: the general path decides
+            }
+            cells[k] = cell;
+        }
+        i = skip_ws(b, next);
+        match b.get(i) {
+            Some(b',') => i = skip_ws(b, i + 1),
+            Some(b'}') => return skip_ws(b, i + 1) == b.len(),
+            _ => return false,
+        }
+    }
+}
+
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while matches!(b.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        i += 1;
+    }
+    i
+}
+
+/// The JSON string starting at `text[i] == '"'` when it has no escape and
+/// no control character; with the index after its closing quote.
+fn plain_string(text: &str, i: usize) -> Option<(&str, usize)> {
+    let b = text.as_bytes();
+    if b.get(i) != Some(&b'"') {
+        return None;
+    }
+    let start = i + 1;
+    let len = b[start..]
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+    let end = start + len;
+    (b[end] == b'"').then(|| (&text[start..end], end + 1))
+}
+
+/// The JSON number starting at `b[i]`: whether it is an integer (no
+/// fraction, no exponent), and the index after it.
+fn number(b: &[u8], mut i: usize) -> Option<(bool, usize)> {
+    let digits = |b: &[u8], mut i: usize| {
+        let start = i;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        (i > start).then_some(i)
+    };
+    if b.get(i) == Some(&b'-') {
+        i += 1;
+    }
+    i = match b.get(i) {
+        Some(b'0') => i + 1,
+        Some(b'1'..=b'9') => digits(b, i)?,
+        _ => return None,
+    };
+    let mut is_int = true;
+    if b.get(i) == Some(&b'.') {
+        is_int = false;
+        i = digits(b, i + 1)?;
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        is_int = false;
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        i = digits(b, i)?;
+    }
+    Some((is_int, i))
+}
+
+#[derive(Debug, Clone, PartialEq)]
 enum Cell<'a> {
     Absent,
     Null,
@@ -429,6 +584,71 @@ impl ColumnBuilder {
             ColumnBuilder::I64(b) => b.finish().into_column(),
             ColumnBuilder::I32(b) => b.finish().into_column(),
             ColumnBuilder::F64(b) => b.finish().into_column(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Where the flat path takes a line, it must fill the cells exactly as serde does.
+    fn agree(dataset: Dataset, line: &str) -> bool {
+        let schema = dataset.landing_schema();
+        let (mut flat, mut general) = (Vec::new(), Vec::new());
+        let taken = parse_flat(schema, line, &mut flat);
+        let by_serde = parse_with_serde(schema, line, &mut general);
+        if taken {
+            assert!(by_serde.is_ok(), "flat accepted what serde rejects: {line}");
+            assert_eq!(flat, general, "{line}");
+        }
+        taken
+    }
+
+    #[test]
+    fn the_flat_path_agrees_with_serde_or_steps_aside() {
+        let a = Dataset::Accelerometer;
+        let taken = [
+            r#"{"user":"a@b.c","timestamp":1655564444103,"x":-0.5,"y":1,"z":2.5e-3}"#,
+            r#" { "user" : "a@b.c" , "timeStamp" : 0 , "x" : -0 , "y" : 1E2 , "z" : 0.0 } "#,
+            r#"{"user":"ünï","timestamp":-12,"x":1.5,"y":null,"z":3,"extra":"ignored","n":7}"#,
+            r#"{}"#,
+            r#"{"user":null}"#,
+        ];
+        for line in taken {
+            assert!(agree(a, line), "the flat path should take {line}");
+        }
+        let stepped_aside = [
+            r#"{"user":"a\"b","timestamp":1,"x":1,"y":1,"z":1}"#,
+            r#"{"user":"a","timestamp":1.5,"x":1,"y":1,"z":1}"#,
+            r#"{"user":"a","timestamp":"1","x":1,"y":1,"z":1}"#,
+            r#"{"user":"a","timestamp":1,"x":1,"y":1,"z":1,"user":"b"}"#,
+            r#"{"user":"a","timestamp":1,"x":true,"y":1,"z":1}"#,
+            r#"{"user":"a","timestamp":1,"x":1,"y":1,"z":1,"more":{"a":1}}"#,
+            r#"{"user":"a","timestamp":01,"x":1,"y":1,"z":1}"#,
+            r#"{"user":"a","timestamp":1234567890123456789,"x":1,"y":1,"z":1}"#,
+            r#"{"user":"a","timestamp":1,"x":1e999,"y":1,"z":1}"#,
+            r#"{"user":"a","timestamp":1,"x":1,"y":1,"z":1} x"#,
+            r#"{"user":"a","timestamp":1,"x":1,"y":1,"z":1,}"#,
+            r#"{"user":"a","timestamp":1,"x":-,"y":1,"z":1}"#,
+            r#"{"user":"a"  "timestamp":1}"#,
+            r#"[1,2]"#,
+            r#"{"user":"a","timestamp":1,"x":1.,"y":1,"z":1}"#,
+            "{\"user\":\"tab\there\",\"timestamp\":1,\"x\":1,\"y\":1,\"z\":1}",
+            r#"{"user":"a","timestamp":1,"x":1,"y":1,"z":1"#,
+        ];
+        for line in stepped_aside {
+            assert!(
+                !agree(a, line),
+                "the flat path should leave {line} to serde"
+            );
+        }
+        // An int column out of 32-bit range steps aside too (serde names the field).
+        let customer = Dataset::Customer.landing_schema();
+        let int_column = customer.columns.iter().find(|c| c.ty == ColumnType::Int);
+        if let Some(c) = int_column {
+            let line = format!(r#"{{"{}":3000000000}}"#, c.name);
+            assert!(!agree(Dataset::Customer, &line), "{line}");
         }
     }
 }
