@@ -4,7 +4,7 @@ POLICY    ?= strict
 CUSTOMERS ?= 1000
 STEDI     := cargo run --quiet --bin stedi --
 
-.PHONY: build run seed test lint fmt clean bench
+.PHONY: build run seed test lint fmt clean bench validate lambdas deploy
 
 build:
 	cargo build --bin stedi
@@ -18,9 +18,11 @@ run: build
 seed: build
 	$(STEDI) --warehouse $(WAREHOUSE) seed --customers $(CUSTOMERS)
 
-test:
-	cargo build --workspace --bins
-	cargo nextest run --workspace --no-fail-fast
+# The AWS adapters' tests start `moto_server` from .venv; cfn-lint checks the
+# SAM template first.
+test: validate
+	PATH="$(CURDIR)/.venv/bin:$$PATH" cargo build --workspace --bins
+	PATH="$(CURDIR)/.venv/bin:$$PATH" cargo nextest run --workspace --no-fail-fast
 
 lint:
 	cargo fmt --all --check
@@ -36,3 +38,36 @@ clean:
 # writes bench/results.md and bench/results.json.
 bench:
 	python3 bench/bench.py
+
+# Python tools, pinned in infra/requirements*.txt, live in .venv. Each stamp
+# file is a target, so pip runs once and again only when a pin changes.
+.venv/bin/python:
+	python3 -m venv .venv
+
+# moto_server and cfn-lint: what `make test` needs.
+.venv/.test-tools: infra/requirements-test.txt | .venv/bin/python
+	.venv/bin/pip install --quiet --disable-pip-version-check -r infra/requirements-test.txt
+	touch $@
+
+# cargo-lambda, zig and the SAM CLI, resolved together with the test tools so
+# the two halves agree on boto3.
+.venv/.deploy-tools: infra/requirements.txt infra/requirements-test.txt infra/requirements-deploy.txt | .venv/bin/python
+	.venv/bin/pip install --quiet --disable-pip-version-check -r infra/requirements.txt
+	touch $@
+
+# Lints the SAM template (Transform included), offline.
+validate: .venv/.test-tools
+	.venv/bin/cfn-lint infra/template.yaml
+
+# The three Lambda functions as arm64 zips, and their sizes.
+lambdas: .venv/.deploy-tools
+	PATH="$(CURDIR)/.venv/bin:$$PATH" cargo lambda build --release --arm64 --output-format zip \
+		-p landing-to-trusted -p trusted-to-curated -p quality-gate
+	@ls -l $${CARGO_TARGET_DIR:-target}/lambda/*/bootstrap.zip
+
+# Builds and deploys the stack (prompts for the parameters; needs AWS
+# credentials). sam runs from infra/ so the template, samconfig.toml and the
+# build directory infra/.aws-sam agree; deploy takes the built template.
+deploy: validate .venv/.deploy-tools
+	cd infra && PATH="$(CURDIR)/.venv/bin:$$PATH" sam build --template-file template.yaml --config-file samconfig.toml
+	cd infra && PATH="$(CURDIR)/.venv/bin:$$PATH" sam deploy --guided --config-file samconfig.toml
