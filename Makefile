@@ -61,7 +61,7 @@ validate: .venv/.test-tools
 
 # The three Lambda functions as arm64 zips, and their sizes.
 lambdas: .venv/.deploy-tools
-	PATH="$(CURDIR)/.venv/bin:$$PATH" cargo lambda build --release --arm64 --output-format zip \
+	PATH="$(CURDIR)/.venv/bin:$$PATH" cargo lambda build --profile lambda --arm64 --output-format zip \
 		-p landing-to-trusted -p trusted-to-curated -p quality-gate
 	@ls -l $${CARGO_TARGET_DIR:-target}/lambda/*/bootstrap.zip
 

@@ -100,34 +100,49 @@ fn training_table(
     let (mut rows, mut schema) = (0, None);
     let (mut input_rows, mut kept_rows, mut drops) = (0, 0, BTreeMap::new());
     let mut quarantine: Option<DataFrame> = None;
-    for (n, &bucket) in buckets.iter().enumerate() {
-        let mut outcome = transitions::machine_learning_curated(
-            request.policy,
-            steps
-                .clone()
-                .lazy()
-                .filter(in_bucket("sensorReadingTime", bucket)),
-            readings
-                .clone()
-                .lazy()
-                .filter(in_bucket("timestamp", bucket)),
-            customers.clone().lazy(),
-            key,
-        )?;
-        tables::write_part(store, prefix, n, &mut outcome.table)?;
-        rows += outcome.table.height() as u64;
-        schema.get_or_insert_with(|| outcome.table.schema().clone());
-        input_rows += outcome.input_rows;
-        kept_rows += outcome.kept_rows;
-        handler::add_counts(&mut drops, &outcome.drops);
-        match (&mut quarantine, outcome.quarantine) {
-            (None, more) => quarantine = more,
-            (Some(all), Some(more)) => {
-                all.vstack_mut_owned(more)?;
+    // A bucket's Parquet part is encoded and written on a second thread
+    // while the next bucket is joined; at most one part waits in between.
+    std::thread::scope(|scope| -> Result<(), Error> {
+        let (parts, written) = std::sync::mpsc::sync_channel::<(usize, DataFrame)>(1);
+        let writer = scope.spawn(move || -> Result<(), Error> {
+            for (n, mut part) in written {
+                tables::write_part(store, prefix, n, &mut part)?;
             }
-            (Some(_), None) => {}
+            Ok(())
+        });
+        for (n, &bucket) in buckets.iter().enumerate() {
+            let outcome = transitions::machine_learning_curated(
+                request.policy,
+                steps
+                    .clone()
+                    .lazy()
+                    .filter(in_bucket("sensorReadingTime", bucket)),
+                readings
+                    .clone()
+                    .lazy()
+                    .filter(in_bucket("timestamp", bucket)),
+                customers.clone().lazy(),
+                key,
+            )?;
+            rows += outcome.table.height() as u64;
+            schema.get_or_insert_with(|| outcome.table.schema().clone());
+            input_rows += outcome.input_rows;
+            kept_rows += outcome.kept_rows;
+            handler::add_counts(&mut drops, &outcome.drops);
+            match (&mut quarantine, outcome.quarantine) {
+                (None, more) => quarantine = more,
+                (Some(all), Some(more)) => {
+                    all.vstack_mut_owned(more)?;
+                }
+                (Some(_), None) => {}
+            }
+            if parts.send((n, outcome.table)).is_err() {
+                break; // the writer stopped on an error, returned below
+            }
         }
-    }
+        drop(parts);
+        writer.join().expect("the part writer does not panic")
+    })?;
     let schema = schema.expect("there is at least one bucket");
     let table = Table::MachineLearningCurated;
     Ok(Produced {
