@@ -57,7 +57,7 @@ pub fn write_part(store: &dyn Store, prefix: &str, n: usize, df: &mut DataFrame)
     let key = layout::part_key(prefix, n);
     let mut bytes = Vec::new();
     ParquetWriter::new(&mut bytes)
-        .with_compression(ParquetCompression::Lz4Raw)
+        .with_compression(ParquetCompression::Snappy)
         .finish(df)
         .map_err(|source| Error::Write {
             key: key.clone(),
