@@ -117,7 +117,8 @@ fn evaluate(engine: &dyn QueryEngine, view: &CatalogState, check: &Check) -> Che
                     .get_column_names()
                     .into_iter()
                     .map(|n| n.as_str())
-                    .filter(|n| forbidden.contains(n))
+                    // Athena lowercases column names.
+                    .filter(|n| forbidden.iter().any(|f| f.eq_ignore_ascii_case(n)))
                     .collect();
                 Ok(if present.is_empty() {
                     (true, "no identifier column".to_string())
