@@ -15,7 +15,7 @@ use zones::contract::{ColumnDef, TableRef};
 use zones::{Dataset, ErrorName, Policy, Table};
 
 use crate::moto::Moto;
-use crate::support::{stedi_binary, stedi_ok};
+use crate::support::{stedi_env, stedi_ok, succeeded};
 
 fn store(moto: &Moto, bucket: &str) -> S3Store {
     let aws = moto.aws();
@@ -424,24 +424,6 @@ fn athena_results_are_polled_paged_and_typed() {
     assert_eq!(err.name(), ErrorName::InvalidInput);
 }
 
-fn stedi_in(envs: &[(&'static str, String)], args: &[&str]) -> std::process::Output {
-    std::process::Command::new(stedi_binary())
-        .args(args)
-        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
-        .expect("stedi runs")
-}
-
-fn ok(out: std::process::Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed\nstdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 /// Every published table's rows, sorted, as CSV lines.
 fn dump(envs: &[(&'static str, String)], warehouse_args: &[&str]) -> Vec<(Table, Vec<String>)> {
     Table::ALL
@@ -450,7 +432,7 @@ fn dump(envs: &[(&'static str, String)], warehouse_args: &[&str]) -> Vec<(Table,
             let sql = format!("SELECT * FROM {t}");
             let mut args = warehouse_args.to_vec();
             args.extend(["query", "--format", "csv", &sql]);
-            let out = ok(stedi_in(envs, &args), &sql);
+            let out = succeeded(stedi_env(envs, &args), &sql);
             let mut lines: Vec<String> = out.lines().map(String::from).collect();
             lines[1..].sort();
             (t, lines)
@@ -474,8 +456,8 @@ fn the_pipeline_on_s3_and_glue_gives_the_same_tables_as_the_local_run() {
     let envs = moto.env();
 
     stedi_ok(local.path(), &["seed", "--customers", "300", "--seed", "5"]);
-    ok(
-        stedi_in(
+    succeeded(
+        stedi_env(
             &envs,
             &[&remote[..], &["seed", "--customers", "300", "--seed", "5"]].concat(),
         ),
@@ -495,8 +477,8 @@ fn the_pipeline_on_s3_and_glue_gives_the_same_tables_as_the_local_run() {
         local.path(),
         &["run", "--policy", "strict", "--run-id", "r1"],
     );
-    let out = ok(
-        stedi_in(
+    let out = succeeded(
+        stedi_env(
             &envs,
             &[
                 &remote[..],
@@ -568,7 +550,7 @@ fn stedi_run_aws_starts_an_execution_follows_it_and_exits_with_its_status() {
         .unwrap();
     let arn = machine.state_machine_arn();
 
-    let out = stedi_in(
+    let out = stedi_env(
         &moto.env(),
         &[
             "run",
@@ -629,7 +611,7 @@ fn stedi_run_aws_starts_an_execution_follows_it_and_exits_with_its_status() {
             .send(),
     )
     .unwrap();
-    let out = stedi_in(
+    let out = stedi_env(
         &moto.env(),
         &[
             "run",
@@ -649,14 +631,14 @@ fn stedi_run_aws_starts_an_execution_follows_it_and_exits_with_its_status() {
     assert_eq!(executions.executions().len(), 2);
 
     // A stack that is not ours says which output is missing.
-    let out = stedi_in(&moto.env(), &["run", "--aws", "--stack", "no-such-stack"]);
+    let out = stedi_env(&moto.env(), &["run", "--aws", "--stack", "no-such-stack"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-stack"));
 }
 
 #[test]
 fn stedi_run_aws_without_a_state_machine_says_what_to_give() {
-    let out = stedi_in(&[], &["run", "--aws"]);
+    let out = stedi_env(&[], &["run", "--aws"]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -35,12 +35,25 @@ pub fn stedi(warehouse: &Path, args: &[&str]) -> Output {
         .expect("stedi runs")
 }
 
+/// `stedi args` with extra environment (no `--warehouse` added).
+pub fn stedi_env(envs: &[(&'static str, String)], args: &[&str]) -> Output {
+    Command::new(stedi_binary())
+        .args(args)
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .expect("stedi runs")
+}
+
 /// Runs `stedi` and returns stdout, failing the test with stderr when it fails.
 pub fn stedi_ok(warehouse: &Path, args: &[&str]) -> String {
-    let out = stedi(warehouse, args);
+    succeeded(stedi(warehouse, args), &format!("stedi {args:?}"))
+}
+
+/// The stdout of a `stedi` that succeeded; otherwise fails the test with its output.
+pub fn succeeded(out: Output, what: &str) -> String {
     assert!(
         out.status.success(),
-        "stedi {args:?} failed\nstdout:\n{}\nstderr:\n{}",
+        "{what} failed\nstdout:\n{}\nstderr:\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );

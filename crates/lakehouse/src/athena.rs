@@ -194,24 +194,10 @@ pub fn frame(columns: &[ColumnInfo], rows: &[Row]) -> Result<DataFrame> {
             };
             let column: Column = match c.r#type() {
                 "tinyint" | "smallint" | "integer" | "int" | "bigint" => {
-                    let values = texts
-                        .iter()
-                        .map(|t| {
-                            t.map(|v| v.parse::<i64>().map_err(|_| parse_err(v)))
-                                .transpose()
-                        })
-                        .collect::<Result<Vec<_>>>()?;
-                    Column::new(name, values)
+                    Column::new(name, parse_all::<i64>(&texts, parse_err)?)
                 }
                 "double" | "float" | "real" | "decimal" => {
-                    let values = texts
-                        .iter()
-                        .map(|t| {
-                            t.map(|v| v.parse::<f64>().map_err(|_| parse_err(v)))
-                                .transpose()
-                        })
-                        .collect::<Result<Vec<_>>>()?;
-                    Column::new(name, values)
+                    Column::new(name, parse_all::<f64>(&texts, parse_err)?)
                 }
                 "boolean" => {
                     let values: Vec<Option<bool>> =
@@ -224,6 +210,17 @@ pub fn frame(columns: &[ColumnInfo], rows: &[Row]) -> Result<DataFrame> {
         })
         .collect::<Result<Vec<_>>>()?;
     DataFrame::new_infer_height(series).map_err(Error::Query)
+}
+
+/// Each text parsed as `T`; a NULL stays one.
+fn parse_all<T: std::str::FromStr>(
+    texts: &[Option<&str>],
+    err: impl Fn(&str) -> Error,
+) -> Result<Vec<Option<T>>> {
+    texts
+        .iter()
+        .map(|t| t.map(|v| v.parse::<T>().map_err(|_| err(v))).transpose())
+        .collect()
 }
 
 impl QueryEngine for AthenaEngine {

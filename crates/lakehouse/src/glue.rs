@@ -24,6 +24,8 @@ use crate::error::{Error, Result};
 /// Database parameter counting publishes.
 const VERSION_PARAMETER: &str = "stedi.catalog_version";
 
+const DATABASE_DESCRIPTION: &str = "STEDI lakehouse: landing, trusted and curated tables";
+
 #[derive(Debug, Clone)]
 pub struct GlueCatalog {
     aws: Arc<Aws>,
@@ -317,9 +319,20 @@ impl GlueCatalog {
             policy: param("stedi.policy").and_then(|p| p.parse::<Policy>().ok()),
         })
     }
-}
 
-const DATABASE_DESCRIPTION: &str = "STEDI lakehouse: landing, trusted and curated tables";
+    async fn drop_database(&self, database: &str) -> Result<()> {
+        match self.client.delete_database().name(database).send().await {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_entity_not_found_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(sdk_error("Glue", "DeleteDatabase", database)(e)),
+        }
+    }
+}
 
 impl Catalog for GlueCatalog {
     fn load(&self) -> Result<CatalogState> {
@@ -399,21 +412,6 @@ impl Catalog for GlueCatalog {
         match &staged.database {
             Some(db) if *db != self.database => self.aws.block_on(self.drop_database(db)),
             _ => Ok(()),
-        }
-    }
-}
-
-impl GlueCatalog {
-    async fn drop_database(&self, database: &str) -> Result<()> {
-        match self.client.delete_database().name(database).send().await {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_entity_not_found_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(sdk_error("Glue", "DeleteDatabase", database)(e)),
         }
     }
 }

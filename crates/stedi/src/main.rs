@@ -172,11 +172,9 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             redrive,
             ..
         } => {
-            let arn = match redrive {
-                Some(_) => None,
-                None => Some(sfn::state_machine(state_machine, deployment.as_ref())?),
-            };
-            run_on_aws(&config, arn, redrive, policy, run_id)
+            let state_machine =
+                state_machine.or_else(|| deployment.as_ref().map(|d| d.state_machine_arn.clone()));
+            run_on_aws(&config, state_machine, redrive, policy, run_id)
         }
         Command::Run {
             policy,

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use aws_sdk_sfn::Client;
 use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent, HistoryEventType};
 use lakehouse::aws::{Aws, sdk_error};
@@ -228,13 +228,4 @@ fn describe(
         error.unwrap_or("(no error name)"),
         cause.unwrap_or("(no cause)")
     ))
-}
-
-/// `--state-machine`, or the stack's, or an error saying which to give.
-pub fn state_machine(explicit: Option<String>, deployment: Option<&Deployment>) -> Result<String> {
-    match (explicit, deployment) {
-        (Some(arn), _) => Ok(arn),
-        (None, Some(d)) => Ok(d.state_machine_arn.clone()),
-        (None, None) => bail!("`stedi run --aws` needs --state-machine ARN or --stack NAME"),
-    }
 }
