@@ -123,6 +123,9 @@ pub fn parse_judged<'b>(
     let mut quarantined = Vec::new();
     let mut cells: Vec<Cell<'b>> = Vec::with_capacity(schema.columns.len());
     let mut lines = 0u64;
+    // Readings come in runs of one key (a user's or a device's): look a key
+    // up once per run, not once per line.
+    let mut last_lookup: Vec<(String, Option<i64>)> = vec![(String::new(), None); judged.len()];
 
     let mut handle = |index: usize, line: &'b [u8], text: Result<&'b str, LineError>| {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -133,12 +136,15 @@ pub fn parse_judged<'b>(
         match text.and_then(|text| parse_line(schema, text.trim_end_matches('\r'), &mut cells)) {
             Ok(()) if judged.is_empty() => push_row(&mut outputs[0].0, &cells),
             Ok(()) => {
-                for ((rule, key, time), (builders, drops)) in judged.iter().zip(outputs.iter_mut())
-                {
+                let rules = judged.iter().zip(&mut last_lookup).zip(outputs.iter_mut());
+                for (((rule, key, time), last), (builders, drops)) in rules {
                     let (Cell::Str(k), Cell::Int(t)) = (&cells[*key], &cells[*time]) else {
                         unreachable!("required key and time columns were validated")
                     };
-                    match rule.judge(k, *t) {
+                    if last.0 != *k || last.0.is_empty() {
+                        *last = (k.to_string(), rule.consent(k));
+                    }
+                    match rule.judge(last.1, *t) {
                         None => push_row(builders, &cells),
                         Some(name) => *drops.entry(name.to_string()).or_insert(0) += 1,
                     }
@@ -157,12 +163,13 @@ pub fn parse_judged<'b>(
     // object with a bad byte is validated line by line to find the line.
     match simdutf8::basic::from_utf8(bytes) {
         Ok(text) => {
-            for (index, line) in text.split('\n').enumerate() {
-                handle(index, line.as_bytes(), Ok(line));
+            for (index, range) in line_ranges(bytes).enumerate() {
+                handle(index, &bytes[range.clone()], Ok(&text[range]));
             }
         }
         Err(_) => {
-            for (index, line) in bytes.split(|&b| b == b'\n').enumerate() {
+            for (index, range) in line_ranges(bytes).enumerate() {
+                let line = &bytes[range];
                 let text = std::str::from_utf8(line).map_err(|e| {
                     (
                         QuarantineReason::InvalidUtf8,
@@ -188,6 +195,17 @@ pub fn parse_judged<'b>(
         quarantined,
         lines,
     }
+}
+
+/// The byte ranges of the lines of `bytes`, split at `\n` (SIMD search).
+fn line_ranges(bytes: &[u8]) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+    let mut start = 0;
+    let ends = memchr::memchr_iter(b'\n', bytes).chain([bytes.len()]);
+    ends.map(move |end| {
+        let range = start..end;
+        start = end + 1;
+        range
+    })
 }
 
 fn push_row(builders: &mut [ColumnBuilder], row: &[Cell<'_>]) {
@@ -309,6 +327,7 @@ fn parse_flat<'a>(schema: &LandingSchema, text: &'a str, cells: &mut Vec<Cell<'a
     cells.resize(schema.columns.len(), Cell::Absent);
     let b = text.as_bytes();
     let mut i = skip_ws(b, 0);
+    let mut guess = 0;
     if b.get(i) != Some(&b'{') {
         return false;
     }
@@ -326,11 +345,17 @@ fn parse_flat<'a>(schema: &LandingSchema, text: &'a str, cells: &mut Vec<Cell<'a
         }
         i = skip_ws(b, i + 1);
         let columns = &schema.columns;
-        let index = columns.iter().position(|c| c.name == key).or_else(|| {
-            columns
-                .iter()
-                .position(|c| c.name.eq_ignore_ascii_case(key))
-        });
+        // Producers write keys in one order, usually the schema's: try the
+        // column after the previous key first, then search.
+        let index = match columns.get(guess) {
+            Some(c) if c.name == key => Some(guess),
+            _ => columns.iter().position(|c| c.name == key).or_else(|| {
+                columns
+                    .iter()
+                    .position(|c| c.name.eq_ignore_ascii_case(key))
+            }),
+        };
+        guess = index.map_or(guess, |k| k + 1);
         let ty = index.map(|k| columns[k].ty);
         let (cell, next) = match b.get(i) {
             Some(b'"') => match (plain_string(text, i), ty) {
@@ -340,30 +365,24 @@ fn parse_flat<'a>(schema: &LandingSchema, text: &'a str, cells: &mut Vec<Cell<'a
             },
             Some(b'n') if b[i..].starts_with(b"null") => (Cell::Null, i + 4),
             Some(b'-' | b'0'..=b'9') => {
-                let Some((is_int, next)) = number(b, i) else {
+                let Some((number, next)) = number(b, i) else {
                     return false;
                 };
-                let digits = &text[i..next];
-                let cell = match ty {
-                    // 18 digits always fit an i64; longer ones take the general path.
-                    Some(ColumnType::BigInt) if is_int && digits.len() <= 18 => {
-                        Cell::Int(digits.parse().expect("a JSON integer"))
-                    }
-                    Some(ColumnType::Int) if is_int && digits.len() <= 18 => {
-                        let v: i64 = digits.parse().expect("a JSON integer");
-                        if i32::try_from(v).is_err() {
-                            return false;
-                        }
+                let cell = match (ty, number) {
+                    (Some(ColumnType::BigInt), Number::Int(v)) => Cell::Int(v),
+                    (Some(ColumnType::Int), Number::Int(v)) if i32::try_from(v).is_ok() => {
                         Cell::Int(v)
                     }
-                    Some(ColumnType::Double) => {
-                        let v: f64 = digits.parse().expect("a JSON number");
+                    (Some(ColumnType::Double), Number::Int(v)) => Cell::Float(v as f64),
+                    (Some(ColumnType::Double), Number::Float(v)) => Cell::Float(v),
+                    (Some(ColumnType::Double), Number::Long) => {
+                        let v: f64 = text[i..next].parse().expect("a JSON number");
                         if !v.is_finite() {
                             return false; // out of range: the general path says so
                         }
                         Cell::Float(v)
                     }
-                    None => Cell::Absent,
+                    (None, _) => Cell::Absent,
                     _ => return false,
                 };
                 (cell, next)
@@ -407,38 +426,82 @@ fn plain_string(text: &str, i: usize) -> Option<(&str, usize)> {
     (b[end] == b'"').then(|| (&text[start..end], end + 1))
 }
 
-/// The JSON number starting at `b[i]`: whether it is an integer (no
-/// fraction, no exponent), and the index after it.
-fn number(b: &[u8], mut i: usize) -> Option<(bool, usize)> {
-    let digits = |b: &[u8], mut i: usize| {
-        let start = i;
-        while b.get(i).is_some_and(u8::is_ascii_digit) {
-            i += 1;
+/// A JSON number as [`number`] reads it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Number {
+    /// An integer of at most 18 digits, which always fits an i64.
+    Int(i64),
+    /// A number without exponent whose digits, read as one integer, are
+    /// below 2^53 (or `-0`, which serde_json also reads as the double -0.0):
+    /// correctly rounded, since that integer and the power of ten are exact
+    /// doubles and one division rounds correctly.
+    Float(f64),
+    /// Any other valid number: longer, or with an exponent.
+    Long,
+}
+
+/// The JSON number starting at `b[i]`, read in the same pass that checks
+/// its syntax, and the index after it.
+fn number(b: &[u8], mut i: usize) -> Option<(Number, usize)> {
+    // Exact doubles, as is every integer below 2^53.
+    const POWERS_OF_TEN: [f64; 23] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+        1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+    ];
+    let negative = b.get(i) == Some(&b'-');
+    i += usize::from(negative);
+    // Digits accumulate wrapping: the value is used only when there are at
+    // most 19, which cannot wrap.
+    let mut mantissa = 0u64;
+    let digits = |i: &mut usize, mantissa: &mut u64| {
+        let start = *i;
+        while let Some(&d @ b'0'..=b'9') = b.get(*i) {
+            *mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(d - b'0'));
+            *i += 1;
         }
-        (i > start).then_some(i)
+        *i - start
     };
-    if b.get(i) == Some(&b'-') {
-        i += 1;
-    }
-    i = match b.get(i) {
-        Some(b'0') => i + 1,
-        Some(b'1'..=b'9') => digits(b, i)?,
+    let integer_digits = match b.get(i) {
+        Some(b'0') => {
+            i += 1;
+            1
+        }
+        Some(b'1'..=b'9') => digits(&mut i, &mut mantissa),
         _ => return None,
     };
-    let mut is_int = true;
+    let mut fraction_digits = 0;
     if b.get(i) == Some(&b'.') {
-        is_int = false;
-        i = digits(b, i + 1)?;
+        i += 1;
+        fraction_digits = digits(&mut i, &mut mantissa);
+        if fraction_digits == 0 {
+            return None;
+        }
     }
+    let mut exponent = false;
     if matches!(b.get(i), Some(b'e' | b'E')) {
-        is_int = false;
+        exponent = true;
         i += 1;
         if matches!(b.get(i), Some(b'+' | b'-')) {
             i += 1;
         }
-        i = digits(b, i)?;
+        if digits(&mut i, &mut 0) == 0 {
+            return None;
+        }
     }
-    Some((is_int, i))
+    let total_digits = integer_digits + fraction_digits;
+    let number = match (exponent, fraction_digits) {
+        (false, 0) if negative && mantissa == 0 => Number::Float(-0.0),
+        (false, 0) if total_digits <= 18 => {
+            let magnitude = mantissa as i64;
+            Number::Int(if negative { -magnitude } else { magnitude })
+        }
+        (false, _) if total_digits <= 19 && mantissa < 1 << 53 => {
+            let magnitude = mantissa as i64 as f64 / POWERS_OF_TEN[fraction_digits];
+            Number::Float(if negative { -magnitude } else { magnitude })
+        }
+        _ => Number::Long,
+    };
+    Some((number, i))
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -606,6 +669,57 @@ mod tests {
     }
 
     #[test]
+    fn numbers_read_in_the_scan_equal_the_standard_parse() {
+        let exact = |literal: &str| {
+            let (number, end) = number(literal.as_bytes(), 0).expect("a JSON number");
+            assert_eq!(end, literal.len(), "{literal}");
+            let expected: f64 = literal.parse().expect("a number");
+            match number {
+                Number::Int(v) => assert_eq!(v, literal.parse::<i64>().expect("an integer")),
+                Number::Float(v) => assert_eq!(v.to_bits(), expected.to_bits(), "{literal}"),
+                Number::Long => {}
+            }
+            number
+        };
+        assert_eq!(exact("1655582000264"), Number::Int(1655582000264));
+        assert_eq!(exact("-12"), Number::Int(-12));
+        assert_eq!(exact("999999999999999999"), Number::Int(999_999_999_999_999_999));
+        assert_eq!(exact("1000000000000000000"), Number::Long);
+        assert_eq!(exact("-0"), Number::Float(-0.0));
+        assert_eq!(exact("-0.0"), Number::Float(-0.0));
+        assert_eq!(exact("1.0"), Number::Float(1.0));
+        assert_eq!(exact("0.1"), Number::Float(0.1));
+        assert_eq!(exact("2.5e-3"), Number::Long);
+        assert_eq!(exact("0.123456789012345"), Number::Float(0.123456789012345));
+        assert_eq!(exact("0.1234567890123456"), Number::Float(0.1234567890123456));
+        assert_eq!(exact("9007199254740993.5"), Number::Long);
+        // Decimals of up to 15 digits round as the standard parse does.
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..100_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let digits = (state % 15 + 1) as usize;
+            let point = (state >> 8) as usize % digits;
+            let value = format!("{:0digits$}", (state >> 16) % 10u64.pow(digits as u32));
+            let sign = if state & 1 == 0 { "-" } else { "" };
+            let (whole, fraction) = value.split_at(point + 1);
+            let whole = whole.trim_start_matches('0');
+            let whole = if whole.is_empty() { "0" } else { whole };
+            let literal = format!("{sign}{whole}.{fraction}");
+            let literal = literal.trim_end_matches('.');
+            exact(literal);
+        }
+        for malformed in ["-", "1.", ".5", "01", "1e", "1e+", "+1"] {
+            let taken = number(malformed.as_bytes(), 0);
+            assert!(
+                taken.is_none_or(|(_, end)| end < malformed.len()),
+                "{malformed}"
+            );
+        }
+    }
+
+    #[test]
     fn the_flat_path_agrees_with_serde_or_steps_aside() {
         let a = Dataset::Accelerometer;
         let taken = [
@@ -626,6 +740,7 @@ mod tests {
             r#"{"user":"a","timestamp":1,"x":true,"y":1,"z":1}"#,
             r#"{"user":"a","timestamp":1,"x":1,"y":1,"z":1,"more":{"a":1}}"#,
             r#"{"user":"a","timestamp":01,"x":1,"y":1,"z":1}"#,
+            r#"{"user":"a","timestamp":-0,"x":1,"y":1,"z":1}"#,
             r#"{"user":"a","timestamp":1234567890123456789,"x":1,"y":1,"z":1}"#,
             r#"{"user":"a","timestamp":1,"x":1e999,"y":1,"z":1}"#,
             r#"{"user":"a","timestamp":1,"x":1,"y":1,"z":1} x"#,

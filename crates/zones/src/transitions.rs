@@ -198,11 +198,18 @@ impl ReadingRule {
         })
     }
 
-    /// None when the reading is kept, else the rule that drops it.
-    pub fn judge(&self, key: &str, time: i64) -> Option<&'static str> {
-        match self.consents.get(key) {
+    /// The earliest research consent of the customers with this key; None
+    /// when no customer of the index has it.
+    pub fn consent(&self, key: &str) -> Option<i64> {
+        self.consents.get(key).copied()
+    }
+
+    /// None when a reading at `time`, whose key has `consent` (from
+    /// [`Self::consent`]), is kept; else the rule that drops it.
+    pub fn judge(&self, consent: Option<i64>, time: i64) -> Option<&'static str> {
+        match consent {
             None => Some(self.unknown),
-            Some(&consent) if self.policy == Policy::Strict && time < consent => {
+            Some(consent) if self.policy == Policy::Strict && time < consent => {
                 Some(rule::BEFORE_CONSENT)
             }
             Some(_) => None,
