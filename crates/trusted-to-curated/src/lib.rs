@@ -93,10 +93,10 @@ fn training_table(
     key: &PseudonymKey,
 ) -> Result<Produced, Error> {
     let prefix = &layout::snapshot_prefix(Table::MachineLearningCurated, &request.run_id);
-    let in_bucket = |column: &str, (lo, hi): (i64, i64)| {
-        col(column).gt_eq(lit(lo)).and(col(column).lt(lit(hi)))
-    };
-    let buckets = time_buckets(&steps)?;
+    let buckets = TimeBuckets::of(&steps, STEP_ROWS_PER_BUCKET)?;
+    // One pass over each input finds every bucket's rows.
+    let step_rows = buckets.rows(&steps, "sensorReadingTime")?;
+    let reading_rows = buckets.rows(&readings, "timestamp")?;
     let (mut rows, mut schema) = (0, None);
     let (mut input_rows, mut kept_rows, mut drops) = (0, 0, BTreeMap::new());
     let mut quarantine: Option<DataFrame> = None;
@@ -111,17 +111,11 @@ fn training_table(
             }
             Ok(())
         });
-        for (n, &bucket) in buckets.iter().enumerate() {
+        for (n, (step_rows, reading_rows)) in step_rows.iter().zip(&reading_rows).enumerate() {
             let outcome = transitions::machine_learning_curated(
                 request.policy,
-                steps
-                    .clone()
-                    .lazy()
-                    .filter(in_bucket("sensorReadingTime", bucket)),
-                readings
-                    .clone()
-                    .lazy()
-                    .filter(in_bucket("timestamp", bucket)),
+                steps.take(step_rows)?.lazy(),
+                readings.take(reading_rows)?.lazy(),
                 customers.clone().lazy(),
                 key,
             )?;
@@ -152,7 +146,7 @@ fn training_table(
             table,
             prefix,
             &request.run_id,
-            buckets.len(),
+            buckets.count,
             rows,
             &schema,
         )?,
@@ -164,25 +158,86 @@ fn training_table(
     })
 }
 
-/// Equal-width ranges `[lo, hi)` of reading time holding about
-/// STEP_ROWS_PER_BUCKET step readings each; one unbounded range when empty.
-fn time_buckets(steps: &DataFrame) -> Result<Vec<(i64, i64)>, Error> {
-    let times = steps.column("sensorReadingTime")?.i64()?;
-    let (Some(min), Some(max)) = (times.min(), times.max()) else {
-        return Ok(vec![(i64::MIN, i64::MAX)]);
-    };
-    let count = steps.height().div_ceil(STEP_ROWS_PER_BUCKET).max(1) as i64;
-    let width = ((max - min) / count).max(1) + 1;
-    Ok((0..count)
-        .map(|b| {
-            (
-                min + b * width,
-                if b == count - 1 {
-                    i64::MAX
-                } else {
-                    min + (b + 1) * width
-                },
-            )
+/// Equal-width ranges of reading time, from the earliest step reading to the
+/// latest, holding about `rows_per_bucket` step readings each.
+struct TimeBuckets {
+    min: i64,
+    width: i64,
+    count: usize,
+}
+
+impl TimeBuckets {
+    fn of(steps: &DataFrame, rows_per_bucket: usize) -> Result<Self, Error> {
+        let times = steps.column("sensorReadingTime")?.i64()?;
+        let count = steps.height().div_ceil(rows_per_bucket).max(1);
+        Ok(match (times.min(), times.max()) {
+            (Some(min), Some(max)) => TimeBuckets {
+                min,
+                width: ((max - min) / count as i64).max(1) + 1,
+                count,
+            },
+            // No step readings: one bucket, which no row falls in.
+            _ => TimeBuckets {
+                min: 0,
+                width: 0,
+                count: 1,
+            },
         })
-        .collect())
+    }
+
+    /// Each bucket's row positions in `frame`, in row order. Rows outside
+    /// the step readings' time range pair with nothing and fall in none.
+    fn rows(&self, frame: &DataFrame, time_column: &str) -> Result<Vec<IdxCa>, Error> {
+        let mut rows = vec![Vec::new(); self.count];
+        for (row, time) in frame.column(time_column)?.i64()?.iter().enumerate() {
+            let Some(offset) = time.and_then(|t| t.checked_sub(self.min)) else {
+                continue;
+            };
+            if offset >= 0
+                && self.width > 0
+                && let Some(bucket) = rows.get_mut((offset / self.width) as usize)
+            {
+                bucket.push(row as IdxSize);
+            }
+        }
+        Ok(rows
+            .into_iter()
+            .map(|r| IdxCa::from_vec(PlSmallStr::EMPTY, r))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(buckets: &TimeBuckets, times: &[i64]) -> Vec<Vec<IdxSize>> {
+        let frame = df!("sensorReadingTime" => times).expect("a frame");
+        let rows = buckets.rows(&frame, "sensorReadingTime").expect("rows");
+        rows.iter().map(|r| r.into_no_null_iter().collect()).collect()
+    }
+
+    #[test]
+    fn buckets_split_the_step_time_range_in_row_order() {
+        let steps = df!("sensorReadingTime" => [30i64, 10, 20, 50, 40, 10]).expect("a frame");
+        let buckets = TimeBuckets::of(&steps, 2).expect("buckets");
+        assert_eq!((buckets.min, buckets.width, buckets.count), (10, 14, 3));
+        // [10, 24), [24, 38), [38, 52): every step reading in exactly one.
+        assert_eq!(
+            rows(&buckets, &[30, 10, 20, 50, 40, 10]),
+            [vec![1, 2, 5], vec![0], vec![3, 4]]
+        );
+        // Readings outside the steps' range pair with nothing: in no bucket.
+        assert_eq!(
+            rows(&buckets, &[9, 10, 52, i64::MIN, i64::MAX, 23, 24]),
+            [vec![1, 5], vec![6], vec![]]
+        );
+    }
+
+    #[test]
+    fn no_step_readings_make_one_empty_bucket() {
+        let steps = df!("sensorReadingTime" => Vec::<i64>::new()).expect("a frame");
+        let buckets = TimeBuckets::of(&steps, 2).expect("buckets");
+        assert_eq!(rows(&buckets, &[1, 2]), [Vec::<IdxSize>::new()]);
+    }
 }
