@@ -214,7 +214,9 @@ mod tests {
     fn rows(buckets: &TimeBuckets, times: &[i64]) -> Vec<Vec<IdxSize>> {
         let frame = df!("sensorReadingTime" => times).expect("a frame");
         let rows = buckets.rows(&frame, "sensorReadingTime").expect("rows");
-        rows.iter().map(|r| r.into_no_null_iter().collect()).collect()
+        rows.iter()
+            .map(|r| r.into_no_null_iter().collect())
+            .collect()
     }
 
     #[test]
