@@ -445,8 +445,8 @@ enum Number {
 fn number(b: &[u8], mut i: usize) -> Option<(Number, usize)> {
     // Exact doubles, as is every integer below 2^53.
     const POWERS_OF_TEN: [f64; 23] = [
-        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
-        1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+        1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
     ];
     let negative = b.get(i) == Some(&b'-');
     i += usize::from(negative);
@@ -683,7 +683,10 @@ mod tests {
         };
         assert_eq!(exact("1655582000264"), Number::Int(1655582000264));
         assert_eq!(exact("-12"), Number::Int(-12));
-        assert_eq!(exact("999999999999999999"), Number::Int(999_999_999_999_999_999));
+        assert_eq!(
+            exact("999999999999999999"),
+            Number::Int(999_999_999_999_999_999)
+        );
         assert_eq!(exact("1000000000000000000"), Number::Long);
         assert_eq!(exact("-0"), Number::Float(-0.0));
         assert_eq!(exact("-0.0"), Number::Float(-0.0));
@@ -691,7 +694,10 @@ mod tests {
         assert_eq!(exact("0.1"), Number::Float(0.1));
         assert_eq!(exact("2.5e-3"), Number::Long);
         assert_eq!(exact("0.123456789012345"), Number::Float(0.123456789012345));
-        assert_eq!(exact("0.1234567890123456"), Number::Float(0.1234567890123456));
+        assert_eq!(
+            exact("0.1234567890123456"),
+            Number::Float(0.1234567890123456)
+        );
         assert_eq!(exact("9007199254740993.5"), Number::Long);
         // Decimals of up to 15 digits round as the standard parse does.
         let mut state = 0x9e37_79b9_7f4a_7c15u64;

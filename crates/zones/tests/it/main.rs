@@ -1,5 +1,6 @@
 //! Exact-value tests of the pure core on small inputs built by hand.
 
+mod checks;
 mod landing;
 mod schema;
 mod support;
