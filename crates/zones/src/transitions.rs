@@ -323,25 +323,46 @@ pub fn machine_learning_rubric_count(
     step_trainer_trusted: LazyFrame,
     accelerometer_trusted: LazyFrame,
 ) -> PolarsResult<(Outcome, u64)> {
-    // Only the times matter; on a Parquet scan, only they are read.
-    let times = accelerometer_trusted.select([col("timestamp")]);
-    let steps = step_trainer_trusted.select([col("sensorReadingTime")]);
-    let mut outcome = settle(rubric_annotated(steps, times.clone()))?;
-    let pairs = outcome
-        .table
-        .clone()
-        .lazy()
+    // Readings pair only at equal times: per time, the step readings times
+    // the accelerometer readings there. Only the time columns are read.
+    let steps = step_trainer_trusted
+        .group_by([col("sensorReadingTime")])
+        .agg([len().cast(DataType::UInt64).alias("_steps")]);
+    let readings = accelerometer_trusted
+        .group_by([col("timestamp")])
+        .agg([len().cast(DataType::UInt64).alias("_readings")]);
+    let counts = steps
         .join(
-            times,
+            readings,
             [col("sensorReadingTime")],
             [col("timestamp")],
-            inner_join(),
+            JoinArgs::new(JoinType::Left),
         )
-        .select([len().cast(DataType::UInt64).alias("rows")])
+        .select([
+            col("_steps").sum().alias("input"),
+            col("_steps")
+                .filter(col("_readings").is_not_null())
+                .sum()
+                .alias("kept"),
+            (col("_steps") * col("_readings")).sum().alias("rows"),
+        ])
         .collect()?;
-    let rows = pairs.column("rows")?.u64()?.get(0).unwrap_or(0);
-    outcome.table = outcome.table.clear();
-    Ok((outcome, rows))
+    let count = |name: &str| -> PolarsResult<u64> {
+        Ok(counts.column(name)?.u64()?.get(0).unwrap_or(0))
+    };
+    let (input_rows, kept_rows) = (count("input")?, count("kept")?);
+    let mut drops = BTreeMap::new();
+    if input_rows > kept_rows {
+        drops.insert(rule::NO_READING_AT_TIME.to_string(), input_rows - kept_rows);
+    }
+    let outcome = Outcome {
+        table: DataFrame::empty(),
+        quarantine: None,
+        drops,
+        input_rows,
+        kept_rows,
+    };
+    Ok((outcome, count("rows")?))
 }
 
 fn strict_machine_learning(
