@@ -347,9 +347,8 @@ pub fn machine_learning_rubric_count(
             (col("_steps") * col("_readings")).sum().alias("rows"),
         ])
         .collect()?;
-    let count = |name: &str| -> PolarsResult<u64> {
-        Ok(counts.column(name)?.u64()?.get(0).unwrap_or(0))
-    };
+    let count =
+        |name: &str| -> PolarsResult<u64> { Ok(counts.column(name)?.u64()?.get(0).unwrap_or(0)) };
     let (input_rows, kept_rows) = (count("input")?, count("kept")?);
     let mut drops = BTreeMap::new();
     if input_rows > kept_rows {
