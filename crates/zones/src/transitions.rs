@@ -1,9 +1,10 @@
-//! The five transitions. 1, 3 and 5 build a Polars plan from their input
-//! frames that annotates every input row with the rule that drops it (`_drop`,
-//! null when kept); [`settle`] collects the plan once and splits kept rows from
-//! counted drops. 2 and 4 judge each reading alone against a customer index
-//! ([`ReadingRule`]), applied while the landing object is parsed. Nothing here
-//! reads or writes storage.
+//! The five transitions. 1, 3 and 5 under strict build a Polars plan from
+//! their input frames that annotates every input row with the rule that drops
+//! it (`_drop`, null when kept); [`settle`] collects the plan once and splits
+//! kept rows from counted drops. 5 under rubric has one rule, so a semi join
+//! keeps its rows and the rest are counted. 2 and 4 judge each reading alone
+//! against a customer index ([`ReadingRule`]), applied while the landing
+//! object is parsed. Nothing here reads or writes storage.
 
 use std::collections::BTreeMap;
 
@@ -253,12 +254,22 @@ pub fn machine_learning_curated(
 ) -> PolarsResult<Outcome> {
     match policy {
         Policy::Rubric => {
-            let mut outcome = settle(rubric_annotated(
-                step_trainer_trusted,
-                accelerometer_trusted.clone(),
-            ))?;
-            outcome.table = outcome
-                .table
+            // A step reading is kept when any accelerometer reading (of
+            // anyone) shares its time, and pairs with each of them.
+            let times = accelerometer_trusted.clone().select([col("timestamp")]);
+            let steps = step_trainer_trusted.collect()?;
+            let kept = steps
+                .clone()
+                .lazy()
+                .join(
+                    times,
+                    [col("sensorReadingTime")],
+                    [col("timestamp")],
+                    JoinArgs::new(JoinType::Semi),
+                )
+                .collect()?;
+            let (input_rows, kept_rows) = (steps.height() as u64, kept.height() as u64);
+            let table = kept
                 .lazy()
                 .join(
                     accelerometer_trusted,
@@ -277,9 +288,14 @@ pub fn machine_learning_curated(
                     col("z"),
                 ])
                 .collect()?;
-            // Rubric never quarantines here; the table exists all the same.
-            outcome.quarantine = Some(quarantine_frame(&[]));
-            Ok(outcome)
+            Ok(Outcome {
+                table,
+                // Rubric never quarantines here; the table exists all the same.
+                quarantine: Some(quarantine_frame(&[])),
+                drops: unpaired_steps(input_rows, kept_rows),
+                input_rows,
+                kept_rows,
+            })
         }
         Policy::Strict => strict_machine_learning(
             step_trainer_trusted,
@@ -290,30 +306,12 @@ pub fn machine_learning_curated(
     }
 }
 
-/// Rubric: each step reading, annotated with the rule that drops it when no
-/// accelerometer reading (of anyone) shares its time.
-fn rubric_annotated(
-    step_trainer_trusted: LazyFrame,
-    accelerometer_trusted: LazyFrame,
-) -> LazyFrame {
-    let times = accelerometer_trusted
-        .select([col("timestamp")])
-        .unique(None, UniqueKeepStrategy::Any)
-        .with_column(lit(true).alias("_seen"));
-    step_trainer_trusted
-        .join(
-            times,
-            [col("sensorReadingTime")],
-            [col("timestamp")],
-            left_join(),
-        )
-        .with_column(
-            when(col("_seen").is_null())
-                .then(lit(rule::NO_READING_AT_TIME))
-                .otherwise(null_str())
-                .alias(DROP),
-        )
-        .drop(cols(["_seen"]))
+/// Rubric's drops of step readings: those no accelerometer reading pairs with.
+fn unpaired_steps(input_rows: u64, kept_rows: u64) -> BTreeMap<String, u64> {
+    match input_rows - kept_rows {
+        0 => BTreeMap::new(),
+        n => BTreeMap::from([(rule::NO_READING_AT_TIME.to_string(), n)]),
+    }
 }
 
 /// machine_learning_curated under rubric, counted without building its rows:
@@ -350,14 +348,10 @@ pub fn machine_learning_rubric_count(
     let count =
         |name: &str| -> PolarsResult<u64> { Ok(counts.column(name)?.u64()?.get(0).unwrap_or(0)) };
     let (input_rows, kept_rows) = (count("input")?, count("kept")?);
-    let mut drops = BTreeMap::new();
-    if input_rows > kept_rows {
-        drops.insert(rule::NO_READING_AT_TIME.to_string(), input_rows - kept_rows);
-    }
     let outcome = Outcome {
         table: DataFrame::empty(),
         quarantine: None,
-        drops,
+        drops: unpaired_steps(input_rows, kept_rows),
         input_rows,
         kept_rows,
     };
