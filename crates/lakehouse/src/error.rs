@@ -95,6 +95,9 @@ impl Error {
     pub fn name(&self) -> ErrorName {
         match self {
             Error::Io { source, .. } if is_transient(source) => ErrorName::Transient,
+            // The machine, not the data: fail the Task, so that a redrive
+            // after the fix resumes here.
+            Error::Io { source, .. } if is_environment(source) => ErrorName::Internal,
             Error::CatalogLocked { .. } => ErrorName::Transient,
             Error::Aws { transient, .. } => {
                 if *transient {
@@ -127,6 +130,28 @@ impl Error {
 fn is_transient(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::*;
     matches!(e.kind(), Interrupted | TimedOut | WouldBlock | ResourceBusy)
+}
+
+fn is_environment(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        StorageFull | QuotaExceeded | PermissionDenied | ReadOnlyFilesystem | OutOfMemory
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_fails_the_task_rather_than_the_data() {
+        let io = |kind: std::io::ErrorKind| Error::io("writing", "/w/part")(kind.into()).name();
+        assert_eq!(io(std::io::ErrorKind::StorageFull), ErrorName::Internal);
+        assert_eq!(io(std::io::ErrorKind::PermissionDenied), ErrorName::Internal);
+        assert_eq!(io(std::io::ErrorKind::TimedOut), ErrorName::Transient);
+        assert_eq!(io(std::io::ErrorKind::InvalidData), ErrorName::InvalidInput);
+    }
 }
 
 impl From<Error> for TaskError {
