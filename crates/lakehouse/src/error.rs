@@ -140,6 +140,15 @@ fn is_environment(e: &std::io::Error) -> bool {
     )
 }
 
+impl From<Error> for TaskError {
+    fn from(e: Error) -> TaskError {
+        TaskError {
+            name: e.name(),
+            cause: e.to_string(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,17 +157,11 @@ mod tests {
     fn a_full_disk_fails_the_task_rather_than_the_data() {
         let io = |kind: std::io::ErrorKind| Error::io("writing", "/w/part")(kind.into()).name();
         assert_eq!(io(std::io::ErrorKind::StorageFull), ErrorName::Internal);
-        assert_eq!(io(std::io::ErrorKind::PermissionDenied), ErrorName::Internal);
+        assert_eq!(
+            io(std::io::ErrorKind::PermissionDenied),
+            ErrorName::Internal
+        );
         assert_eq!(io(std::io::ErrorKind::TimedOut), ErrorName::Transient);
         assert_eq!(io(std::io::ErrorKind::InvalidData), ErrorName::InvalidInput);
-    }
-}
-
-impl From<Error> for TaskError {
-    fn from(e: Error) -> TaskError {
-        TaskError {
-            name: e.name(),
-            cause: e.to_string(),
-        }
     }
 }
