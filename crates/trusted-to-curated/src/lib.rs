@@ -93,6 +93,12 @@ fn training_table(
     key: &PseudonymKey,
 ) -> Result<Produced, Error> {
     let prefix = &layout::snapshot_prefix(Table::MachineLearningCurated, &request.run_id);
+    // Under strict the join pairs step readings with customers, who carry
+    // their pseudonyms: computed once here, not once per bucket.
+    let customers = match request.policy {
+        Policy::Strict => transitions::keyed_customers(customers.lazy(), key).collect()?,
+        Policy::Rubric => customers, // not read
+    };
     let buckets = TimeBuckets::of(&steps, STEP_ROWS_PER_BUCKET)?;
     // One pass over each input finds every bucket's rows.
     let step_rows = buckets.rows(&steps, "sensorReadingTime")?;
@@ -118,7 +124,6 @@ fn training_table(
                 steps.take(step_rows)?.lazy(),
                 readings.take(reading_rows)?.lazy(),
                 customers.clone().lazy(),
-                key,
             )?;
             rows += outcome.table.height() as u64;
             schema.get_or_insert_with(|| outcome.table.schema().clone());

@@ -244,13 +244,13 @@ fn earliest_consents(customers: &DataFrame, key: &str) -> PolarsResult<PlHashMap
 }
 
 /// 5. step_trainer_trusted + accelerometer_trusted (+ customers_curated under
-///    strict) -> machine_learning_curated.
+///    strict, as [`keyed_customers`]; rubric does not read it) ->
+///    machine_learning_curated.
 pub fn machine_learning_curated(
     policy: Policy,
     step_trainer_trusted: LazyFrame,
     accelerometer_trusted: LazyFrame,
-    customers_curated: LazyFrame,
-    key: &PseudonymKey,
+    keyed_customers: LazyFrame,
 ) -> PolarsResult<Outcome> {
     match policy {
         Policy::Rubric => {
@@ -297,12 +297,9 @@ pub fn machine_learning_curated(
                 kept_rows,
             })
         }
-        Policy::Strict => strict_machine_learning(
-            step_trainer_trusted,
-            accelerometer_trusted,
-            customers_curated,
-            key,
-        ),
+        Policy::Strict => {
+            strict_machine_learning(step_trainer_trusted, accelerometer_trusted, keyed_customers)
+        }
     }
 }
 
@@ -358,14 +355,12 @@ pub fn machine_learning_rubric_count(
     Ok((outcome, count("rows")?))
 }
 
-fn strict_machine_learning(
-    step_trainer_trusted: LazyFrame,
-    accelerometer_trusted: LazyFrame,
-    customers_curated: LazyFrame,
-    key: &PseudonymKey,
-) -> PolarsResult<Outcome> {
+/// The customer side of transition 5 under strict: customers_curated's
+/// serial, e-mail and consent, with each customer's pseudonym. Build it once
+/// per run and pass it to every [`machine_learning_curated`] call.
+pub fn keyed_customers(customers_curated: LazyFrame, key: &PseudonymKey) -> LazyFrame {
     let key = key.clone();
-    let customers = customers_curated.select([
+    customers_curated.select([
         col("serialNumber"),
         col("email").alias("_email"),
         col(CONSENT).alias("_consent"),
@@ -382,7 +377,14 @@ fn strict_machine_learning(
                 |_, field| Ok(Field::new(field.name().clone(), DataType::String)),
             )
             .alias("customerKey"),
-    ]);
+    ])
+}
+
+fn strict_machine_learning(
+    step_trainer_trusted: LazyFrame,
+    accelerometer_trusted: LazyFrame,
+    customers: LazyFrame,
+) -> PolarsResult<Outcome> {
     let steps = step_trainer_trusted;
     // Confirmations: a curated customer's accelerometer reading at a time on or
     // after their consent, keyed by their serial. A step reading's candidates

@@ -118,8 +118,7 @@ fn pipeline(policy: Policy) -> [Outcome; 5] {
         policy,
         step_trainer_trusted.table.clone().lazy(),
         accelerometer_trusted.table.clone().lazy(),
-        customers_curated.table.clone().lazy(),
-        &key,
+        transitions::keyed_customers(customers_curated.table.clone().lazy(), &key),
     )
     .unwrap();
     [
