@@ -7,8 +7,9 @@ release build) under both policies, runs the same five transitions (rubric
 semantics, Parquet out) with each peer, checks that every peer's counts equal
 ours, and times a plain parallel JSON parse of the same files (the physical
 limit). Every measurement is the median of REPEATS runs of wall seconds and
-peak RSS, taken with /usr/bin/time -v. Writes bench/results.md and
-bench/results.json and prints the table.
+peak RSS, taken with /usr/bin/time -v in REPEATS rounds that each run every
+engine once. Writes bench/results.md and bench/results.json and prints the
+table.
 
 Environment: STEDI_BENCH_REPEATS (default 3), STEDI_BENCH_SCALES (e.g. "1x,10x"),
 STEDI_BENCH_PEERS (e.g. "duckdb,polars"), STEDI_BENCH_DIR (work directory).
@@ -102,17 +103,13 @@ def timed(command):
     return seconds, peak_kib / 1024, stdout
 
 
-def median_of(repeats, command, before=None):
-    samples = []
-    for _ in range(repeats):
-        if before:
-            before()
-        samples.append(timed(command))
+def summary(samples):
+    """The median wall seconds and peak MiB of (seconds, peak MiB) samples."""
     return {
         "seconds": statistics.median(s[0] for s in samples),
         "peak_mib": statistics.median(s[1] for s in samples),
         "samples_seconds": [round(s[0], 3) for s in samples],
-    }, samples[-1][2]
+    }
 
 
 def clean_outputs(warehouse):
@@ -144,34 +141,43 @@ def main():
         entry = {"input_mb": round(input_mb, 1), "engines": {}}
         results["scales"][scale] = entry
 
-        log(f"[{scale}] plain parse of {input_mb:.0f} MB ...")
-        entry["engines"]["plain JSON parse"], _ = median_of(repeats, [parse_json, warehouse])
+        def fresh(out):
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir(parents=True)
 
-        counts = None
+        # (name, command, run before each sample)
+        engines = [("plain JSON parse", [parse_json, warehouse], None)]
         for policy in ("rubric", "strict"):
-            log(f"[{scale}] stedi --policy {policy} ...")
-            measured, _ = median_of(repeats, [stedi, "--warehouse", warehouse, "run", "--policy", policy,
-                                              "--run-id", f"bench-{policy}"], before=lambda: clean_outputs(warehouse))
-            entry["engines"][f"stedi {policy}"] = measured
-            if policy == "rubric":
-                report = json.loads((warehouse / "_runs" / "bench-rubric" / "report.json").read_text())
-                counts = {t["table"]: t["rows"] for t in report["transitions"]}
-        entry["counts"] = counts
-
+            engines.append((f"stedi {policy}", [stedi, "--warehouse", warehouse, "run", "--policy", policy,
+                                                "--run-id", f"bench-{policy}"], lambda: clean_outputs(warehouse)))
         for peer in peers:
             out = WORK / f"{scale}-{peer}-out"
-            log(f"[{scale}] {peer} ...")
+            engines.append((peer, [python, PEERS[peer], warehouse, out], lambda out=out: fresh(out)))
 
-            def fresh(out=out):
-                shutil.rmtree(out, ignore_errors=True)
-                out.mkdir(parents=True)
-
-            measured, stdout = median_of(repeats, [python, PEERS[peer], warehouse, out], before=fresh)
-            peer_counts = json.loads(stdout.strip().splitlines()[-1])
-            if peer_counts != counts:
-                raise SystemExit(f"[{scale}] {peer} counts differ from stedi's:\n  {peer}: {peer_counts}\n  stedi: {counts}")
-            entry["engines"][peer] = measured
-            shutil.rmtree(out, ignore_errors=True)
+        # Round robin: each round runs every engine once, so a slow minute of
+        # a shared machine falls on all engines alike, not on one engine's
+        # consecutive samples.
+        samples = {name: [] for name, _, _ in engines}
+        counts = None
+        for round_number in range(1, repeats + 1):
+            for name, command, before in engines:
+                log(f"[{scale}] round {round_number}/{repeats}: {name} ({input_mb:.0f} MB) ...")
+                if before:
+                    before()
+                seconds, peak_mib, stdout = timed(command)
+                samples[name].append((seconds, peak_mib))
+                if name == "stedi rubric":
+                    report = json.loads((warehouse / "_runs" / "bench-rubric" / "report.json").read_text())
+                    counts = {t["table"]: t["rows"] for t in report["transitions"]}
+                elif name in peers:
+                    peer_counts = json.loads(stdout.strip().splitlines()[-1])
+                    if peer_counts != counts:
+                        raise SystemExit(f"[{scale}] {name} counts differ from stedi's:\n"
+                                         f"  {name}: {peer_counts}\n  stedi: {counts}")
+        entry["counts"] = counts
+        entry["engines"] = {name: summary(samples[name]) for name, _, _ in engines}
+        for peer in peers:
+            shutil.rmtree(WORK / f"{scale}-{peer}-out", ignore_errors=True)
 
         ours = entry["engines"]["stedi rubric"]["seconds"]
         for name, measured in entry["engines"].items():
@@ -189,7 +195,8 @@ def render(results):
         "# Benchmark results",
         "",
         "Produced by `make bench` (bench/bench.py). Rubric semantics for the peers, Parquet out, clean landing data "
-        f"from `stedi seed --clean`; median of {results['machine']['repeats']} runs of wall seconds and peak RSS "
+        f"from `stedi seed --clean`; median of {results['machine']['repeats']} runs (one per round of all engines) of wall "
+        "seconds and peak RSS "
         f"(`/usr/bin/time -v`, and the whole process tree sampled every 10 ms) on a {results['machine']['cores']}-core machine. `ratio` is the engine's time divided "
         "by `stedi rubric`'s (above 1: stedi is faster). `plain JSON parse` is a parallel serde_json parse of the same "
         "files into nothing: the physical limit of reading the input once.",
