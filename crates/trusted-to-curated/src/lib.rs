@@ -17,7 +17,7 @@ use lakehouse::{Env, Error, Store, tables};
 use polars::prelude::*;
 use zones::contract::{TaskError, TransitionRequest, TransitionResult};
 use zones::transitions::{self, settle};
-use zones::{Policy, PseudonymKey, Table, layout};
+use zones::{Policy, Table, layout};
 
 /// The tables this function produces.
 pub const PRODUCES: [Table; 2] = [Table::CustomersCurated, Table::MachineLearningCurated];
@@ -55,12 +55,23 @@ fn run_inner(env: &Env, request: &TransitionRequest) -> Result<TransitionResult,
         }
         Table::MachineLearningCurated => {
             let input = |t| handler::input(store, request, t).and_then(|f| Ok(f.collect()?));
+            // Rubric pairs readings by time alone. Strict pairs them with
+            // customers, who carry their pseudonyms: keyed once here, not
+            // once per bucket.
+            let customers = match request.policy {
+                Policy::Strict => transitions::keyed_customers(
+                    handler::input(store, request, Table::CustomersCurated)?,
+                    &env.pseudonym_key()?,
+                )
+                .collect()?,
+                Policy::Rubric => DataFrame::empty(),
+            };
             let inputs = [
                 input(Table::StepTrainerTrusted)?,
                 input(Table::AccelerometerTrusted)?,
-                input(Table::CustomersCurated)?,
+                customers,
             ];
-            let mut produced = training_table(store, request, inputs, &env.pseudonym_key()?)?;
+            let mut produced = training_table(store, request, inputs)?;
             if strict {
                 // No later state reads this shadow: count it, don't write it.
                 // Lazy scans, so only the time columns are read.
@@ -89,16 +100,9 @@ fn run_inner(env: &Env, request: &TransitionRequest) -> Result<TransitionResult,
 fn training_table(
     store: &dyn Store,
     request: &TransitionRequest,
-    [steps, readings, customers]: [DataFrame; 3],
-    key: &PseudonymKey,
+    [steps, readings, keyed_customers]: [DataFrame; 3],
 ) -> Result<Produced, Error> {
     let prefix = &layout::snapshot_prefix(Table::MachineLearningCurated, &request.run_id);
-    // Under strict the join pairs step readings with customers, who carry
-    // their pseudonyms: computed once here, not once per bucket.
-    let customers = match request.policy {
-        Policy::Strict => transitions::keyed_customers(customers.lazy(), key).collect()?,
-        Policy::Rubric => customers, // not read
-    };
     let buckets = TimeBuckets::of(&steps, STEP_ROWS_PER_BUCKET)?;
     // One pass over each input finds every bucket's rows.
     let step_rows = buckets.rows(&steps, "sensorReadingTime")?;
@@ -123,7 +127,7 @@ fn training_table(
                 request.policy,
                 steps.take(step_rows)?.lazy(),
                 readings.take(reading_rows)?.lazy(),
-                customers.clone().lazy(),
+                keyed_customers.clone().lazy(),
             )?;
             rows += outcome.table.height() as u64;
             schema.get_or_insert_with(|| outcome.table.schema().clone());
