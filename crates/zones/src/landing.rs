@@ -110,7 +110,8 @@ pub fn parse_judged<'b>(
         .iter()
         .map(|r| (*r, column(r.key_column()), column(r.time_column())))
         .collect();
-    let mut outputs: Vec<(Vec<ColumnBuilder>, BTreeMap<String, u64>)> = (0..rules.len().max(1))
+    // Drops are counted under the rules' static names: no allocation per row.
+    let mut outputs: Vec<(Vec<ColumnBuilder>, BTreeMap<&str, u64>)> = (0..rules.len().max(1))
         .map(|_| {
             let builders = schema
                 .columns
@@ -146,7 +147,7 @@ pub fn parse_judged<'b>(
                     }
                     match rule.judge(last.1, *t) {
                         None => push_row(builders, &cells),
-                        Some(name) => *drops.entry(name.to_string()).or_insert(0) += 1,
+                        Some(name) => *drops.entry(name).or_insert(0) += 1,
                     }
                 }
             }
@@ -186,7 +187,7 @@ pub fn parse_judged<'b>(
             let columns = builders.into_iter().map(ColumnBuilder::finish).collect();
             (
                 DataFrame::new_infer_height(columns).expect("columns built with equal lengths"),
-                drops,
+                drops.into_iter().map(|(k, n)| (k.to_string(), n)).collect(),
             )
         })
         .collect();
