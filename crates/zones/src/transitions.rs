@@ -319,32 +319,30 @@ pub fn machine_learning_rubric_count(
     accelerometer_trusted: LazyFrame,
 ) -> PolarsResult<(Outcome, u64)> {
     // Readings pair only at equal times: per time, the step readings times
-    // the accelerometer readings there. Only the time columns are read.
-    let steps = step_trainer_trusted
-        .group_by([col("sensorReadingTime")])
-        .agg([len().cast(DataType::UInt64).alias("_steps")]);
-    let readings = accelerometer_trusted
-        .group_by([col("timestamp")])
-        .agg([len().cast(DataType::UInt64).alias("_readings")]);
-    let counts = steps
-        .join(
-            readings,
-            [col("sensorReadingTime")],
-            [col("timestamp")],
-            JoinArgs::new(JoinType::Left),
-        )
-        .select([
-            col("_steps").sum().alias("input"),
-            col("_steps")
-                .filter(col("_readings").is_not_null())
-                .sum()
-                .alias("kept"),
-            (col("_steps") * col("_readings")).sum().alias("rows"),
-        ])
-        .collect()?;
-    let count =
-        |name: &str| -> PolarsResult<u64> { Ok(counts.column(name)?.u64()?.get(0).unwrap_or(0)) };
-    let (input_rows, kept_rows) = (count("input")?, count("kept")?);
+    // the accelerometer readings there. Only the time columns are read;
+    // both are sorted and their runs of equal times walked side by side (a
+    // group_by would allocate a group per distinct time: 3x slower at 50x).
+    let time_runs = |frame: LazyFrame, column: &str| -> PolarsResult<(u64, Vec<(i64, u64)>)> {
+        let frame = frame.select([col(column)]).collect()?;
+        let times = frame.column(column)?.i64()?;
+        let sorted = times.drop_nulls().sort(false);
+        let sorted = sorted.rechunk();
+        let runs = sorted.cont_slice()?.chunk_by(|a, b| a == b);
+        let runs = runs.map(|run| (run[0], run.len() as u64)).collect();
+        Ok((times.len() as u64, runs))
+    };
+    let (input_rows, steps) = time_runs(step_trainer_trusted, "sensorReadingTime")?;
+    let (_, readings) = time_runs(accelerometer_trusted, "timestamp")?;
+    let (mut kept_rows, mut rows, mut r) = (0, 0, 0);
+    for (time, step_count) in steps {
+        r += readings[r..].partition_point(|&(t, _)| t < time);
+        if let Some(&(t, reading_count)) = readings.get(r)
+            && t == time
+        {
+            kept_rows += step_count;
+            rows += step_count * reading_count;
+        }
+    }
     let outcome = Outcome {
         table: DataFrame::empty(),
         quarantine: None,
@@ -352,7 +350,7 @@ pub fn machine_learning_rubric_count(
         input_rows,
         kept_rows,
     };
-    Ok((outcome, count("rows")?))
+    Ok((outcome, rows))
 }
 
 /// The customer side of transition 5 under strict: customers_curated's
