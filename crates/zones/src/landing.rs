@@ -336,26 +336,30 @@ fn parse_flat<'a>(schema: &LandingSchema, text: &'a str, cells: &mut Vec<Cell<'a
     if b.get(i) == Some(&b'}') {
         return skip_ws(b, i + 1) == b.len();
     }
+    let columns = &schema.columns;
     loop {
-        let Some((key, after_key)) = plain_string(text, i) else {
-            return false;
+        // Producers write keys in one order, usually the schema's: try the
+        // column after the previous key first, in place (its name between
+        // quotes: a plain name has nothing to escape), then search.
+        let (index, after_key) = match columns.get(guess) {
+            Some(c) if quoted_at(b, i, c.name.as_bytes()) => (Some(guess), i + c.name.len() + 2),
+            _ => {
+                let Some((key, after_key)) = plain_string(text, i) else {
+                    return false;
+                };
+                let index = columns.iter().position(|c| c.name == key).or_else(|| {
+                    columns
+                        .iter()
+                        .position(|c| c.name.eq_ignore_ascii_case(key))
+                });
+                (index, after_key)
+            }
         };
         i = skip_ws(b, after_key);
         if b.get(i) != Some(&b':') {
             return false;
         }
         i = skip_ws(b, i + 1);
-        let columns = &schema.columns;
-        // Producers write keys in one order, usually the schema's: try the
-        // column after the previous key first, then search.
-        let index = match columns.get(guess) {
-            Some(c) if c.name == key => Some(guess),
-            _ => columns.iter().position(|c| c.name == key).or_else(|| {
-                columns
-                    .iter()
-                    .position(|c| c.name.eq_ignore_ascii_case(key))
-            }),
-        };
         guess = index.map_or(guess, |k| k + 1);
         let ty = index.map(|k| columns[k].ty);
         let (cell, next) = match b.get(i) {
@@ -410,6 +414,12 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
         i += 1;
     }
     i
+}
+
+/// Whether `b[i..]` starts with `name` between double quotes.
+fn quoted_at(b: &[u8], i: usize, name: &[u8]) -> bool {
+    let end = i + name.len() + 1;
+    b.get(i) == Some(&b'"') && b.get(end) == Some(&b'"') && &b[i + 1..end] == name
 }
 
 /// The JSON string starting at `text[i] == '"'` when it has no escape and
