@@ -158,8 +158,8 @@ pub fn read_table(store: &dyn Store, table: &TableRef) -> Result<LazyFrame> {
     })
 }
 
-/// Encodes `df` as one Parquet file, one row group per chunk (a part is one
-/// landing object or one time bucket, so one chunk), Snappy-compressed.
+/// Encodes `df` as one Parquet file of one row group (a part is one landing
+/// object or one time bucket), Snappy-compressed.
 ///
 /// Polars' `ParquetWriter` picks encodings by type alone and encodes pages
 /// lazily as they are written, on one thread. Here each column is encoded and
