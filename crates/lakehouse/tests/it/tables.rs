@@ -17,6 +17,7 @@ fn parquet_parts_read_back_exactly() {
         "distanceFromObject" => [Some(240i32), None, Some(i32::MIN), Some(0), Some(i32::MAX)],
         "line" => [Some(1u64), Some(2), None, Some(u64::MAX), Some(0)],
         "shareWithResearch" => [Some(true), None, Some(false), Some(true), Some(true)],
+        "detail" => [None::<&str>, None, None, None, None],
     )
     .unwrap();
     let back = round_trip(&df);
