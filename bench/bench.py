@@ -138,7 +138,7 @@ def main():
                            check=True, capture_output=True)
         landing_bytes = sum(p.stat().st_size for p in warehouse.glob("*/landing/*.json"))
         input_mb = landing_bytes / 1e6
-        entry = {"input_mb": round(input_mb, 1), "engines": {}}
+        entry = {"input_mb": round(input_mb, 1)}
         results["scales"][scale] = entry
 
         def fresh(out):

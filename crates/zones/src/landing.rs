@@ -126,7 +126,7 @@ pub fn parse_judged<'b>(
     let mut lines = 0u64;
     // Readings come in runs of one key (a user's or a device's): look a key
     // up once per run, not once per line.
-    let mut last_lookup: Vec<(String, Option<i64>)> = vec![(String::new(), None); judged.len()];
+    let mut last_lookup: Vec<Option<(String, Option<i64>)>> = vec![None; judged.len()];
 
     let mut handle = |index: usize, line: &'b [u8], text: Result<&'b str, LineError>| {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -142,10 +142,11 @@ pub fn parse_judged<'b>(
                     let (Cell::Str(k), Cell::Int(t)) = (&cells[*key], &cells[*time]) else {
                         unreachable!("required key and time columns were validated")
                     };
-                    if last.0 != *k || last.0.is_empty() {
-                        *last = (k.to_string(), rule.consent(k));
-                    }
-                    match rule.judge(last.1, *t) {
+                    let consent = match last {
+                        Some((last_key, consent)) if last_key == k => *consent,
+                        _ => last.insert((k.to_string(), rule.consent(k))).1,
+                    };
+                    match rule.judge(consent, *t) {
                         None => push_row(builders, &cells),
                         Some(name) => *drops.entry(name).or_insert(0) += 1,
                     }

@@ -321,7 +321,7 @@ pub fn machine_learning_rubric_count(
     // Readings pair only at equal times: per time, the step readings times
     // the accelerometer readings there. Only the time columns are read;
     // both are sorted and their runs of equal times walked side by side (a
-    // group_by would allocate a group per distinct time: 3x slower at 50x).
+    // group_by allocates a group per distinct time: 0.3 s at 50x, not 0.14).
     let time_runs = |frame: LazyFrame, column: &str| -> PolarsResult<(u64, Vec<(i64, u64)>)> {
         let frame = frame.select([col(column)]).collect()?;
         let times = frame.column(column)?.i64()?;
