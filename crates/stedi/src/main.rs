@@ -9,13 +9,14 @@ use std::sync::Arc;
 
 use aws_sdk_sfn::types::ExecutionStatus;
 use lakehouse::aws::Aws;
+use lakehouse::catalog::Format as TableFormat;
 use lakehouse::query::PolarsSql;
-use lakehouse::{Config, Env, Store};
+use lakehouse::{Config, Env, Store, runs, tables};
 use stedi::asl::Event;
 use stedi::output::{self, Format};
 use stedi::{runner, seed, sfn, summary};
 use zones::report::Report;
-use zones::{Policy, layout};
+use zones::{Policy, RunId, layout};
 
 /// STEDI lakehouse: landing -> trusted -> curated, on one machine or on AWS.
 #[derive(Parser)]
@@ -66,9 +67,12 @@ enum Command {
     Run {
         #[arg(long, default_value = "strict")]
         policy: Policy,
-        /// Defaults to the UTC time plus a random suffix (on AWS: the execution's name).
+        /// Defaults to the UTC time plus a random suffix (on AWS: the
+        /// execution's name). 1-80 characters of A-Z a-z 0-9 _ . -, starting
+        /// with a letter or digit, no `..`. A run id that finished before is
+        /// refused; one that was cut off resumes.
         #[arg(long)]
-        run_id: Option<String>,
+        run_id: Option<RunId>,
         /// Execute this state machine definition instead of the built-in statemachine.asl.json.
         #[arg(long, conflicts_with = "aws")]
         definition: Option<PathBuf>,
@@ -98,7 +102,10 @@ enum Command {
     /// List the catalog's tables: snapshot, rows, location, columns.
     Tables,
     /// Print the summary of a run's report (the latest run by default).
-    Report { run_id: Option<String> },
+    Report { run_id: Option<RunId> },
+    /// Check every part of the published tables (or of TABLE) against its
+    /// snapshot manifest: size and CRC32C checksum.
+    Verify { table: Option<String> },
 }
 
 fn main() -> ExitCode {
@@ -239,19 +246,20 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             let store = env.store.as_ref();
             let run_id = match run_id {
                 Some(id) => id,
-                None => latest_run(store)?,
+                None => latest_run(&env)?,
             };
             let (report, location) = load_report(store, &run_id)?;
             print!("{}", summary::render(&report, &location));
             Ok(ExitCode::SUCCESS)
         }
+        Command::Verify { table } => verify(&Env::open(&config)?, table.as_deref()),
     }
 }
 
 fn run(
     config: &Config,
     policy: Policy,
-    run_id: Option<String>,
+    run_id: Option<RunId>,
     definition: Option<PathBuf>,
     save_requests: Option<PathBuf>,
 ) -> Result<ExitCode> {
@@ -265,10 +273,22 @@ fn run(
         serde_json::from_str(&definition_text).context("parsing the state machine definition")?;
     let env = Env::open(config)?;
     let run_id = run_id.unwrap_or_else(runner::new_run_id);
-    eprintln!(
-        "run {run_id}: policy {policy}, warehouse {}",
-        config.warehouse
-    );
+    // Refused before any state runs: a finished or published run id.
+    let resumed = runs::check_reusable(&env, &run_id, &env.catalog.load()?)?;
+    match resumed {
+        Some(record) => eprintln!(
+            "run {run_id}: resuming (started {} with policy {}), warehouse {}",
+            humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + Duration::from_millis(record.started_at_ms)
+            ),
+            record.policy,
+            config.warehouse
+        ),
+        None => eprintln!(
+            "run {run_id}: policy {policy}, warehouse {}",
+            config.warehouse
+        ),
+    }
 
     let spinner = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new_spinner();
@@ -335,7 +355,7 @@ fn run_on_aws(
     state_machine: Option<String>,
     redrive: Option<String>,
     policy: Policy,
-    run_id: Option<String>,
+    run_id: Option<RunId>,
 ) -> Result<ExitCode> {
     let aws = Aws::from_env()?;
     let executions = sfn::Executions::new(&aws);
@@ -355,8 +375,11 @@ fn run_on_aws(
     };
     let started = std::time::Instant::now();
     let ended = executions.follow(&arn, seen, &mut |line| eprintln!("{line}"))?;
-    if config.warehouse.starts_with("s3://") {
-        print_report(Env::open(config)?.store.as_ref(), &ended.name);
+    if let (true, Ok(run_id)) = (
+        config.warehouse.starts_with("s3://"),
+        RunId::parse(&ended.name),
+    ) {
+        print_report(Env::open(config)?.store.as_ref(), &run_id);
     }
     println!("wall time: {:.2}s", started.elapsed().as_secs_f64());
     if ended.status == ExecutionStatus::Succeeded {
@@ -373,13 +396,13 @@ fn run_on_aws(
 }
 
 /// Prints the run's report summary, if the run got as far as writing one.
-fn print_report(store: &dyn Store, run_id: &str) {
+fn print_report(store: &dyn Store, run_id: &RunId) {
     if let Ok((report, location)) = load_report(store, run_id) {
         print!("{}", summary::render(&report, &location));
     }
 }
 
-fn load_report(store: &dyn Store, run_id: &str) -> Result<(Report, String)> {
+fn load_report(store: &dyn Store, run_id: &RunId) -> Result<(Report, String)> {
     let key = layout::report_key(run_id);
     let bytes = store.get(&key)?;
     let report =
@@ -387,12 +410,61 @@ fn load_report(store: &dyn Store, run_id: &str) -> Result<(Report, String)> {
     Ok((report, store.url(&key)))
 }
 
-fn latest_run(store: &dyn Store) -> Result<String> {
-    store
-        .list(layout::runs_prefix())?
-        .into_iter()
-        .filter(|o| o.key.ends_with("/report.json"))
-        .filter_map(|o| o.key.split('/').nth(1).map(str::to_string))
-        .max()
+/// The run with a report that started last (by its run record; runs from
+/// before run records count as oldest, then by id).
+fn latest_run(env: &Env) -> Result<RunId> {
+    let mut latest: Option<(u64, RunId)> = None;
+    for object in env.store.list(layout::runs_prefix())? {
+        let Some(id) = object
+            .key
+            .strip_suffix("/report.json")
+            .and_then(|k| k.strip_prefix(layout::runs_prefix()))
+            .and_then(|id| RunId::parse(id).ok())
+        else {
+            continue;
+        };
+        let started = runs::load(env, &id)?.map_or(0, |r| r.started_at_ms);
+        if latest.as_ref().is_none_or(|l| (started, &id) > (l.0, &l.1)) {
+            latest = Some((started, id));
+        }
+    }
+    latest
+        .map(|(_, id)| id)
         .context("no run has written a report yet: run `stedi run` first")
+}
+
+/// `stedi verify`: every part of every published Parquet table (or of one)
+/// read and checked against its snapshot manifest.
+fn verify(env: &Env, only: Option<&str>) -> Result<ExitCode> {
+    let catalog = env.catalog.load()?;
+    let tables: Vec<_> = catalog
+        .tables
+        .iter()
+        .filter(|(t, e)| e.format == TableFormat::Parquet && only.is_none_or(|n| t.name() == n))
+        .collect();
+    if let Some(name) = only
+        && tables.is_empty()
+    {
+        bail!("`{name}` is not a published Parquet table of the catalog");
+    }
+    let mut damaged = 0;
+    for (table, entry) in tables {
+        match tables::verify(env.store.as_ref(), &entry.table.location) {
+            Ok((parts, bytes)) => println!(
+                "ok       {:<28} snapshot {}  {parts} parts, {bytes} bytes",
+                table.name(),
+                entry.table.snapshot
+            ),
+            Err(e) => {
+                damaged += 1;
+                println!("DAMAGED  {:<28} {e}", table.name());
+            }
+        }
+    }
+    Ok(if damaged == 0 {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("error: {damaged} table(s) failed verification");
+        ExitCode::FAILURE
+    })
 }

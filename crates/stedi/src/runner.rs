@@ -3,11 +3,11 @@
 
 use std::path::Path;
 
-use lakehouse::Env;
+use lakehouse::{Env, runs};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use zones::{Policy, TaskError};
+use zones::{ErrorName, Policy, RunId, TaskError};
 
 use crate::asl::{Event, Failure, Interpreter, Invoker};
 
@@ -80,10 +80,16 @@ fn call<Req: DeserializeOwned, Resp: Serialize>(
 }
 
 /// Executes `definition` for one run and returns the execution's output.
+///
+/// Every state checks the run's record first (`lakehouse::runs`): a run id
+/// that finished, or that the catalog points at, is refused; one that was
+/// cut off (a killed process, a failure a retry may fix) resumes, writing its
+/// own keys again. A run that ends on a verdict about its data is marked
+/// finished here (the gate marks its own verdicts).
 pub fn run(
     env: &Env,
     definition: &Value,
-    run_id: &str,
+    run_id: &RunId,
     policy: Policy,
     observer: &dyn Fn(&Event),
     save_requests: Option<&Path>,
@@ -92,12 +98,27 @@ pub fn run(
     // As on AWS: the run id is the execution's name, the input names the policy.
     let input = json!({ "policy": policy });
     let interpreter = Interpreter::new(&invoker, observer).with_execution(run_id, &input);
-    interpreter.execute(definition, input)
+    let result = interpreter.execute(definition, input);
+    if let Err(failure) = &result
+        && [ErrorName::InvalidInput, ErrorName::PublishConflict]
+            .iter()
+            .any(|n| n.as_str() == failure.error)
+        && let Ok(Some(record)) = runs::load(env, run_id)
+        && record.finished.is_none()
+    {
+        let detail = format!("{}: {}", failure.error, failure.cause);
+        runs::finish(env, &record, false, &detail).map_err(|e| Failure {
+            error: e.name().as_str().into(),
+            cause: format!("marking run {run_id} finished after `{detail}`: {e}"),
+        })?;
+    }
+    result
 }
 
 /// A fresh run id: the UTC time and a random suffix, e.g. `20261123T095013Z-3fa2`.
-pub fn new_run_id() -> String {
+pub fn new_run_id() -> RunId {
     let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let compact: String = now.chars().filter(|c| *c != '-' && *c != ':').collect();
-    format!("{compact}-{:04x}", fastrand::u16(..))
+    RunId::parse(&format!("{compact}-{:04x}", fastrand::u16(..)))
+        .expect("a time and hex digits make a valid run id")
 }
