@@ -3,7 +3,12 @@
 //! snapshots, writes `_runs/<run id>/report.json`, and only if every check
 //! passes switches the catalog to the new snapshots in one atomic publish.
 //!
+//! It also writes the run's page, `_runs/<run id>/report.html` (`page`), on
+//! every verdict.
+//!
 //! Deliberately absent: any transition logic; a failed gate publishes nothing.
+
+pub mod page;
 
 use lakehouse::catalog::{CatalogState, Entry, Format, landing_entry};
 use lakehouse::{Env, Error, QueryEngine};
@@ -13,6 +18,7 @@ use zones::report::Report;
 use zones::{Dataset, ErrorName, layout};
 
 pub fn run(env: &Env, request: &GateRequest) -> Result<GateResult, TaskError> {
+    let started = std::time::Instant::now();
     let store = env.store.as_ref();
     let current = env.catalog.load().map_err(TaskError::from)?;
     let entries = entries(request);
@@ -41,6 +47,11 @@ pub fn run(env: &Env, request: &GateRequest) -> Result<GateResult, TaskError> {
     let json = serde_json::to_vec_pretty(&report).expect("report serializes");
     store.put(&report_key, &json).map_err(TaskError::from)?;
 
+    let written = |outcome: Result<GateResult, TaskError>| {
+        write_page(env, request, &report, started, &outcome)?;
+        outcome
+    };
+
     if !report.passed {
         let failed: Vec<String> = report
             .checks
@@ -48,7 +59,7 @@ pub fn run(env: &Env, request: &GateRequest) -> Result<GateResult, TaskError> {
             .filter(|c| !c.passed)
             .map(|c| format!("{} ({})", c.name, c.detail))
             .collect();
-        return Err(TaskError {
+        return written(Err(TaskError {
             name: ErrorName::QualityGateFailed,
             cause: format!(
                 "{} of {} checks failed: {}; nothing was published; report at {}",
@@ -57,20 +68,63 @@ pub fn run(env: &Env, request: &GateRequest) -> Result<GateResult, TaskError> {
                 failed.join(", "),
                 store.url(&report_key)
             ),
-        });
+        }));
     }
-    let catalog_version = env
-        .catalog
-        .publish(&current, entries)
-        .map_err(TaskError::from)?;
+    let catalog_version = match env.catalog.publish(&current, entries) {
+        Ok(version) => version,
+        Err(e) => return written(Err(TaskError::from(e))),
+    };
     tracing::info!(run_id = %request.run_id, catalog_version, "published");
-    Ok(GateResult {
+    written(Ok(GateResult {
         run_id: request.run_id.clone(),
         passed: true,
-        checks: report.checks,
+        checks: report.checks.clone(),
         report_key,
         catalog_version,
-    })
+    }))
+}
+
+/// Writes the run's page as the gate sees it: the transitions' results, and
+/// its own outcome (the `stedi` binary redraws it with every state's).
+fn write_page(
+    env: &Env,
+    request: &GateRequest,
+    report: &Report,
+    started: std::time::Instant,
+    outcome: &Result<GateResult, TaskError>,
+) -> Result<(), TaskError> {
+    let definition: serde_json::Value =
+        serde_json::from_str(zones::STATE_MACHINE).expect("the compiled-in definition is JSON");
+    let store = env.store.as_ref();
+    let mut facts = page::gather(
+        store,
+        &request.run_id,
+        request.policy,
+        &request.results,
+        "quality-gate",
+        zones::STATE_MACHINE,
+    );
+    let state = page::gate_state(&definition).unwrap_or_else(|| "QualityGate".into());
+    let (status, error) = match outcome {
+        Ok(_) => (report_html::StateStatus::Succeeded, None),
+        Err(e) => (report_html::StateStatus::Failed, Some(e)),
+    };
+    facts.states.push(report_html::StateRecord {
+        name: state.clone(),
+        status,
+        started: None,
+        seconds: started.elapsed().as_secs_f64(),
+        retries: 0,
+        error: error.map(|e| e.name.as_str().to_string()),
+        cause: error.map(|e| e.cause.clone()),
+    });
+    facts.failure = error.map(|e| report_html::RunFailure {
+        state: Some(state),
+        error: e.name.as_str().to_string(),
+        cause: e.cause.clone(),
+    });
+    page::write(store, Some(report), &facts, &definition).map_err(TaskError::from)?;
+    Ok(())
 }
 
 /// Catalog entries for everything the run wrote, plus the landing tables.
@@ -131,9 +185,18 @@ fn evaluate(engine: &dyn QueryEngine, view: &CatalogState, check: &Check) -> Che
             }
         });
     let (passed, detail) = verdict.unwrap_or_else(|e| (false, format!("check could not run: {e}")));
+    // The offending rows a counting check found ("N violations").
+    let violations = match check.expect {
+        Expect::NoViolations => detail
+            .strip_suffix(" violations")
+            .and_then(|n| n.parse().ok()),
+        Expect::ColumnsExclude(_) => None,
+    };
     CheckOutcome {
         name: check.name.clone(),
         passed,
         detail,
+        sql: check.sql.clone(),
+        violations,
     }
 }

@@ -7,6 +7,7 @@
 //! customer/curated/<snapshot>/...            machine_learning/curated/<snapshot>/...
 //! <dataset>/quarantine/<snapshot>/...
 //! _runs/<run id>/report.json                 _runs/<run id>/rubric/<table>/...  (strict runs)
+//! _runs/<run id>/report.html, facts.json     the run report as a page, and what it shows beyond report.json
 //! _catalog/catalog.json                      the local stand-in for the Glue Data Catalog
 //! _secrets/pseudonym.key                     the local HMAC key (never committed)
 //! ```
@@ -175,6 +176,17 @@ pub fn part_key(prefix: &str, n: usize) -> String {
 
 pub fn report_key(run_id: &str) -> String {
     format!("_runs/{run_id}/report.json")
+}
+
+/// `_runs/<run id>/report.html`: the run report as one self-contained page.
+pub fn report_html_key(run_id: &str) -> String {
+    format!("_runs/{run_id}/report.html")
+}
+
+/// `_runs/<run id>/facts.json`: what the page shows beyond report.json (the
+/// states' timeline, landing inputs, quarantine samples).
+pub fn run_facts_key(run_id: &str) -> String {
+    format!("_runs/{run_id}/facts.json")
 }
 
 pub fn runs_prefix() -> &'static str {
