@@ -223,7 +223,7 @@ const DOM: &str = r#"(() => {
     lanes: all('svg.flow').length,
     bands: all('svg.flow path.band').map(p => p.querySelector('title').textContent),
     accounting: all('table.accounting tbody tr').map(r => ({
-      table: r.dataset.table, input: +text(r, '.in'), kept: +text(r, '.kept'), rows: +text(r, '.rows') })),
+      table: r.dataset.table, input: +text(r, '.input'), kept: +text(r, '.kept'), rows: +text(r, '.rows') })),
     counts: all('#counts tbody tr').map(r => [r.dataset.table, r.dataset.count, r.dataset.key, +text(r, '.num')]),
     rubric: all('table.rubric tbody tr').map(r => ({
       table: r.dataset.table, strict: +text(r, '.strict'), rubric: +text(r, '.rubric'),

@@ -77,7 +77,7 @@ const SEGMENT: f64 = BAR + CURVE + LABELS;
 const LANE_MAX: f64 = 140.0;
 const SLOT_MIN: f64 = 18.0;
 const GAP: f64 = 6.0;
-const TOP: f64 = 34.0;
+const TOP: f64 = 48.0;
 
 fn px(n: u64, scale: f64) -> f64 {
     if n == 0 { 0.0 } else { (n as f64 * scale).max(1.5) }
@@ -115,7 +115,8 @@ pub fn lane_svg(lane: &[&TransitionLine], report: &Report) -> Markup {
         .fold(0.0, f64::max)
         + TOP
         + 10.0;
-    let width = lane.len() as f64 * SEGMENT + 10.0;
+    // The last kept label runs past the last segment's bars.
+    let width = lane.len() as f64 * SEGMENT + 140.0;
     let first = lane[0];
     let title = format!(
         "{} rows of {}: {}",
@@ -158,10 +159,10 @@ fn segment(line: &TransitionLine, report: &Report, x: f64, scale: f64, feeds_nex
         g.segment data-table=(line.table.to_string()) {
             // The input bar and its label above it.
             rect.node x=(x) y=(TOP) width=(BAR) height=(in_h.max(1.0)) {
-                title { (source_of(line.table)) " " (line.input_rows) " rows in" }
+                title { (source_of(line.table).name()) " " (line.input_rows) " rows in" }
             }
             @if x < 20.0 {
-                text.flow-label x=(x) y=(TOP - 8.0) { (source_of(line.table)) " " (line.input_rows) }
+                text.flow-label.input-label x=(x) y=(TOP - 26.0) { (source_of(line.table).name()) " " (line.input_rows) }
             }
             @for (kind, name, n, iy, oy, h) in &bands {
                 @let (x1, x2) = (x + BAR, x_out);

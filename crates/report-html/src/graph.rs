@@ -83,23 +83,24 @@ pub fn layout(definition: &Value) -> Graph {
         .unwrap_or_default();
     // Longest normal path from StartAt; relaxing at most once per state keeps
     // a cycle (a retry loop through a Choice) from running forever.
-    let mut rank: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut rank: BTreeMap<String, usize> = BTreeMap::new();
     if states.contains_key(start) {
-        rank.insert(start, 0);
+        rank.insert(start.to_string(), 0);
     }
     for _ in 0..states.len() {
         let mut changed = false;
         for (name, state) in states {
-            let Some(&r) = rank.get(name.as_str()) else {
+            let Some(&r) = rank.get(name) else {
                 continue;
             };
             for next in normal_successors(state) {
-                if let Some((key, _)) = states.get_key_value(&next) {
-                    let entry = rank.entry(key.as_str()).or_insert(0);
-                    if *entry < r + 1 && r + 1 < states.len() {
-                        *entry = r + 1;
-                        changed = true;
-                    }
+                if !states.contains_key(&next) {
+                    continue;
+                }
+                let entry = rank.entry(next).or_insert(0);
+                if *entry < r + 1 && r + 1 < states.len() {
+                    *entry = r + 1;
+                    changed = true;
                 }
             }
         }
@@ -110,7 +111,7 @@ pub fn layout(definition: &Value) -> Graph {
     // Order states by rank, then the order the definition lists them.
     let mut main: Vec<(&str, usize)> = states
         .keys()
-        .filter_map(|n| rank.get(n.as_str()).map(|r| (n.as_str(), *r)))
+        .filter_map(|n| rank.get(n).map(|r| (n.as_str(), *r)))
         .collect();
     main.sort_by_key(|(_, r)| *r);
     let mut nodes = Vec::new();
@@ -134,7 +135,7 @@ pub fn layout(definition: &Value) -> Graph {
         let sources: Vec<usize> = states
             .iter()
             .filter(|(_, s)| catch_successors(s).iter().any(|n| n == name))
-            .filter_map(|(n, _)| rank.get(n.as_str()).copied())
+            .filter_map(|(n, _)| rank.get(n).copied())
             .collect();
         let r = if sources.is_empty() {
             side_rank += 1;

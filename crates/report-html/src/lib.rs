@@ -174,9 +174,9 @@ pub fn render(report: Option<&Report>, facts: &RunFacts, definition: &Value) -> 
             body {
                 header {
                     h1 { "Run " code #run-id { (facts.run_id) } }
-                    p.verdict class=(verdict_class) #verdict { (verdict_text) }
+                    p #verdict class=(format!("verdict {verdict_class}")) { (verdict_text) }
                     p.sub {
-                        "policy " strong #policy { (facts.policy) }
+                        "policy " strong #policy { (facts.policy.as_str()) }
                         @if let Some(s) = facts.seconds { " · " (format!("{s:.2}")) " s wall time" }
                         @if let Some(at) = &facts.written_at { " · written " (at) }
                         " by " (facts.written_by)
@@ -262,9 +262,9 @@ fn flow_section(
                 tbody {
                     @for t in &report.transitions {
                         tr data-table=(t.table.to_string()) {
-                            td { code { (t.table) } }
+                            td { code { (t.table.name()) } }
                             td { (t.zone.as_str()) }
-                            td.num.in { (t.input_rows) }
+                            td.num.input { (t.input_rows) }
                             td.num.kept { (t.kept_rows) }
                             td.num { (t.quarantined.values().sum::<u64>()) }
                             td.num { (t.dropped.values().sum::<u64>()) }
@@ -305,7 +305,7 @@ fn rubric_section(report: &Report) -> Markup {
                 tbody {
                     @for c in &report.rubric_comparison {
                         tr data-table=(c.table.to_string()) {
-                            td { code { (c.table) } }
+                            td { code { (c.table.name()) } }
                             td.num.strict { (c.strict_rows) }
                             td.num.rubric { (c.rubric_rows) }
                             td.num { (format!("{:+}", c.strict_rows as i64 - c.rubric_rows as i64)) }
@@ -425,7 +425,7 @@ fn facts_section(
             table.facts {
                 tbody {
                     tr { th { "run id" } td { code { (facts.run_id) } } }
-                    tr { th { "policy" } td { (facts.policy) } }
+                    tr { th { "policy" } td { (facts.policy.as_str()) } }
                     tr { th { "quality gate" } td { @if report.passed { "passed" } @else { "failed or did not run" } } }
                     tr { th { "input objects" } td #input-objects { (objects) } }
                     tr { th { "input bytes" } td #input-bytes { (total) " (" (bytes(total)) ")" } }

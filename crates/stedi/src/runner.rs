@@ -113,7 +113,7 @@ pub fn run(
     let started = std::time::Instant::now();
     let interpreter = Interpreter::new(&invoker, observer).with_execution(run_id, &input);
     let result = interpreter.execute(definition, input);
-    let results = invoker.results.into_inner().expect("not poisoned");
+    let results = std::mem::take(&mut *invoker.results.lock().expect("not poisoned"));
     let run = RunSeen {
         run_id,
         policy,

@@ -257,7 +257,7 @@ pub fn timeline_of(events: &[HistoryEvent]) -> (Vec<StateRun>, BTreeMap<Table, T
     let mut runs = Vec::new();
     let mut results = BTreeMap::new();
     let mut open: Option<Open> = None;
-    let mut close = |open: Open, at: f64, exited: bool, runs: &mut Vec<StateRun>| {
+    let close = |open: Open, at: f64, exited: bool, runs: &mut Vec<StateRun>| {
         let failed = open.last_failed || !exited;
         let retries = open.failures.len().saturating_sub(usize::from(failed)) as u32;
         let last = open.failures.last().cloned();
@@ -331,7 +331,7 @@ pub fn timeline_of(events: &[HistoryEvent]) -> (Vec<StateRun>, BTreeMap<Table, T
                     cause: cause.unwrap_or_default().to_string(),
                 };
                 // The Fail state's own error repeats the caught one: not a retry.
-                if event.r#type() != HistoryEventType::ExecutionFailed || o.failures.is_empty() {
+                if *event.r#type() != HistoryEventType::ExecutionFailed || o.failures.is_empty() {
                     o.failures.push(failure);
                 }
                 o.last_failed = true;

@@ -156,7 +156,7 @@ fn the_page_escapes_what_it_shows_and_names_no_outside_resource() {
     assert!(!html.contains("<img"));
     assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
     assert!(html.contains("&lt;b&gt;1 of 1 checks failed&lt;/b&gt;"));
-    assert!(html.contains("a &lt; b AND \"c\" &lt;&gt; 'd'"));
+    assert!(html.contains("a &lt; b AND &quot;c&quot; &lt;&gt; 'd'"));
     // Nothing to fetch: no link, source or import of anything outside the page.
     let outside = html.replace("https://evil.example", "");
     for needle in ["http://", "https://", " src=\"", "href=\"http", "<link", "<iframe", "@import", "url(http"] {
