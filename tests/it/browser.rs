@@ -224,7 +224,7 @@ const DOM: &str = r#"(() => {
     bands: all('svg.flow path.band').map(p => p.querySelector('title').textContent),
     accounting: all('table.accounting tbody tr').map(r => ({
       table: r.dataset.table, input: +text(r, '.input'), kept: +text(r, '.kept'), rows: +text(r, '.rows') })),
-    counts: all('#counts tbody tr').map(r => [r.dataset.table, r.dataset.count, r.dataset.key, +text(r, '.num')]),
+    counts: all('#counts li').map(li => [li.dataset.table, li.dataset.count, li.dataset.key, +text(li, '.num')]),
     rubric: all('table.rubric tbody tr').map(r => ({
       table: r.dataset.table, strict: +text(r, '.strict'), rubric: +text(r, '.rubric'),
       rules: all('li', r).map(li => [li.dataset.rule, li.textContent.trim()]) })),

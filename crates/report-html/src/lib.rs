@@ -190,15 +190,15 @@ pub fn render(report: Option<&Report>, facts: &RunFacts, definition: &Value) -> 
                     nav {
                         a href="#states" { "State machine" } " · " a href="#flow" { "Flow of rows" } " · "
                         @if !effective.rubric_comparison.is_empty() { a href="#rubric" { "Strict vs rubric" } " · " }
-                        a href="#quarantine" { "Quarantine" } " · " a href="#checks" { "Quality checks" } " · "
+                        a href="#checks" { "Quality checks" } " · " a href="#quarantine" { "Quarantine" } " · "
                         a href="#facts" { "Run facts" }
                     }
                 }
                 (states_section(&graph, facts))
                 (flow_section(&effective, &lanes, &report_json, report.is_none()))
                 @if !effective.rubric_comparison.is_empty() { (rubric_section(&effective)) }
-                (quarantine_section(&effective, facts))
                 (checks_section(&effective, report.is_some()))
+                (quarantine_section(&effective, facts))
                 (facts_section(&effective, facts, &graph, &report_json))
             }
         }
@@ -211,6 +211,7 @@ fn states_section(graph: &graph::Graph, facts: &RunFacts) -> Markup {
         section #states {
             h2 { "State machine" }
             p.note { "Drawn from statemachine.asl.json: arrows are transitions, dashed lines the Catch routes (red when taken)." }
+            div.side-by-side {
             div.scroll { (graph::svg(graph)) }
             table.states {
                 caption { "Each state's outcome" }
@@ -231,6 +232,7 @@ fn states_section(graph: &graph::Graph, facts: &RunFacts) -> Markup {
                     }
                 }
             }
+            }
         }
     }
 }
@@ -242,6 +244,15 @@ fn flow_section(
     partial: bool,
 ) -> Markup {
     let lines = report_json["transitions"].as_array().cloned().unwrap_or_default();
+    // Every count map any line has, in the order first seen.
+    let mut fields: Vec<String> = Vec::new();
+    for line in &lines {
+        for (field, _) in count_maps(line) {
+            if !fields.contains(&field) {
+                fields.push(field);
+            }
+        }
+    }
     html! {
         section #flow {
             h2 { "Flow of rows" }
@@ -277,14 +288,20 @@ fn flow_section(
             }
             table.counts #counts {
                 caption { "Counts by reason, rule and kind" }
-                thead { tr { th { "table" } th { "count" } th { "reason, rule or kind" } th.num { "rows" } } }
+                thead { tr { th { "table" } @for field in &fields { th { (field) } } } }
                 tbody {
                     @for line in &lines {
                         @let table = line["table"].as_str().unwrap_or_default();
-                        @for (field, counts) in count_maps(line) {
-                            @for (key, n) in counts {
-                                tr data-table=(table) data-count=(field) data-key=(key) {
-                                    td { code { (table) } } td { (field) } td { code { (key) } } td.num { (n) }
+                        @let maps: BTreeMap<String, Vec<(String, u64)>> = count_maps(line).into_iter().collect();
+                        tr data-table=(table) {
+                            td { code { (table) } }
+                            @for field in &fields {
+                                td {
+                                    ul.inline {
+                                        @for (key, n) in maps.get(field).into_iter().flatten() {
+                                            li data-table=(table) data-count=(field) data-key=(key) { code { (key) } " " span.num { (n) } }
+                                        }
+                                    }
                                 }
                             }
                         }
@@ -343,11 +360,11 @@ fn quarantine_section(report: &Report, facts: &RunFacts) -> Markup {
     html! {
         section #quarantine {
             h2 { "Quarantine" }
-            p.note { "Rows set aside with a reason, and up to " (SAMPLES_PER_REASON) " sample lines per reason as they arrived." }
+            p.note { "Rows set aside with a reason; open a reason for up to " (SAMPLES_PER_REASON) " sample lines as they arrived." }
             @if by_reason.is_empty() { p.empty { "Nothing was quarantined." } }
             @for ((table, reason), (n, lines)) in &by_reason {
-                div.reason data-table=(table) data-reason=(reason) {
-                    h3 { code { (table) } " · " code { (reason) } " · " span.n { (n) } " rows" }
+                details.reason data-table=(table) data-reason=(reason) {
+                    summary { code { (table) } " · " code { (reason) } " · " span.n { (n) } " rows" }
                     @if lines.is_empty() {
                         p.empty { "No sample lines were gathered." }
                     } @else {

@@ -176,7 +176,7 @@ fn every_count_is_on_the_page_as_text() {
         ("dropped", "before_research_consent", 100),
     ] {
         assert!(
-            html.contains(&format!(r#"data-count="{field}" data-key="{key}""#)),
+            html.contains(&format!(r#"data-count="{field}" data-key="{key}"><code>{key}</code> <span class="num">{n}</span>"#)),
             "{field} {key}"
         );
         // Drawn as an outflow, with its number in the band's title.
