@@ -99,7 +99,10 @@ impl Browser {
                 Err(e) if e.kind() == ErrorKind::NotFound => {}
                 Err(e) => panic!("reading {}: {e}", active.display()),
             }
-            assert!(Instant::now() < deadline, "Chromium did not start within 60 s");
+            assert!(
+                Instant::now() < deadline,
+                "Chromium did not start within 60 s"
+            );
             std::thread::sleep(Duration::from_millis(100));
         };
         let version = connect(&format!("ws://127.0.0.1:{port}{}", {
@@ -262,9 +265,17 @@ fn assert_quiet(events: &[Value], url: &str) {
 fn assert_matches_report(dom: &Value, report: &Value) {
     let visible = dom["visible"].as_str().unwrap();
     let transitions = report["transitions"].as_array().unwrap();
-    assert_eq!(dom["accounting"].as_array().unwrap().len(), transitions.len());
+    assert_eq!(
+        dom["accounting"].as_array().unwrap().len(),
+        transitions.len()
+    );
     let mut outflows = 0;
-    for (row, t) in dom["accounting"].as_array().unwrap().iter().zip(transitions) {
+    for (row, t) in dom["accounting"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(transitions)
+    {
         assert_eq!(row["table"], t["table"]);
         assert_eq!(row["input"], t["input_rows"], "{}", t["table"]);
         assert_eq!(row["kept"], t["kept_rows"], "{}", t["table"]);
@@ -272,7 +283,9 @@ fn assert_matches_report(dom: &Value, report: &Value) {
         outflows += 1;
         // Every count map of the line (quarantined, dropped, and any added later).
         for (field, counts) in t.as_object().unwrap() {
-            let Some(counts) = counts.as_object() else { continue };
+            let Some(counts) = counts.as_object() else {
+                continue;
+            };
             for (key, n) in counts {
                 let row = json!([t["table"], field, key, n]);
                 assert!(
@@ -281,10 +294,18 @@ fn assert_matches_report(dom: &Value, report: &Value) {
                 );
                 assert!(visible.contains(key.as_str()), "{key} is not visible");
                 if field == "quarantined" || field == "dropped" {
-                    let kind = if field == "dropped" { "dropped" } else { "quarantined" };
+                    let kind = if field == "dropped" {
+                        "dropped"
+                    } else {
+                        "quarantined"
+                    };
                     let band = format!("{kind} {key}: {n}");
                     assert!(
-                        dom["bands"].as_array().unwrap().iter().any(|b| b == &json!(band)),
+                        dom["bands"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .any(|b| b == &json!(band)),
                         "no outflow `{band}` drawn"
                     );
                     outflows += 1;
@@ -299,10 +320,17 @@ fn assert_matches_report(dom: &Value, report: &Value) {
                 .iter()
                 .find(|r| r["reason"] == json!(reason) && r["n"] == *n)
                 .unwrap_or_else(|| panic!("quarantine reason {reason} ({n}) not listed"));
-            assert!(shown["samples"].as_u64().unwrap() > 0, "{reason}: no sample lines");
+            assert!(
+                shown["samples"].as_u64().unwrap() > 0,
+                "{reason}: no sample lines"
+            );
         }
     }
-    assert_eq!(dom["bands"].as_array().unwrap().len(), outflows, "one band per outflow");
+    assert_eq!(
+        dom["bands"].as_array().unwrap().len(),
+        outflows,
+        "one band per outflow"
+    );
     for c in report["rubric_comparison"].as_array().unwrap() {
         let row = dom["rubric"]
             .as_array()
@@ -315,7 +343,10 @@ fn assert_matches_report(dom: &Value, report: &Value) {
         for (rule, n) in c["by_rule"].as_object().unwrap() {
             let text = format!("{rule} {:+}", n.as_i64().unwrap());
             assert!(
-                row["rules"].as_array().unwrap().contains(&json!([rule, text])),
+                row["rules"]
+                    .as_array()
+                    .unwrap()
+                    .contains(&json!([rule, text])),
                 "rubric difference {text} of {} not shown",
                 c["table"]
             );
@@ -327,7 +358,9 @@ fn assert_matches_report(dom: &Value, report: &Value) {
         assert_eq!(row["name"], c["name"]);
         let verdict = if c["passed"] == true { "pass" } else { "FAIL" };
         assert_eq!(row["verdict"], verdict, "{}", c["name"]);
-        let offending = c["violations"].as_u64().map_or("-".to_string(), |n| n.to_string());
+        let offending = c["violations"]
+            .as_u64()
+            .map_or("-".to_string(), |n| n.to_string());
         assert_eq!(row["offending"], json!(offending), "{}", c["name"]);
         assert_eq!(row["sql"], c["sql"], "{}", c["name"]);
         assert!(!c["sql"].as_str().unwrap().is_empty());
@@ -376,12 +409,19 @@ fn run_pages_in_headless_chromium() {
     let passed = report(wh, "pass");
     assert_matches_report(&dom, &passed);
     assert_eq!(dom["verdict"], "PASSED: every check passed");
-    assert_eq!(dom["lanes"], 3, "customer, accelerometer and step trainer lanes");
+    assert_eq!(
+        dom["lanes"], 3,
+        "customer, accelerometer and step trainer lanes"
+    );
     let definition: Value = serde_json::from_str(stedi::runner::DEFINITION).unwrap();
     for name in definition["States"].as_object().unwrap().keys() {
         let s = state(&dom, name);
         assert_eq!(s["drawn"], true, "{name} has a box");
-        let expected = if name == "RunFailed" { "not run" } else { "succeeded" };
+        let expected = if name == "RunFailed" {
+            "not run"
+        } else {
+            "succeeded"
+        };
         assert_eq!(s["status"], expected, "{name}");
     }
     assert!(
@@ -451,9 +491,17 @@ fn run_pages_in_headless_chromium() {
     assert_quiet(&events, &url);
     let dom = browser.eval(DOM);
     assert_eq!(state(&dom, "CustomerTrusted")["status"], "succeeded");
-    assert_eq!(state(&dom, "AccelerometerTrusted")["status"], "caught error");
+    assert_eq!(
+        state(&dom, "AccelerometerTrusted")["status"],
+        "caught error"
+    );
     assert_eq!(state(&dom, "RunFailed")["status"], "failed");
-    for later in ["CustomersCurated", "StepTrainerTrusted", "MachineLearningCurated", "QualityGate"] {
+    for later in [
+        "CustomersCurated",
+        "StepTrainerTrusted",
+        "MachineLearningCurated",
+        "QualityGate",
+    ] {
         assert_eq!(state(&dom, later)["status"], "not run", "{later}");
     }
     let row = dom["stateRows"]
@@ -463,10 +511,18 @@ fn run_pages_in_headless_chromium() {
         .find(|r| r["name"] == "AccelerometerTrusted")
         .unwrap();
     assert!(
-        row["cause"].as_str().unwrap().contains("accelerometer/landing/"),
+        row["cause"]
+            .as_str()
+            .unwrap()
+            .contains("accelerometer/landing/"),
         "the cause is on the page: {row}"
     );
-    assert!(dom["failure"].as_str().unwrap().contains("Stedi.InvalidInput"));
+    assert!(
+        dom["failure"]
+            .as_str()
+            .unwrap()
+            .contains("Stedi.InvalidInput")
+    );
     assert_eq!(
         dom["accounting"].as_array().unwrap().len(),
         1,
@@ -479,6 +535,12 @@ fn run_pages_in_headless_chromium() {
     let before = std::fs::read_to_string(wh.join("_runs/pass/report.html")).unwrap();
     std::fs::remove_file(wh.join("_runs/pass/report.html")).unwrap();
     let printed = stedi_ok(wh, &["report", "pass", "--html"]);
-    assert_eq!(printed.trim(), wh.join("_runs/pass/report.html").display().to_string());
-    assert_eq!(std::fs::read_to_string(wh.join("_runs/pass/report.html")).unwrap(), before);
+    assert_eq!(
+        printed.trim(),
+        wh.join("_runs/pass/report.html").display().to_string()
+    );
+    assert_eq!(
+        std::fs::read_to_string(wh.join("_runs/pass/report.html")).unwrap(),
+        before
+    );
 }

@@ -125,7 +125,11 @@ pub fn samples(
                 SampleLine {
                     source: source.get(i).unwrap_or_default().to_string(),
                     line: line.get(i).map(|n| n as u64),
-                    raw: shorten(&if redact { without_identifiers(raw) } else { raw.to_string() }),
+                    raw: shorten(&if redact {
+                        without_identifiers(raw)
+                    } else {
+                        raw.to_string()
+                    }),
                 }
             })
             .collect();
@@ -142,7 +146,11 @@ pub fn samples(
 fn without_identifiers(raw: &str) -> String {
     match serde_json::from_str::<Value>(raw) {
         Ok(Value::Object(mut fields)) => {
-            fields.retain(|k, _| !IDENTIFIER_COLUMNS.iter().any(|id| id.eq_ignore_ascii_case(k)));
+            fields.retain(|k, _| {
+                !IDENTIFIER_COLUMNS
+                    .iter()
+                    .any(|id| id.eq_ignore_ascii_case(k))
+            });
             Value::Object(fields).to_string()
         }
         _ => "(not shown: not a JSON object)".to_string(),

@@ -80,7 +80,11 @@ const GAP: f64 = 6.0;
 const TOP: f64 = 48.0;
 
 fn px(n: u64, scale: f64) -> f64 {
-    if n == 0 { 0.0 } else { (n as f64 * scale).max(1.5) }
+    if n == 0 {
+        0.0
+    } else {
+        (n as f64 * scale).max(1.5)
+    }
 }
 
 /// A label of the kept bar: its table, rows, and under strict the rubric's rows.

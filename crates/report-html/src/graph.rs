@@ -311,14 +311,22 @@ fn edge_path(graph: &Graph, edge: &Edge) -> Markup {
         // A loop back up: around the left side.
         let (x1, y1) = (fx, fy + BOX_H / 2.0);
         let (x2, y2) = (tx, ty + BOX_H / 2.0);
-        format!("M {x1} {y1} C {} {y1}, {} {y2}, {x2} {y2}", x1 - 40.0, x2 - 40.0)
+        format!(
+            "M {x1} {y1} C {} {y1}, {} {y2}, {x2} {y2}",
+            x1 - 40.0,
+            x2 - 40.0
+        )
     };
     let class = match (edge.catch, taken) {
         (false, _) => "edge",
         (true, false) => "edge catch",
         (true, true) => "edge catch taken",
     };
-    let marker = if taken { "url(#arrow-err)" } else { "url(#arrow)" };
+    let marker = if taken {
+        "url(#arrow-err)"
+    } else {
+        "url(#arrow)"
+    };
     html! {
         path class=(class) d=(d) marker-end=(marker) {}
     }

@@ -84,7 +84,11 @@ pub fn state_graph(definition: &Value, facts: &RunFacts) -> graph::Graph {
 /// The verdict line of a run.
 fn verdict(report: Option<&Report>, facts: &RunFacts) -> (&'static str, String) {
     if let Some(f) = &facts.failure {
-        let at = f.state.as_deref().map(|s| format!(" in {s}")).unwrap_or_default();
+        let at = f
+            .state
+            .as_deref()
+            .map(|s| format!(" in {s}"))
+            .unwrap_or_default();
         return ("failed", format!("FAILED{at}: {}", f.error));
     }
     match report {
@@ -96,7 +100,10 @@ fn verdict(report: Option<&Report>, facts: &RunFacts) -> (&'static str, String) 
                 format!("FAILED: {failed} of {} checks failed", r.checks.len()),
             )
         }
-        None => ("failed", "no report: the run ended before the quality gate".into()),
+        None => (
+            "failed",
+            "no report: the run ended before the quality gate".into(),
+        ),
     }
 }
 
@@ -243,7 +250,10 @@ fn flow_section(
     report_json: &Value,
     partial: bool,
 ) -> Markup {
-    let lines = report_json["transitions"].as_array().cloned().unwrap_or_default();
+    let lines = report_json["transitions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     // Every count map any line has, in the order first seen.
     let mut fields: Vec<String> = Vec::new();
     for line in &lines {

@@ -83,7 +83,10 @@ pub fn table(catalog: &CatalogState, store: &dyn Store, table: Table) -> Result<
         "policy".into(),
         entry.policy.map_or("-".to_string(), |p| p.to_string()),
     ]);
-    out.add_row(vec!["format".into(), format!("{:?}", entry.format).to_lowercase()]);
+    out.add_row(vec![
+        "format".into(),
+        format!("{:?}", entry.format).to_lowercase(),
+    ]);
     let mut columns = text_table(&["column", "type"]);
     for c in &entry.table.columns {
         columns.add_row(vec![c.name.clone(), c.ty.clone()]);
@@ -110,7 +113,10 @@ fn run_time(store: &dyn Store, run_id: &str) -> String {
     }
     // `20261123T101123Z-b4c9` (runner::new_run_id).
     let b = run_id.as_bytes();
-    if b.len() >= 16 && b[8] == b'T' && b[15] == b'Z' && run_id[..8].bytes().all(|c| c.is_ascii_digit())
+    if b.len() >= 16
+        && b[8] == b'T'
+        && b[15] == b'Z'
+        && run_id[..8].bytes().all(|c| c.is_ascii_digit())
     {
         return format!(
             "{}-{}-{}T{}:{}:{}Z",

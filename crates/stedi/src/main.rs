@@ -243,11 +243,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             print!("{}", listing::history(&catalog, &runs, only));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Report {
-            run_id,
-            html,
-            open,
-        } => {
+        Command::Report { run_id, html, open } => {
             let env = Env::open(&config)?;
             let store = env.store.as_ref();
             if html || open {
@@ -385,10 +381,14 @@ fn run_on_aws(
         print_report(env.store.as_ref(), &ended.name);
         // The page again, with every state's outcome from the execution's history.
         let page = executions.timeline(&arn).and_then(|(timeline, results)| {
-            let failure = (ended.status != ExecutionStatus::Succeeded).then(|| stedi::asl::Failure {
-                error: ended.error.clone().unwrap_or_else(|| ended.status.as_str().to_string()),
-                cause: ended.cause.clone().unwrap_or_default(),
-            });
+            let failure =
+                (ended.status != ExecutionStatus::Succeeded).then(|| stedi::asl::Failure {
+                    error: ended
+                        .error
+                        .clone()
+                        .unwrap_or_else(|| ended.status.as_str().to_string()),
+                    cause: ended.cause.clone().unwrap_or_default(),
+                });
             let definition: serde_json::Value = serde_json::from_str(runner::DEFINITION)?;
             let policy = results.values().next().map_or(policy, |r| r.policy);
             runner::write_page(

@@ -18,7 +18,13 @@ fn definition() -> Value {
     serde_json::from_str(zones::STATE_MACHINE).unwrap()
 }
 
-fn result(table: &str, input: u64, kept: u64, quarantined: Value, dropped: Value) -> TransitionResult {
+fn result(
+    table: &str,
+    input: u64,
+    kept: u64,
+    quarantined: Value,
+    dropped: Value,
+) -> TransitionResult {
     serde_json::from_value(json!({
         "transition": table,
         "policy": "strict",
@@ -51,7 +57,13 @@ fn results() -> BTreeMap<Table, TransitionResult> {
         ),
         (
             Table::AccelerometerTrusted,
-            result("accelerometer_trusted", 1000, 900, json!({}), json!({ "before_research_consent": 100 })),
+            result(
+                "accelerometer_trusted",
+                1000,
+                900,
+                json!({}),
+                json!({ "before_research_consent": 100 }),
+            ),
         ),
     ])
 }
@@ -90,7 +102,11 @@ fn states_without_a_record_take_their_transition_result_or_a_successor() {
     let mut facts = RunFacts::new("r", Policy::Strict, "test");
     facts.results = results();
     let g = state_graph(&definition(), &facts);
-    assert_eq!(status(&g, "Start"), StateStatus::Succeeded, "a successor ran");
+    assert_eq!(
+        status(&g, "Start"),
+        StateStatus::Succeeded,
+        "a successor ran"
+    );
     assert_eq!(status(&g, "CustomerTrusted"), StateStatus::Succeeded);
     assert_eq!(g.node("CustomerTrusted").unwrap().seconds, Some(0.25));
     assert_eq!(status(&g, "CustomersCurated"), StateStatus::NotRun);
@@ -135,7 +151,8 @@ fn page(samples: Vec<QuarantineSamples>, failure: Option<RunFailure>) -> String 
 
 #[test]
 fn the_page_escapes_what_it_shows_and_names_no_outside_resource() {
-    let hostile = r#"{"customerName":"</pre><script>alert(1)</script><img src=https://evil.example/x>"}"#;
+    let hostile =
+        r#"{"customerName":"</pre><script>alert(1)</script><img src=https://evil.example/x>"}"#;
     let html = page(
         vec![QuarantineSamples {
             table: Table::CustomerQuarantine,
@@ -159,7 +176,16 @@ fn the_page_escapes_what_it_shows_and_names_no_outside_resource() {
     assert!(html.contains("a &lt; b AND &quot;c&quot; &lt;&gt; 'd'"));
     // Nothing to fetch: no link, source or import of anything outside the page.
     let outside = html.replace("https://evil.example", "");
-    for needle in ["http://", "https://", " src=\"", "href=\"http", "<link", "<iframe", "@import", "url(http"] {
+    for needle in [
+        "http://",
+        "https://",
+        " src=\"",
+        "href=\"http",
+        "<link",
+        "<iframe",
+        "@import",
+        "url(http",
+    ] {
         assert!(!outside.contains(needle), "the page names `{needle}`");
     }
     assert!(html.contains("Content-Security-Policy"));
@@ -186,7 +212,10 @@ fn every_count_is_on_the_page_as_text() {
     assert!(html.contains(r#"data-reason="a_reason_added_later""#));
     assert!(html.contains("No sample lines were gathered."));
     // Strict against rubric, and the check with its offending rows.
-    assert!(html.contains(r#"<td class="num rubric">67</td>"#), "rubric rows of customer_trusted");
+    assert!(
+        html.contains(r#"<td class="num rubric">67</td>"#),
+        "rubric rows of customer_trusted"
+    );
     assert!(html.contains(r#"<td class="num offending">3</td>"#));
 }
 

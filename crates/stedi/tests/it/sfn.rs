@@ -15,13 +15,25 @@ fn at(seconds: f64) -> DateTime {
     DateTime::from_secs_f64(1_800_000_000.0 + seconds)
 }
 
-fn event(id: i64, seconds: f64, ty: HistoryEventType) -> aws_sdk_sfn::types::builders::HistoryEventBuilder {
-    HistoryEvent::builder().id(id).timestamp(at(seconds)).r#type(ty)
+fn event(
+    id: i64,
+    seconds: f64,
+    ty: HistoryEventType,
+) -> aws_sdk_sfn::types::builders::HistoryEventBuilder {
+    HistoryEvent::builder()
+        .id(id)
+        .timestamp(at(seconds))
+        .r#type(ty)
 }
 
 fn entered(id: i64, seconds: f64, name: &str) -> HistoryEvent {
     event(id, seconds, HistoryEventType::TaskStateEntered)
-        .state_entered_event_details(StateEnteredEventDetails::builder().name(name).build().unwrap())
+        .state_entered_event_details(
+            StateEnteredEventDetails::builder()
+                .name(name)
+                .build()
+                .unwrap(),
+        )
         .build()
         .unwrap()
 }
@@ -66,16 +78,30 @@ fn customer_trusted() -> serde_json::Value {
 #[test]
 fn retried_caught_and_failed_states_from_a_history() {
     let events = vec![
-        event(1, 0.0, HistoryEventType::ExecutionStarted).build().unwrap(),
+        event(1, 0.0, HistoryEventType::ExecutionStarted)
+            .build()
+            .unwrap(),
         entered(2, 0.0, "Start"),
         exited(3, 0.1, "Start", json!({ "policy": "strict" })),
         entered(4, 0.1, "CustomerTrusted"),
         task_failed(5, 1.0, "Stedi.Transient"),
-        event(6, 2.0, HistoryEventType::TaskSucceeded).build().unwrap(),
-        exited(7, 2.1, "CustomerTrusted", json!({ "results": { "customer_trusted": customer_trusted() } })),
+        event(6, 2.0, HistoryEventType::TaskSucceeded)
+            .build()
+            .unwrap(),
+        exited(
+            7,
+            2.1,
+            "CustomerTrusted",
+            json!({ "results": { "customer_trusted": customer_trusted() } }),
+        ),
         entered(8, 2.1, "AccelerometerTrusted"),
         task_failed(9, 3.0, "Stedi.InvalidInput"),
-        exited(10, 3.0, "AccelerometerTrusted", json!({ "error": { "Error": "Stedi.InvalidInput" } })),
+        exited(
+            10,
+            3.0,
+            "AccelerometerTrusted",
+            json!({ "error": { "Error": "Stedi.InvalidInput" } }),
+        ),
         entered(11, 3.0, "RunFailed"),
         event(12, 3.1, HistoryEventType::ExecutionFailed)
             .execution_failed_event_details(
@@ -89,7 +115,15 @@ fn retried_caught_and_failed_states_from_a_history() {
     ];
     let (timeline, results) = timeline_of(&events);
     let names: Vec<&str> = timeline.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, ["Start", "CustomerTrusted", "AccelerometerTrusted", "RunFailed"]);
+    assert_eq!(
+        names,
+        [
+            "Start",
+            "CustomerTrusted",
+            "AccelerometerTrusted",
+            "RunFailed"
+        ]
+    );
     assert_eq!(timeline[0].outcome, Outcome::Succeeded);
     assert_eq!(timeline[1].outcome, Outcome::Succeeded);
     assert_eq!(timeline[1].retries, 1);
