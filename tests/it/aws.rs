@@ -530,6 +530,17 @@ fn the_pipeline_on_s3_and_glue_gives_the_same_tables_as_the_local_run() {
         on_s3.iter().any(|(_, rows)| rows.len() > 100),
         "the tables are not empty"
     );
+
+    // The run's page beside report.json in S3, its samples read back from S3.
+    let s3 = S3Store::new(aws.clone(), "s3://lake/warehouse").unwrap();
+    let page = String::from_utf8(s3.get("_runs/r1/report.html").unwrap()).unwrap();
+    assert!(page.contains("PASSED: every check passed"));
+    let facts: serde_json::Value =
+        serde_json::from_slice(&s3.get("_runs/r1/facts.json").unwrap()).unwrap();
+    assert!(!facts["samples"].as_array().unwrap().is_empty(), "{facts}");
+    for landing in facts["landing"].as_array().unwrap() {
+        assert!(landing["objects"].as_u64().unwrap() > 0, "{landing}");
+    }
 }
 
 /// The real definition, as `sam deploy` would substitute it.

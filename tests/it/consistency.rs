@@ -143,7 +143,16 @@ fn error_names_in_retry_and_catch_exist_in_the_code() {
 
 #[test]
 fn zones_does_no_io_and_knows_no_aws() {
-    let root = workspace().join("crates/zones");
+    no_io_in("crates/zones");
+}
+
+#[test]
+fn the_report_page_does_no_io() {
+    no_io_in("crates/report-html");
+}
+
+fn no_io_in(krate: &str) {
+    let root = workspace().join(krate);
     let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
     let deps = manifest
         .split("[dependencies]")
@@ -153,7 +162,7 @@ fn zones_does_no_io_and_knows_no_aws() {
         .next()
         .unwrap();
     for forbidden in ["aws", "tokio", "lambda", "lakehouse", "reqwest"] {
-        assert!(!deps.contains(forbidden), "zones depends on {forbidden}");
+        assert!(!deps.contains(forbidden), "{krate} depends on {forbidden}");
     }
     for entry in std::fs::read_dir(root.join("src")).unwrap() {
         let path = entry.unwrap().path();

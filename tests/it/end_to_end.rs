@@ -100,6 +100,48 @@ fn strict_run_keeps_the_invariants_and_reruns_identically() {
         tables.contains("second") && !tables.contains("first"),
         "{tables}"
     );
+
+    // Listings fit a 120-column terminal; columns only when asked for.
+    let columns = stedi_ok(wh, &["tables", "--columns"]);
+    let one = stedi_ok(wh, &["tables", "customer_trusted"]);
+    let history = stedi_ok(wh, &["history"]);
+    let customers = stedi_ok(wh, &["history", "customer_trusted"]);
+    for out in [&tables, &columns, &one, &history, &customers] {
+        for line in out.lines() {
+            assert!(
+                line.chars().count() <= 120,
+                "{} columns: {line}",
+                line.chars().count()
+            );
+        }
+    }
+    assert!(!tables.contains("shareWithResearchAsOfDate"), "{tables}");
+    assert!(columns.contains("shareWithResearchAsOfDate"), "{columns}");
+    assert!(
+        one.contains("shareWithResearchAsOfDate") && one.contains("customer/trusted/second/"),
+        "{one}"
+    );
+    // Both runs published every produced table; the catalog serves the second.
+    for table in Table::PRODUCED {
+        assert_eq!(history.matches(table.name()).count(), 2, "{history}");
+    }
+    let rows = first["transitions"][0]["rows"]
+        .as_u64()
+        .unwrap()
+        .to_string();
+    let lines: Vec<&str> = customers
+        .lines()
+        .filter(|l| l.contains("customer_trusted"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{customers}");
+    assert!(
+        lines[0].contains("first") && lines[0].contains(&rows) && !lines[0].contains('*'),
+        "{customers}"
+    );
+    assert!(
+        lines[1].contains("second") && lines[1].contains("strict") && lines[1].contains('*'),
+        "{customers}"
+    );
 }
 
 #[test]

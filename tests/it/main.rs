@@ -1,4 +1,5 @@
 mod aws;
+mod browser;
 mod consistency;
 mod end_to_end;
 mod moto;

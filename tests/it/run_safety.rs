@@ -249,8 +249,12 @@ fn an_overtaken_run_stops_at_its_next_state_naming_both_runs() {
         .collect();
     assert_eq!(
         changed,
-        [Path::new("_runs/A/run.json")],
-        "only A's record changed (now finished)"
+        [
+            Path::new("_runs/A/facts.json"),
+            Path::new("_runs/A/report.html"),
+            Path::new("_runs/A/run.json")
+        ],
+        "only A's record (now finished) and its page changed"
     );
 }
 

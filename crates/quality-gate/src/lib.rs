@@ -5,7 +5,12 @@
 //! started from. `_runs/<run id>/report.json` then says what happened: the
 //! checks, and whether the run was published (or why not).
 //!
+//! It also writes the run's page, `_runs/<run id>/report.html` (`page`), on
+//! every verdict.
+//!
 //! Deliberately absent: any transition logic; a failed gate publishes nothing.
+
+pub mod page;
 
 use lakehouse::catalog::{CatalogState, Entry, Format, landing_entry};
 use lakehouse::{Env, Error, QueryEngine, runs};
@@ -15,12 +20,22 @@ use zones::report::{Publication, Report};
 use zones::{Dataset, ErrorName, layout};
 
 pub fn run(env: &Env, request: &GateRequest) -> Result<GateResult, TaskError> {
+    let started = std::time::Instant::now();
     let run_id = &request.run_id;
     let report_key = layout::report_key(run_id);
     let current = env.catalog.load().map_err(TaskError::from)?;
     if current.published_by.as_deref() == Some(run_id.as_str()) {
         // A retry of a gate whose publish went through before it could answer.
-        return already_published(env, request, current.version);
+        let outcome = already_published(env, request, current.version);
+        if let Ok(result) = &outcome {
+            let report = Report::build(
+                request,
+                result.checks.clone(),
+                Publication::published(current.version),
+            );
+            write_page(env, request, &report, started, &outcome)?;
+        }
+        return outcome;
     }
     let (record, current) = runs::start(env, run_id, request.policy).map_err(TaskError::from)?;
     let entries = entries(request);
@@ -87,21 +102,25 @@ pub fn run(env: &Env, request: &GateRequest) -> Result<GateResult, TaskError> {
         )
         .map_err(TaskError::from)?;
     }
-    if let Some(error) = error {
-        return Err(error);
-    }
-    let catalog_version = report
-        .publication
-        .catalog_version
-        .expect("a published report has its version");
-    tracing::info!(%run_id, catalog_version, "published");
-    Ok(GateResult {
-        run_id: run_id.clone(),
-        passed: true,
-        checks: report.checks,
-        report_key,
-        catalog_version,
-    })
+    let outcome = match error {
+        Some(error) => Err(error),
+        None => {
+            let catalog_version = report
+                .publication
+                .catalog_version
+                .expect("a published report has its version");
+            tracing::info!(%run_id, catalog_version, "published");
+            Ok(GateResult {
+                run_id: run_id.clone(),
+                passed: true,
+                checks: report.checks.clone(),
+                report_key,
+                catalog_version,
+            })
+        }
+    };
+    write_page(env, request, &report, started, &outcome)?;
+    outcome
 }
 
 /// The answer to a retried gate whose publish already went through: the
@@ -122,7 +141,7 @@ fn already_published(
     report.publication = Publication::published(catalog_version);
     let json = serde_json::to_vec_pretty(&report).expect("report serializes");
     env.store.put(&report_key, &json).map_err(TaskError::from)?;
-    if let Some(record) = runs::load(env, run_id).map_err(TaskError::from)?
+    if let Some(record) = runs::load(env.store.as_ref(), run_id).map_err(TaskError::from)?
         && record.finished.is_none()
     {
         runs::finish(env, &record, true, &report.publication.detail).map_err(TaskError::from)?;
@@ -134,6 +153,49 @@ fn already_published(
         report_key,
         catalog_version,
     })
+}
+
+/// Writes the run's page as the gate sees it: the transitions' results, and
+/// its own outcome (the `stedi` binary redraws it with every state's).
+fn write_page(
+    env: &Env,
+    request: &GateRequest,
+    report: &Report,
+    started: std::time::Instant,
+    outcome: &Result<GateResult, TaskError>,
+) -> Result<(), TaskError> {
+    let definition: serde_json::Value =
+        serde_json::from_str(zones::STATE_MACHINE).expect("the compiled-in definition is JSON");
+    let store = env.store.as_ref();
+    let mut facts = page::gather(
+        store,
+        &request.run_id,
+        request.policy,
+        &request.results,
+        "quality-gate",
+        zones::STATE_MACHINE,
+    );
+    let state = page::gate_state(&definition).unwrap_or_else(|| "QualityGate".into());
+    let (status, error) = match outcome {
+        Ok(_) => (report_html::StateStatus::Succeeded, None),
+        Err(e) => (report_html::StateStatus::Failed, Some(e)),
+    };
+    facts.states.push(report_html::StateRecord {
+        name: state.clone(),
+        status,
+        started: None,
+        seconds: started.elapsed().as_secs_f64(),
+        retries: 0,
+        error: error.map(|e| e.name.as_str().to_string()),
+        cause: error.map(|e| e.cause.clone()),
+    });
+    facts.failure = error.map(|e| report_html::RunFailure {
+        state: Some(state),
+        error: e.name.as_str().to_string(),
+        cause: e.cause.clone(),
+    });
+    page::write(store, Some(report), &facts, &definition).map_err(TaskError::from)?;
+    Ok(())
 }
 
 /// Catalog entries for everything the run wrote, plus the landing tables.
@@ -197,9 +259,18 @@ fn evaluate(engine: &dyn QueryEngine, view: &CatalogState, check: &Check) -> Che
             }
         });
     let (passed, detail) = verdict.unwrap_or_else(|e| (false, format!("check could not run: {e}")));
+    // The offending rows a counting check found ("N violations").
+    let violations = match check.expect {
+        Expect::NoViolations => detail
+            .strip_suffix(" violations")
+            .and_then(|n| n.parse().ok()),
+        Expect::ColumnsExclude(_) => None,
+    };
     CheckOutcome {
         name: check.name.clone(),
         passed,
         detail,
+        sql: check.sql.clone(),
+        violations,
     }
 }

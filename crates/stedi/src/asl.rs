@@ -6,6 +6,8 @@
 //! Task resources are resolved through an [`Invoker`], so the same definition
 //! runs here with in-process handlers and on AWS with Lambda ARNs.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
@@ -65,9 +67,41 @@ pub enum Event {
     },
 }
 
+/// How one state ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Succeeded,
+    /// Failed, and the error ended the execution (or its branch).
+    Failed(Failure),
+    /// Failed, and a Catch routed the error to another state.
+    Caught(Failure),
+}
+
+/// One state as it ran: the execution's timeline is a list of these, in the
+/// order the states were entered (a state inside a Map appears once per item).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateRun {
+    pub name: String,
+    /// From the start of the execution to entering the state.
+    pub started: Duration,
+    pub seconds: f64,
+    pub retries: u32,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Default)]
+struct Timeline {
+    runs: Vec<StateRun>,
+    /// Per state being executed: retries so far, and the error a Catch took.
+    retries: HashMap<String, u32>,
+    caught: HashMap<String, Failure>,
+}
+
 pub struct Interpreter<'a> {
     invoker: &'a dyn Invoker,
     observer: &'a dyn Fn(&Event),
+    started: Instant,
+    timeline: Mutex<Timeline>,
     /// Multiplies every retry delay; 1.0 honours the definition, 0.0 skips waits (tests).
     pub retry_time_scale: f64,
     /// The context object `$$` reads (`$$.Execution.Name`, ...).
@@ -79,6 +113,8 @@ impl<'a> Interpreter<'a> {
         Interpreter {
             invoker,
             observer,
+            started: Instant::now(),
+            timeline: Mutex::default(),
             retry_time_scale: 1.0,
             context: Value::Null,
         }
@@ -89,6 +125,29 @@ impl<'a> Interpreter<'a> {
     pub fn with_execution(mut self, name: &str, input: &Value) -> Self {
         self.context = json!({ "Execution": { "Name": name, "Input": input } });
         self
+    }
+
+    /// Every state that ran so far, in the order entered, with its outcome.
+    pub fn timeline(&self) -> Vec<StateRun> {
+        self.timeline.lock().expect("not poisoned").runs.clone()
+    }
+
+    fn record(&self, name: &str, entered: Instant, failure: Option<&Failure>) {
+        let mut timeline = self.timeline.lock().expect("not poisoned");
+        let retries = timeline.retries.remove(name).unwrap_or(0);
+        let caught = timeline.caught.remove(name);
+        let outcome = match (failure, caught) {
+            (Some(f), _) => Outcome::Failed(f.clone()),
+            (None, Some(f)) => Outcome::Caught(f),
+            (None, None) => Outcome::Succeeded,
+        };
+        timeline.runs.push(StateRun {
+            name: name.to_string(),
+            started: entered.duration_since(self.started),
+            seconds: entered.elapsed().as_secs_f64(),
+            retries,
+            outcome,
+        });
     }
 
     /// Executes a state machine (or a Parallel branch / Map processor) definition.
@@ -111,7 +170,9 @@ impl<'a> Interpreter<'a> {
                 state: name.clone(),
             });
             let started = Instant::now();
-            match self.step(&name, state, data) {
+            let step = self.step(&name, state, data);
+            self.record(&name, started, step.as_ref().err());
+            match step {
                 Ok(Step::Next(next, output)) => {
                     (self.observer)(&Event::Succeeded {
                         state: name.clone(),
@@ -303,6 +364,13 @@ impl<'a> Interpreter<'a> {
                     }
                     let delay = retry_delay(retrier, attempts[i]) * self.retry_time_scale;
                     attempts[i] += 1;
+                    *self
+                        .timeline
+                        .lock()
+                        .expect("not poisoned")
+                        .retries
+                        .entry(name.to_string())
+                        .or_default() += 1;
                     let delay = Duration::from_secs_f64(delay.max(0.0));
                     (self.observer)(&Event::Retrying {
                         state: name.to_string(),
@@ -326,6 +394,11 @@ impl<'a> Interpreter<'a> {
                 let error_output = json!({ "Error": failure.error, "Cause": failure.cause });
                 let result_path = catcher.get("ResultPath").cloned().unwrap_or(json!("$"));
                 let output = apply_result_path(&result_path, input, error_output)?;
+                self.timeline
+                    .lock()
+                    .expect("not poisoned")
+                    .caught
+                    .insert(name.to_string(), failure);
                 return Ok(Step::Next(next.to_string(), output));
             }
         }

@@ -7,6 +7,7 @@
 //! (`lakehouse`); this crate wires them to a terminal.
 
 pub mod asl;
+pub mod listing;
 pub mod output;
 pub mod runner;
 pub mod seed;

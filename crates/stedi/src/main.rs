@@ -14,7 +14,7 @@ use lakehouse::query::PolarsSql;
 use lakehouse::{Config, Env, Store, runs, tables};
 use stedi::asl::Event;
 use stedi::output::{self, Format};
-use stedi::{runner, seed, sfn, summary};
+use stedi::{listing, runner, seed, sfn, summary};
 use zones::report::Report;
 use zones::{Policy, RunId, layout};
 
@@ -99,10 +99,26 @@ enum Command {
         aws: bool,
         sql: String,
     },
-    /// List the catalog's tables: snapshot, rows, location, columns.
-    Tables,
+    /// List the catalog's tables (zone, rows, snapshot, policy), or one table in full.
+    Tables {
+        /// Show this table: location, run, format and its columns.
+        name: Option<String>,
+        /// List every table's columns too.
+        #[arg(long)]
+        columns: bool,
+    },
+    /// List the published snapshots (run, time, policy, rows) of every produced table, or of one.
+    History { table: Option<String> },
     /// Print the summary of a run's report (the latest run by default).
-    Report { run_id: Option<RunId> },
+    Report {
+        run_id: Option<RunId>,
+        /// Write the run's page, _runs/<run id>/report.html, and print where it is.
+        #[arg(long)]
+        html: bool,
+        /// Open the page in a browser (implies --html).
+        #[arg(long)]
+        open: bool,
+    },
     /// Check every part of the published tables (or of TABLE) against its
     /// snapshot manifest: size and CRC32C checksum.
     Verify { table: Option<String> },
@@ -214,39 +230,44 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             output::print(&df, format, &mut std::io::stdout().lock())?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Tables => {
+        Command::Tables { name, columns } => {
             let env = Env::open(&config)?;
             let catalog = env.catalog.load()?;
-            let mut table = comfy_table::Table::new();
-            table
-                .load_preset(comfy_table::presets::UTF8_FULL_CONDENSED)
-                .set_header(["table", "zone", "snapshot", "rows", "location", "columns"]);
-            for (name, entry) in &catalog.tables {
-                let columns: Vec<String> = entry
-                    .table
-                    .columns
-                    .iter()
-                    .map(|c| format!("{} {}", c.name, c.ty))
-                    .collect();
-                table.add_row([
-                    name.to_string(),
-                    name.zone().as_str().to_string(),
-                    entry.table.snapshot.clone(),
-                    entry.table.rows.to_string(),
-                    env.store.url(&entry.table.location),
-                    columns.join(", "),
-                ]);
+            match name {
+                Some(name) => print!(
+                    "{}",
+                    listing::table(&catalog, env.store.as_ref(), table_named(&name)?)?
+                ),
+                None => print!("{}", listing::tables(&catalog, columns)),
             }
-            println!("{table}");
-            println!("catalog version {}", catalog.version);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Report { run_id } => {
+        Command::History { table } => {
+            let env = Env::open(&config)?;
+            let catalog = env.catalog.load()?;
+            let only = table.as_deref().map(table_named).transpose()?;
+            let runs = listing::published_runs(env.store.as_ref())?;
+            print!("{}", listing::history(&catalog, &runs, only));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Report { run_id, html, open } => {
             let env = Env::open(&config)?;
             let store = env.store.as_ref();
+            if html || open {
+                let run_id = match run_id {
+                    Some(id) => id,
+                    None => latest_run(&env, &["/report.json", "/facts.json"])?,
+                };
+                let location = write_html(store, &run_id)?;
+                println!("{location}");
+                if open {
+                    open_page(&location)?;
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
             let run_id = match run_id {
                 Some(id) => id,
-                None => latest_run(&env)?,
+                None => latest_run(&env, &["/report.json"])?,
             };
             let (report, location) = load_report(store, &run_id)?;
             print!("{}", summary::render(&report, &location));
@@ -379,7 +400,38 @@ fn run_on_aws(
         config.warehouse.starts_with("s3://"),
         RunId::parse(&ended.name),
     ) {
-        print_report(Env::open(config)?.store.as_ref(), &run_id);
+        let env = Env::open(config)?;
+        print_report(env.store.as_ref(), &run_id);
+        // The page again, with every state's outcome from the execution's history.
+        let page = executions.timeline(&arn).and_then(|(timeline, results)| {
+            let failure =
+                (ended.status != ExecutionStatus::Succeeded).then(|| stedi::asl::Failure {
+                    error: ended
+                        .error
+                        .clone()
+                        .unwrap_or_else(|| ended.status.as_str().to_string()),
+                    cause: ended.cause.clone().unwrap_or_default(),
+                });
+            let definition: serde_json::Value = serde_json::from_str(runner::DEFINITION)?;
+            let policy = results.values().next().map_or(policy, |r| r.policy);
+            runner::write_page(
+                &env,
+                &runner::RunSeen {
+                    run_id: &run_id,
+                    policy,
+                    definition: &definition,
+                    timeline: &timeline,
+                    results: &results,
+                    failure: failure.as_ref(),
+                    seconds: started.elapsed().as_secs_f64(),
+                    written_by: "stedi run --aws",
+                },
+            )
+        });
+        match page {
+            Ok(location) => println!("page: {location}"),
+            Err(e) => eprintln!("warning: could not write the run's page: {e:#}"),
+        }
     }
     println!("wall time: {:.2}s", started.elapsed().as_secs_f64());
     if ended.status == ExecutionStatus::Succeeded {
@@ -410,20 +462,21 @@ fn load_report(store: &dyn Store, run_id: &RunId) -> Result<(Report, String)> {
     Ok((report, store.url(&key)))
 }
 
-/// The run with a report that started last (by its run record; runs from
-/// before run records count as oldest, then by id).
-fn latest_run(env: &Env) -> Result<RunId> {
+/// The run that started last (by its run record; runs from before run
+/// records count as oldest, then by id) among those with an object whose key
+/// ends in one of `suffixes`.
+fn latest_run(env: &Env, suffixes: &[&str]) -> Result<RunId> {
     let mut latest: Option<(u64, RunId)> = None;
     for object in env.store.list(layout::runs_prefix())? {
-        let Some(id) = object
-            .key
-            .strip_suffix("/report.json")
+        let Some(id) = suffixes
+            .iter()
+            .find_map(|s| object.key.strip_suffix(s))
             .and_then(|k| k.strip_prefix(layout::runs_prefix()))
             .and_then(|id| RunId::parse(id).ok())
         else {
             continue;
         };
-        let started = runs::load(env, &id)?.map_or(0, |r| r.started_at_ms);
+        let started = runs::load(env.store.as_ref(), &id)?.map_or(0, |r| r.started_at_ms);
         if latest.as_ref().is_none_or(|l| (started, &id) > (l.0, &l.1)) {
             latest = Some((started, id));
         }
@@ -467,4 +520,54 @@ fn verify(env: &Env, only: Option<&str>) -> Result<ExitCode> {
         eprintln!("error: {damaged} table(s) failed verification");
         ExitCode::FAILURE
     })
+}
+
+fn table_named(name: &str) -> Result<zones::Table> {
+    zones::Table::from_name(name).with_context(|| {
+        let names: Vec<&str> = zones::Table::ALL.iter().map(|t| t.name()).collect();
+        format!("no table `{name}`; the tables are {}", names.join(", "))
+    })
+}
+
+/// Draws run `run_id`'s page again from its report.json and facts.json and
+/// writes it beside them; returns where it is.
+fn write_html(store: &dyn Store, run_id: &RunId) -> Result<String> {
+    let (report, facts) = quality_gate::page::load(store, run_id)?;
+    let facts = match (facts, &report) {
+        (Some(facts), _) => facts,
+        // A report from before pages existed: what storage can still tell.
+        (None, Some(report)) => quality_gate::page::gather(
+            store,
+            run_id,
+            report.policy,
+            &Default::default(),
+            "stedi report --html",
+            runner::DEFINITION,
+        ),
+        (None, None) => bail!(
+            "run `{run_id}` has no report.json or facts.json under {}",
+            store.url(layout::runs_prefix())
+        ),
+    };
+    let definition: serde_json::Value = serde_json::from_str(runner::DEFINITION)?;
+    let key = quality_gate::page::write(store, report.as_ref(), &facts, &definition)?;
+    Ok(store.url(&key))
+}
+
+/// Opens a local page in the desktop's browser.
+fn open_page(location: &str) -> Result<()> {
+    if location.starts_with("s3://") {
+        bail!("--open needs a local warehouse: download {location} and open it");
+    }
+    let path = PathBuf::from(location);
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else {
+        "xdg-open"
+    };
+    std::process::Command::new(opener)
+        .arg(&path)
+        .spawn()
+        .with_context(|| format!("starting `{opener}`: open {} yourself", path.display()))?;
+    Ok(())
 }

@@ -1,18 +1,21 @@
 //! The local runner: executes statemachine.asl.json with its Task resources
 //! resolved to the in-process handlers, the same `run` functions the Lambdas serve.
 
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Mutex;
 
 use lakehouse::{Env, runs};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use zones::{ErrorName, Policy, RunId, TaskError};
+use zones::contract::TransitionResult;
+use zones::{ErrorName, Policy, RunId, Table, TaskError};
 
-use crate::asl::{Event, Failure, Interpreter, Invoker};
+use crate::asl::{Event, Failure, Interpreter, Invoker, Outcome, StateRun};
 
 /// The definition the runner executes, compiled in from the repository root.
-pub const DEFINITION: &str = include_str!("../../../statemachine.asl.json");
+pub const DEFINITION: &str = zones::STATE_MACHINE;
 
 /// Each `${...}` substitution of the definition and the Lambda crate serving it.
 pub const RESOURCES: [(&str, &str); 3] = [
@@ -27,6 +30,9 @@ pub struct LocalInvoker<'e> {
     /// Where to save each request as `<function>/<transition>.json`, the
     /// events `cargo lambda invoke --data-file` sends to a function.
     pub save_requests: Option<&'e Path>,
+    /// The transitions' results so far (the page of a run that fails before
+    /// the gate draws them).
+    pub results: Mutex<BTreeMap<Table, TransitionResult>>,
 }
 
 impl Invoker for LocalInvoker<'_> {
@@ -37,7 +43,7 @@ impl Invoker for LocalInvoker<'_> {
                 cause: format!("saving the request of {resource}: {e}"),
             })?;
         }
-        match resource {
+        let output = match resource {
             "${LandingToTrustedFunctionArn}" => call(self.env, landing_to_trusted::run, input),
             "${TrustedToCuratedFunctionArn}" => call(self.env, trusted_to_curated::run, input),
             "${QualityGateFunctionArn}" => call(self.env, quality_gate::run, input),
@@ -45,7 +51,14 @@ impl Invoker for LocalInvoker<'_> {
                 error: "States.Runtime".into(),
                 cause: format!("the local runner has no handler for resource `{other}`"),
             }),
+        }?;
+        if let Ok(result) = serde_json::from_value::<TransitionResult>(output.clone()) {
+            self.results
+                .lock()
+                .expect("not poisoned")
+                .insert(result.transition, result);
         }
+        Ok(output)
     }
 }
 
@@ -86,6 +99,9 @@ fn call<Req: DeserializeOwned, Resp: Serialize>(
 /// cut off (a killed process, a failure a retry may fix) resumes, writing its
 /// own keys again. A run that ends on a verdict about its data is marked
 /// finished here (the gate marks its own verdicts).
+///
+/// Whatever the outcome, the run's page (`_runs/<run id>/report.html`) is then
+/// written again with every state's outcome and seconds.
 pub fn run(
     env: &Env,
     definition: &Value,
@@ -94,16 +110,21 @@ pub fn run(
     observer: &dyn Fn(&Event),
     save_requests: Option<&Path>,
 ) -> Result<Value, Failure> {
-    let invoker = LocalInvoker { env, save_requests };
+    let invoker = LocalInvoker {
+        env,
+        save_requests,
+        results: Mutex::default(),
+    };
     // As on AWS: the run id is the execution's name, the input names the policy.
     let input = json!({ "policy": policy });
+    let started = std::time::Instant::now();
     let interpreter = Interpreter::new(&invoker, observer).with_execution(run_id, &input);
     let result = interpreter.execute(definition, input);
     if let Err(failure) = &result
         && [ErrorName::InvalidInput, ErrorName::PublishConflict]
             .iter()
             .any(|n| n.as_str() == failure.error)
-        && let Ok(Some(record)) = runs::load(env, run_id)
+        && let Ok(Some(record)) = runs::load(env.store.as_ref(), run_id)
         && record.finished.is_none()
     {
         let detail = format!("{}: {}", failure.error, failure.cause);
@@ -112,7 +133,108 @@ pub fn run(
             cause: format!("marking run {run_id} finished after `{detail}`: {e}"),
         })?;
     }
+    let results = std::mem::take(&mut *invoker.results.lock().expect("not poisoned"));
+    let run = RunSeen {
+        run_id,
+        policy,
+        definition,
+        timeline: &interpreter.timeline(),
+        results: &results,
+        failure: result.as_ref().err(),
+        seconds: started.elapsed().as_secs_f64(),
+        written_by: "stedi run",
+    };
+    if let Err(e) = write_page(env, &run) {
+        tracing::warn!(%run_id, error = %e, "could not write the run's page");
+    }
     result
+}
+
+/// What a runner saw of one execution, for its page.
+#[derive(Debug)]
+pub struct RunSeen<'a> {
+    pub run_id: &'a RunId,
+    pub policy: Policy,
+    pub definition: &'a Value,
+    pub timeline: &'a [StateRun],
+    pub results: &'a BTreeMap<Table, TransitionResult>,
+    pub failure: Option<&'a Failure>,
+    pub seconds: f64,
+    pub written_by: &'a str,
+}
+
+/// Writes the run's page with every state's outcome: the gate's report.json
+/// and facts when the gate ran in this execution, else what the runner saw.
+pub fn write_page(env: &Env, run: &RunSeen) -> anyhow::Result<String> {
+    use quality_gate::page;
+    use report_html::{RunFailure, StateRecord, StateStatus};
+    let store = env.store.as_ref();
+    let gate = page::gate_state(run.definition);
+    let gate_ran = run.timeline.iter().any(|s| Some(&s.name) == gate.as_ref());
+    let (report, facts) = if gate_ran {
+        page::load(store, run.run_id)?
+    } else {
+        (None, None)
+    };
+    let definition_text = run.definition.to_string();
+    let mut facts = match facts {
+        Some(facts) => facts,
+        None => page::gather(
+            store,
+            run.run_id,
+            run.policy,
+            run.results,
+            run.written_by,
+            &definition_text,
+        ),
+    };
+    facts.written_by = run.written_by.to_string();
+    facts.written_at = Some(page::now());
+    facts.seconds = Some(run.seconds);
+    if facts.results.is_empty() {
+        facts.results = run.results.clone();
+    }
+    facts.states = run
+        .timeline
+        .iter()
+        .map(|s| {
+            let (status, failure) = match &s.outcome {
+                Outcome::Succeeded => (StateStatus::Succeeded, None),
+                Outcome::Failed(f) => (StateStatus::Failed, Some(f)),
+                Outcome::Caught(f) => (StateStatus::Caught, Some(f)),
+            };
+            StateRecord {
+                name: s.name.clone(),
+                status,
+                started: Some(s.started.as_secs_f64()),
+                seconds: s.seconds,
+                retries: s.retries,
+                error: failure.map(|f| f.error.clone()),
+                cause: failure.map(|f| f.cause.clone()),
+            }
+        })
+        .collect();
+    // The state whose error ended the run: the one a Catch routed, else the
+    // last state that failed.
+    facts.failure = run.failure.map(|f| {
+        let origin = run
+            .timeline
+            .iter()
+            .rev()
+            .find(|s| matches!(&s.outcome, Outcome::Caught(c) if c.error == f.error))
+            .or_else(|| {
+                run.timeline
+                    .iter()
+                    .rev()
+                    .find(|s| matches!(s.outcome, Outcome::Failed(_)))
+            });
+        RunFailure {
+            state: origin.map(|s| s.name.clone()),
+            error: f.error.clone(),
+            cause: f.cause.clone(),
+        }
+    });
+    Ok(page::write(store, report.as_ref(), &facts, run.definition)?)
 }
 
 /// A fresh run id: the UTC time and a random suffix, e.g. `20261123T095013Z-3fa2`.

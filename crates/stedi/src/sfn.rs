@@ -2,14 +2,17 @@
 //! state machine, prints each state as it finishes, and returns how the
 //! execution ended. `--stack` resolves the deployment from the SAM stack's outputs.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use aws_sdk_sfn::Client;
 use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent, HistoryEventType};
 use lakehouse::aws::{Aws, sdk_error};
-use zones::Policy;
+use zones::contract::TransitionResult;
+use zones::{Policy, Table};
+
+use crate::asl::{Failure, Outcome, StateRun};
 
 /// What a deployed stack tells `stedi` (its CloudFormation outputs).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,6 +143,15 @@ impl<'a> Executions<'a> {
         })
     }
 
+    /// Every state of the execution as it ran, and the transitions' results,
+    /// read from its history.
+    pub fn timeline(
+        &self,
+        execution_arn: &str,
+    ) -> Result<(Vec<StateRun>, BTreeMap<Table, TransitionResult>)> {
+        Ok(timeline_of(&self.history(execution_arn)?))
+    }
+
     /// Follows the execution until it ends, printing each event after `seen`.
     pub fn follow(
         &self,
@@ -228,4 +240,107 @@ fn describe(
         error.unwrap_or("(no error name)"),
         cause.unwrap_or("(no cause)")
     ))
+}
+
+/// The states of an execution history as they ran: entered, exited (a Task
+/// whose last attempt failed yet exited had its error caught), or left
+/// unfinished by the error that failed the execution; and the transitions'
+/// results, from the last state output that carries them (`$.results`).
+pub fn timeline_of(events: &[HistoryEvent]) -> (Vec<StateRun>, BTreeMap<Table, TransitionResult>) {
+    struct Open {
+        name: String,
+        at: f64,
+        failures: Vec<Failure>,
+        last_failed: bool,
+    }
+    let start = events.first().map_or(0.0, |e| e.timestamp().as_secs_f64());
+    let mut runs = Vec::new();
+    let mut results = BTreeMap::new();
+    let mut open: Option<Open> = None;
+    let close = |open: Open, at: f64, exited: bool, runs: &mut Vec<StateRun>| {
+        let failed = open.last_failed || !exited;
+        let retries = open.failures.len().saturating_sub(usize::from(failed)) as u32;
+        let last = open.failures.last().cloned();
+        let outcome = match (exited, last) {
+            (true, Some(f)) if failed => Outcome::Caught(f),
+            (true, _) => Outcome::Succeeded,
+            (false, Some(f)) => Outcome::Failed(f),
+            (false, None) => Outcome::Failed(Failure {
+                error: "States.Failed".into(),
+                cause: String::new(),
+            }),
+        };
+        runs.push(StateRun {
+            name: open.name,
+            started: Duration::from_secs_f64((open.at - start).max(0.0)),
+            seconds: (at - open.at).max(0.0),
+            retries,
+            outcome,
+        });
+    };
+    for event in events {
+        let at = event.timestamp().as_secs_f64();
+        if let Some(d) = event.state_entered_event_details() {
+            if let Some(o) = open.take() {
+                close(o, at, true, &mut runs);
+            }
+            open = Some(Open {
+                name: d.name().to_string(),
+                at,
+                failures: Vec::new(),
+                last_failed: false,
+            });
+        } else if let Some(d) = event.state_exited_event_details() {
+            if let Some(output) = d
+                .output()
+                .and_then(|o| serde_json::from_str::<serde_json::Value>(o).ok())
+                && let Some(map) = output.get("results").and_then(|r| r.as_object())
+            {
+                for value in map.values() {
+                    if let Ok(r) = serde_json::from_value::<TransitionResult>(value.clone()) {
+                        results.insert(r.transition, r);
+                    }
+                }
+            }
+            if let Some(o) = open.take() {
+                close(o, at, true, &mut runs);
+            }
+        } else if matches!(
+            event.r#type(),
+            HistoryEventType::TaskSucceeded | HistoryEventType::LambdaFunctionSucceeded
+        ) {
+            if let Some(o) = open.as_mut() {
+                o.last_failed = false;
+            }
+        } else {
+            let failure = match event.r#type() {
+                HistoryEventType::TaskFailed => event
+                    .task_failed_event_details()
+                    .map(|d| (d.error(), d.cause())),
+                HistoryEventType::LambdaFunctionFailed => event
+                    .lambda_function_failed_event_details()
+                    .map(|d| (d.error(), d.cause())),
+                HistoryEventType::ExecutionFailed => event
+                    .execution_failed_event_details()
+                    .map(|d| (d.error(), d.cause())),
+                _ => None,
+            };
+            if let (Some((error, cause)), Some(o)) = (failure, open.as_mut()) {
+                let failure = Failure {
+                    error: error.unwrap_or("States.Failed").to_string(),
+                    cause: cause.unwrap_or_default().to_string(),
+                };
+                // The Fail state's own error repeats the caught one: not a retry.
+                if *event.r#type() != HistoryEventType::ExecutionFailed || o.failures.is_empty() {
+                    o.failures.push(failure);
+                }
+                o.last_failed = true;
+            }
+        }
+    }
+    if let Some(o) = open.take() {
+        let at = events.last().map_or(o.at, |e| e.timestamp().as_secs_f64());
+        close(o, at, false, &mut runs);
+    }
+    (runs, results)
 }

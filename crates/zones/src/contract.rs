@@ -146,6 +146,12 @@ pub struct CheckOutcome {
     pub name: String,
     pub passed: bool,
     pub detail: String,
+    /// The check's SQL text, as it ran.
+    #[serde(default)]
+    pub sql: String,
+    /// Offending rows, for checks that count them (`violations`).
+    #[serde(default)]
+    pub violations: Option<u64>,
 }
 
 /// Output of the quality gate when every check passed and the catalog switched.

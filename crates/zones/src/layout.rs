@@ -7,6 +7,7 @@
 //! customer/curated/<snapshot>/...            machine_learning/curated/<snapshot>/...
 //! <dataset>/quarantine/<snapshot>/...
 //! _runs/<run id>/report.json                 _runs/<run id>/rubric/<table>/...  (strict runs)
+//! _runs/<run id>/report.html, facts.json     the run report as a page, and what it shows beyond report.json
 //! _runs/<run id>/run.json                    when the run started, from which catalog version
 //! <snapshot prefix>/_manifest.json           the parts of a snapshot, with sizes and CRC32C checksums
 //! _catalog/log/<version>.json                the local stand-in for the Glue Data Catalog, one
@@ -193,6 +194,17 @@ pub fn run_record_key(run_id: &RunId) -> String {
 pub fn manifest_key(prefix: &str) -> String {
     debug_assert!(prefix.ends_with('/'));
     format!("{prefix}_manifest.json")
+}
+
+/// `_runs/<run id>/report.html`: the run report as one self-contained page.
+pub fn report_html_key(run_id: &RunId) -> String {
+    format!("_runs/{run_id}/report.html")
+}
+
+/// `_runs/<run id>/facts.json`: what the page shows beyond report.json (the
+/// states' timeline, landing inputs, quarantine samples).
+pub fn run_facts_key(run_id: &RunId) -> String {
+    format!("_runs/{run_id}/facts.json")
 }
 
 pub fn runs_prefix() -> &'static str {

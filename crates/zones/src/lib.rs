@@ -20,6 +20,10 @@ pub mod run_id;
 pub mod schema;
 pub mod transitions;
 
+/// `statemachine.asl.json`, compiled in: the local runner executes it and the
+/// run report draws it, in the `stedi` binary and in the quality-gate Lambda alike.
+pub const STATE_MACHINE: &str = include_str!("../../../statemachine.asl.json");
+
 pub use contract::{
     ErrorName, GateRequest, GateResult, TableRef, TaskError, TransitionRequest, TransitionResult,
 };

@@ -2,7 +2,7 @@ use std::cell::RefCell;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use stedi::asl::{Event, Failure, Interpreter, Invoker};
+use stedi::asl::{Event, Failure, Interpreter, Invoker, Outcome};
 
 /// An invoker that answers from a closure and records every call.
 struct Fake<F: Fn(&str, &Value, usize) -> Result<Value, Failure>> {
@@ -256,4 +256,34 @@ fn missing_paths_are_runtime_errors() {
         failure.cause,
         "path `$.absent` does not select exactly one value of the input"
     );
+}
+
+#[test]
+fn the_timeline_records_each_state_with_retries_and_caught_errors() {
+    let definition = json!({
+        "StartAt": "P",
+        "States": {
+            "P": { "Type": "Pass", "Next": "T" },
+            "T": {
+                "Type": "Task", "Resource": "${A}",
+                "Retry": [{ "ErrorEquals": ["Stedi.Transient"], "IntervalSeconds": 0, "MaxAttempts": 1 }],
+                "Catch": [{ "ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Failed" }],
+                "End": true
+            },
+            "Failed": { "Type": "Fail", "ErrorPath": "$.error.Error", "CausePath": "$.error.Cause" }
+        }
+    });
+    let invoker = fake(|_, _, n| Err(transient(&n.to_string())));
+    let observer = |_: &Event| {};
+    let interpreter = Interpreter::new(&invoker, &observer);
+    let result = interpreter.execute(&definition, json!({}));
+    assert_eq!(result.unwrap_err().error, "Stedi.Transient");
+    let timeline = interpreter.timeline();
+    let names: Vec<&str> = timeline.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["P", "T", "Failed"]);
+    assert_eq!(timeline[0].outcome, Outcome::Succeeded);
+    assert_eq!(timeline[1].retries, 1);
+    assert_eq!(timeline[1].outcome, Outcome::Caught(transient("1")));
+    assert_eq!(timeline[2].outcome, Outcome::Failed(transient("1")));
+    assert!(timeline[1].started <= timeline[2].started);
 }

@@ -2,3 +2,4 @@
 
 mod asl;
 mod seed;
+mod sfn;

@@ -1,0 +1,199 @@
+//! `stedi tables` and `stedi history`: what the catalog publishes and what
+//! earlier runs published, in tables that fit a 120-column terminal.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use comfy_table::{ContentArrangement, Table as TextTable, presets};
+use lakehouse::Store;
+use lakehouse::catalog::CatalogState;
+use serde_json::Value;
+use zones::{RunId, Table, layout};
+
+/// The widest any listing gets.
+pub const WIDTH: u16 = 120;
+
+fn text_table(header: &[&str]) -> TextTable {
+    let mut table = TextTable::new();
+    table
+        .load_preset(presets::UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_width(WIDTH)
+        .set_header(header.iter().map(|h| h.to_string()));
+    table
+}
+
+fn columns_of(catalog: &CatalogState, table: Table) -> String {
+    catalog.tables[&table]
+        .table
+        .columns
+        .iter()
+        .map(|c| format!("{} {}", c.name, c.ty))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The catalog's tables, one line each; `columns` adds each table's columns.
+pub fn tables(catalog: &CatalogState, columns: bool) -> String {
+    let mut header = vec!["table", "zone", "rows", "snapshot", "policy"];
+    if columns {
+        header.push("columns");
+    }
+    let mut out = text_table(&header);
+    for (name, entry) in &catalog.tables {
+        let mut row = vec![
+            name.to_string(),
+            name.zone().as_str().to_string(),
+            entry.table.rows.to_string(),
+            if entry.table.snapshot.is_empty() {
+                "-".to_string()
+            } else {
+                entry.table.snapshot.clone()
+            },
+            entry.policy.map_or("-".to_string(), |p| p.to_string()),
+        ];
+        if columns {
+            row.push(columns_of(catalog, *name));
+        }
+        out.add_row(row);
+    }
+    format!(
+        "{out}\ncatalog version {} (`stedi tables NAME` or `--columns` for columns)\n",
+        catalog.version
+    )
+}
+
+/// One table: where it is, which run wrote it, its columns one per line.
+pub fn table(catalog: &CatalogState, store: &dyn Store, table: Table) -> Result<String> {
+    let entry = catalog
+        .tables
+        .get(&table)
+        .with_context(|| format!("the catalog has no table `{table}` yet: run `stedi run`"))?;
+    let mut out = text_table(&["", ""]);
+    out.add_row(vec!["table".to_string(), table.to_string()]);
+    out.add_row(vec!["zone".into(), table.zone().as_str().to_string()]);
+    out.add_row(vec!["rows".into(), entry.table.rows.to_string()]);
+    out.add_row(vec!["snapshot".into(), entry.table.snapshot.clone()]);
+    out.add_row(vec!["location".into(), store.url(&entry.table.location)]);
+    out.add_row(vec![
+        "run".into(),
+        entry.run_id.clone().unwrap_or_else(|| "-".into()),
+    ]);
+    out.add_row(vec![
+        "policy".into(),
+        entry.policy.map_or("-".to_string(), |p| p.to_string()),
+    ]);
+    out.add_row(vec![
+        "format".into(),
+        format!("{:?}", entry.format).to_lowercase(),
+    ]);
+    let mut columns = text_table(&["column", "type"]);
+    for c in &entry.table.columns {
+        columns.add_row(vec![c.name.clone(), c.ty.clone()]);
+    }
+    Ok(format!("{out}\n{columns}\n"))
+}
+
+/// A published run: report.json's verdict and rows per table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PublishedRun {
+    pub run_id: String,
+    pub time: String,
+    pub policy: String,
+    pub rows: BTreeMap<String, u64>,
+}
+
+/// When a run published: its record's finish time, else the facts' time.
+fn run_time(store: &dyn Store, run_id: &RunId) -> String {
+    let at_ms = match lakehouse::runs::load(store, run_id) {
+        Ok(Some(record)) => record.finished.map_or(record.started_at_ms, |f| f.at_ms),
+        _ => {
+            if let Ok(bytes) = store.get(&layout::run_facts_key(run_id))
+                && let Ok(facts) = serde_json::from_slice::<Value>(&bytes)
+                && let Some(at) = facts["written_at"].as_str()
+            {
+                return at.to_string();
+            }
+            return "-".into();
+        }
+    };
+    humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(at_ms),
+    )
+    .to_string()
+}
+
+/// Every run whose report says it passed the gate (and so published), oldest first.
+pub fn published_runs(store: &dyn Store) -> Result<Vec<PublishedRun>> {
+    let mut runs = Vec::new();
+    for object in store.list(layout::runs_prefix())? {
+        let Some(run_id) = object
+            .key
+            .strip_prefix(layout::runs_prefix())
+            .and_then(|k| k.strip_suffix("/report.json"))
+            .and_then(|id| RunId::parse(id).ok())
+        else {
+            continue;
+        };
+        let Ok(report) = serde_json::from_slice::<Value>(&store.get(&object.key)?) else {
+            continue;
+        };
+        // The publication where the report says it, else (reports from
+        // before it) the gate's verdict.
+        let published = report["publication"]["published"]
+            .as_bool()
+            .or_else(|| report["passed"].as_bool())
+            .unwrap_or(false);
+        if !published {
+            continue;
+        }
+        let rows = report["transitions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| Some((t["table"].as_str()?.to_string(), t["rows"].as_u64()?)))
+            .collect();
+        runs.push(PublishedRun {
+            run_id: run_id.to_string(),
+            time: run_time(store, &run_id),
+            policy: report["policy"].as_str().unwrap_or("-").to_string(),
+            rows,
+        });
+    }
+    runs.sort_by(|a, b| (&a.time, &a.run_id).cmp(&(&b.time, &b.run_id)));
+    Ok(runs)
+}
+
+/// The published snapshots of `only` (every produced table by default),
+/// oldest first; `*` marks the one the catalog serves now.
+pub fn history(catalog: &CatalogState, runs: &[PublishedRun], only: Option<Table>) -> String {
+    let mut out = text_table(&["run", "time", "policy", "table", "rows", "current"]);
+    let mut shown = 0;
+    for run in runs {
+        for table in Table::PRODUCED {
+            if only.is_some_and(|t| t != table) {
+                continue;
+            }
+            let Some(rows) = run.rows.get(table.name()) else {
+                continue;
+            };
+            let current = catalog
+                .tables
+                .get(&table)
+                .is_some_and(|e| e.run_id.as_deref() == Some(run.run_id.as_str()));
+            out.add_row(vec![
+                run.run_id.clone(),
+                run.time.clone(),
+                run.policy.clone(),
+                table.to_string(),
+                rows.to_string(),
+                if current { "*" } else { "" }.to_string(),
+            ]);
+            shown += 1;
+        }
+    }
+    if shown == 0 {
+        return "no published snapshot yet: run `stedi run`\n".to_string();
+    }
+    format!("{out}\n")
+}
