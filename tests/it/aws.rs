@@ -102,6 +102,7 @@ fn parquet_entry(table: Table, snapshot: &str, columns: &[(&str, &str)]) -> Entr
             location: zones::layout::snapshot_prefix(table, &snapshot.parse().unwrap()),
             snapshot: snapshot.into(),
             rows: 3,
+            manifest_crc32c: Some(0xdead_beef),
             columns: columns
                 .iter()
                 .map(|(n, t)| ColumnDef {

@@ -291,10 +291,157 @@ fn a_run_cut_off_before_its_gate_resumes_under_the_same_id() {
     let out = stedi(wh, &["run", "--run-id", "other", "--policy", "rubric"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out)
-            .contains("Stedi.InvalidInput: run other was started with policy strict, not rubric"),
+        stderr(&out).contains(
+            "run other was started with policy strict: resume it with --policy strict, or choose a new run id"
+        ),
         "{}",
         stderr(&out)
+    );
+    // The mistake cost nothing: the run resumes with its own policy.
+    let out = stedi_ok(wh, &["run", "--run-id", "other", "--policy", "strict"]);
+    assert!(out.contains("published as catalog version 2"), "{out}");
+}
+
+#[test]
+fn a_second_process_cannot_run_a_run_id_that_is_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path();
+    stedi_ok(wh, &["seed", "--customers", "60"]);
+    // A lease held by a live process (this test's).
+    std::fs::create_dir_all(wh.join("_runs/busy")).unwrap();
+    let holder = json!({
+        "pid": std::process::id(),
+        "host": std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim(),
+        "boot_id": std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap().trim(),
+        "started_at_ms": 0,
+    });
+    std::fs::write(wh.join("_runs/busy/lease.json"), holder.to_string()).unwrap();
+    let out = stedi(wh, &["run", "--run-id", "busy"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(&format!(
+            "run busy is being run by process {}",
+            std::process::id()
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !wh.join("customer/trusted/busy").exists(),
+        "nothing was written"
+    );
+
+    // A lease left by a process that is gone is broken.
+    let mut gone = holder.clone();
+    gone["pid"] = json!(u32::MAX - 1);
+    std::fs::write(wh.join("_runs/busy/lease.json"), gone.to_string()).unwrap();
+    stedi_ok(wh, &["run", "--run-id", "busy", "--policy", "rubric"]);
+    assert!(!wh.join("_runs/busy/lease.json").exists(), "released");
+}
+
+#[test]
+fn a_run_id_whose_snapshots_exist_is_refused_even_without_its_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path();
+    stedi_ok(wh, &["seed", "--customers", "60"]);
+    stedi_ok(wh, &["run", "--run-id", "old", "--policy", "rubric"]);
+    stedi_ok(wh, &["run", "--run-id", "new", "--policy", "rubric"]);
+    // Someone tidies up old run folders.
+    std::fs::remove_dir_all(wh.join("_runs/old")).unwrap();
+    let before = files(wh);
+    let out = stedi(wh, &["run", "--run-id", "old", "--policy", "rubric"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(
+            "run id `old` is already used: it has no run record, but its snapshot objects exist (`"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(files(wh), before, "nothing was written");
+}
+
+#[test]
+fn a_missing_pseudonym_key_is_not_silently_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path();
+    stedi_ok(wh, &["seed", "--customers", "60"]);
+    stedi_ok(wh, &["run", "--run-id", "keyed"]);
+    std::fs::remove_file(wh.join("_secrets/pseudonym.key")).unwrap();
+    let out = stedi(wh, &["run", "--run-id", "unkeyed"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(
+            "is gone, but run keyed published pseudonyms made with it: customerKey values would change"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !wh.join("_secrets/pseudonym.key").exists(),
+        "no new key was made"
+    );
+}
+
+#[test]
+fn the_gate_refuses_results_that_are_not_this_runs_sealed_snapshots() {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path();
+    stedi_ok(wh, &["seed", "--customers", "100", "--seed", "4"]);
+    stedi_ok(wh, &["run", "--run-id", "first", "--policy", "rubric"]);
+    let env = Env::local(wh);
+    let run = RunId::parse("second").unwrap();
+    let output = stedi::runner::run(
+        &env,
+        &definition_without_the_gate(),
+        &run,
+        Policy::Rubric,
+        &|_| {},
+        None,
+    )
+    .unwrap();
+    let gate = |results: Value| {
+        let request: GateRequest = serde_json::from_value(json!({
+            "run_id": "second", "policy": "rubric", "results": results
+        }))
+        .unwrap();
+        quality_gate::run(&env, &request).unwrap_err()
+    };
+    let mut claims = output["results"].clone();
+    claims["customer_trusted"]["table"]["rows"] = json!(999);
+    let err = gate(claims);
+    assert_eq!(err.name, ErrorName::InvalidInput);
+    assert!(
+        err.cause
+            .contains("customer_trusted claims 999 rows, its snapshot holds"),
+        "{err}"
+    );
+
+    let mut borrowed = output["results"].clone();
+    borrowed["customers_curated"]["table"]["location"] = json!("customer/trusted/first/");
+    let err = gate(borrowed);
+    assert!(
+        err.cause
+            .contains("customers_curated points at `customer/trusted/first/`"),
+        "{err}"
+    );
+
+    let mut partial = output["results"].clone();
+    partial
+        .as_object_mut()
+        .unwrap()
+        .remove("machine_learning_curated");
+    let err = gate(partial);
+    assert!(
+        err.cause
+            .contains("no result for machine_learning_curated; a run publishes all five tables"),
+        "{err}"
+    );
+    let catalog = lakehouse::Catalog::load(env.catalog.as_ref()).unwrap();
+    assert_eq!(
+        catalog.published_by.as_deref(),
+        Some("first"),
+        "nothing published"
     );
 }
 

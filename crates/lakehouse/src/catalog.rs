@@ -119,6 +119,7 @@ pub fn landing_entry(dataset: Dataset, rows: u64) -> Entry {
             location: layout::landing_prefix(dataset),
             snapshot: String::new(),
             rows,
+            manifest_crc32c: None,
             columns: schema
                 .columns
                 .iter()

@@ -58,7 +58,7 @@ pub enum Error {
     InvalidRunId(#[from] zones::run_id::InvalidRunId),
 
     #[error(
-        "run id `{run_id}` is already used: {why}; published snapshots are never overwritten, choose a new run id"
+        "run id `{run_id}` is already used: {why}; a run id names one run's snapshots, which are never written again: choose a new run id"
     )]
     RunIdUsed { run_id: String, why: String },
 
@@ -74,6 +74,14 @@ pub enum Error {
 
     #[error("object `{key}` is damaged: {what}")]
     Damaged { key: String, what: String },
+
+    #[error(
+        "the pseudonym key `{key}` is gone, but run {run_id} published pseudonyms made with it: customerKey values would change; restore the key, or rotate it deliberately"
+    )]
+    KeyGone { key: String, run_id: String },
+
+    #[error("the quality gate's request does not describe run {run_id}: {what}")]
+    ForeignResults { run_id: String, what: String },
 
     #[error(
         "table `{table}` changed while publishing: expected version {expected:?}, found {found:?}; nothing of this run was switched after it"
@@ -132,9 +140,11 @@ impl Error {
             Error::PublishConflict { .. } | Error::TableConflict { .. } => {
                 ErrorName::PublishConflict
             }
-            Error::InvalidRunId(_) | Error::RunIdUsed { .. } | Error::PolicyMismatch { .. } => {
-                ErrorName::InvalidInput
-            }
+            Error::InvalidRunId(_)
+            | Error::RunIdUsed { .. }
+            | Error::PolicyMismatch { .. }
+            | Error::ForeignResults { .. }
+            | Error::KeyGone { .. } => ErrorName::InvalidInput,
             // Keys come from `zones::layout` and validated run ids: a bad one is our bug.
             Error::InvalidKey { .. } => ErrorName::Internal,
             // A published part that no longer matches its manifest: storage,

@@ -271,6 +271,9 @@ impl GlueCatalog {
         if let Some(run_id) = &entry.run_id {
             table = table.parameters("stedi.run_id", run_id);
         }
+        if let Some(crc) = t.manifest_crc32c {
+            table = table.parameters("stedi.manifest_crc32c", format!("{crc:08x}"));
+        }
         if let Some(policy) = entry.policy {
             table = table.parameters("stedi.policy", policy.to_string());
         }
@@ -303,6 +306,8 @@ impl GlueCatalog {
                 rows: param("stedi.rows")
                     .and_then(|r| r.parse().ok())
                     .unwrap_or(0),
+                manifest_crc32c: param("stedi.manifest_crc32c")
+                    .and_then(|c| u32::from_str_radix(&c, 16).ok()),
                 columns: sd
                     .map(|s| s.columns())
                     .unwrap_or_default()

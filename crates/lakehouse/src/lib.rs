@@ -118,9 +118,23 @@ impl Env {
         Ok(env)
     }
 
-    /// The warehouse's pseudonym key, created on first use.
+    /// The warehouse's pseudonym key, created on first use. Once a strict
+    /// training table with pseudonyms is published, a missing key is an
+    /// error, never silently replaced: every `customerKey` would change.
     pub fn pseudonym_key(&self) -> Result<PseudonymKey> {
-        load_or_create_key(self.store.as_ref())
+        let store = self.store.as_ref();
+        if let Err(Error::NotFound { .. }) = store.get(layout::pseudonym_key_key()) {
+            let published = self.catalog.load()?;
+            if let Some(entry) = published.get(zones::Table::MachineLearningCurated)
+                && entry.policy == Some(zones::Policy::Strict)
+            {
+                return Err(Error::KeyGone {
+                    key: store.url(layout::pseudonym_key_key()),
+                    run_id: entry.run_id.clone().unwrap_or_default(),
+                });
+            }
+        }
+        load_or_create_key(store)
     }
 }
 

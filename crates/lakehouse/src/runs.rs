@@ -11,7 +11,7 @@
 //! state with `Stedi.PublishConflict` instead of doing work it cannot publish.
 
 use serde::{Deserialize, Serialize};
-use zones::{Policy, RunId, layout};
+use zones::{Policy, RunId, Table, Zone, layout};
 
 use crate::Env;
 use crate::catalog::{CatalogState, CatalogVersion, conflict};
@@ -92,6 +92,22 @@ pub fn check_reusable(
             run_id: run_id.to_string(),
             why: "the catalog points at its snapshots".into(),
         });
+    }
+    if record.is_none() {
+        // A new run: no snapshot of that name may exist (an earlier run's,
+        // whose record was removed).
+        for table in Table::ALL.into_iter().filter(|t| t.zone() != Zone::Landing) {
+            let prefix = layout::snapshot_prefix(table, run_id);
+            if let Some(object) = env.store.list(&prefix)?.first() {
+                return Err(Error::RunIdUsed {
+                    run_id: run_id.to_string(),
+                    why: format!(
+                        "it has no run record, but its snapshot objects exist (`{}`)",
+                        object.key
+                    ),
+                });
+            }
+        }
     }
     Ok(record)
 }

@@ -61,11 +61,11 @@ impl LocalStore {
     }
 
     /// Writes `bytes` to a new hidden temp file beside `path` (skipped by
-    /// `list`) and syncs it; on failure the temp file is removed.
-    fn write_temp(&self, path: &Path, bytes: &[u8]) -> Result<PathBuf> {
+    /// `list`), synced if `durable`; on failure the temp file is removed.
+    fn write_temp(&self, path: &Path, bytes: &[u8], durable: bool) -> Result<PathBuf> {
         use std::io::Write;
         let dir = path.parent().expect("keys have a parent");
-        create_dirs(dir)?;
+        fs::create_dir_all(dir).map_err(Error::io("creating", dir))?;
         let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
         let name = path
             .file_name()
@@ -78,7 +78,7 @@ impl LocalStore {
             .open(&temp)
             .and_then(|mut f| {
                 f.write_all(bytes)?;
-                f.sync_all()
+                if durable { f.sync_all() } else { Ok(()) }
             });
         match written {
             Ok(()) => Ok(temp),
@@ -141,31 +141,39 @@ impl Store for LocalStore {
         })
     }
 
-    /// Durable and atomic: the bytes go to a hidden temp file in the same
-    /// directory, which is synced, renamed over the key, and the directory
-    /// synced, so after a crash or power loss the key holds the old bytes or
-    /// the new ones. A failed write removes its temp file.
+    /// Atomic: the bytes go to a hidden temp file in the same directory,
+    /// which is renamed over the key, so a reader sees the old bytes or the
+    /// new ones. Durable at the next [`Store::put_if_absent`], the commit
+    /// point of every protocol here (a catalog version, a run record), which
+    /// first flushes the file system: syncing each part as it was written
+    /// cost 3.7 ms a part, a fifth of a 20x run's wall time.
     fn put(&self, key: &str, bytes: &[u8]) -> Result<()> {
         let path = self.path(key)?;
-        let temp = self.write_temp(&path, bytes)?;
+        let temp = self.write_temp(&path, bytes, false)?;
         if let Err(e) = fs::rename(&temp, &path) {
             let _ = fs::remove_file(&temp);
             return Err(Error::io("renaming into", &path)(e));
         }
-        sync_dir(path.parent().expect("keys have a parent"))
+        Ok(())
     }
 
-    /// Atomic with its content: the temp file is complete and synced before a
-    /// hard link gives it the key's name, which fails if the name exists. No
-    /// reader, and no crash, ever leaves the key empty or half written.
+    /// A commit point: first makes every earlier write durable (a `syncfs`
+    /// of the warehouse's file system, which covers other processes' writes
+    /// too), then creates the key atomically with its content (a synced temp
+    /// file hard-linked into place, which fails if the name exists) and
+    /// syncs its directory. No reader, and no crash, ever sees the key empty
+    /// or half written.
     fn put_if_absent(&self, key: &str, bytes: &[u8]) -> Result<bool> {
         let path = self.path(key)?;
-        let temp = self.write_temp(&path, bytes)?;
+        let dir = path.parent().expect("keys have a parent");
+        fs::create_dir_all(dir).map_err(Error::io("creating", dir))?;
+        sync_file_system(dir)?;
+        let temp = self.write_temp(&path, bytes, true)?;
         let linked = fs::hard_link(&temp, &path);
         let _ = fs::remove_file(&temp);
         match linked {
             Ok(()) => {
-                sync_dir(path.parent().expect("keys have a parent"))?;
+                sync_dir(dir)?;
                 Ok(true)
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
@@ -209,26 +217,11 @@ fn check_key(key: &str) -> Result<()> {
     })
 }
 
-/// Creates `dir` and its missing parents, syncing the parent of each
-/// directory created, so that the new entries survive a power loss.
-fn create_dirs(dir: &Path) -> Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    let mut missing = vec![dir];
-    while let Some(parent) = missing.last().and_then(|d| d.parent()) {
-        if parent.as_os_str().is_empty() || parent.is_dir() {
-            break;
-        }
-        missing.push(parent);
-    }
-    fs::create_dir_all(dir).map_err(Error::io("creating", dir))?;
-    for created in missing.iter().rev() {
-        if let Some(parent) = created.parent().filter(|p| !p.as_os_str().is_empty()) {
-            sync_dir(parent)?;
-        }
-    }
-    Ok(())
+/// Flushes every write to the file system that holds `dir` to stable storage.
+fn sync_file_system(dir: &Path) -> Result<()> {
+    fs::File::open(dir)
+        .and_then(|d| rustix::fs::syncfs(&d).map_err(std::io::Error::from))
+        .map_err(Error::io("syncing the file system of", dir))
 }
 
 /// Syncs a directory, so that a rename or a link in it is durable.

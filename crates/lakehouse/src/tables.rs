@@ -137,6 +137,7 @@ pub fn seal(
         snapshot: snapshot.to_string(),
         rows,
         columns: columns_of(schema),
+        manifest_crc32c: Some(crc32c::crc32c(&json)),
     })
 }
 
@@ -175,15 +176,51 @@ pub fn columns_of(schema: &Schema) -> Vec<ColumnDef> {
 pub fn read_manifest(store: &dyn Store, prefix: &str) -> Result<Option<Manifest>> {
     let key = layout::manifest_key(prefix);
     match store.get(&key) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| Error::Damaged {
-                key: store.url(&key),
-                what: format!("not a snapshot manifest: {e}"),
-            }),
+        Ok(bytes) => parse_manifest(store, &key, &bytes).map(Some),
         Err(Error::NotFound { .. }) => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+fn parse_manifest(store: &dyn Store, key: &str, bytes: &[u8]) -> Result<Manifest> {
+    serde_json::from_slice(bytes).map_err(|e| Error::Damaged {
+        key: store.url(key),
+        what: format!("not a snapshot manifest: {e}"),
+    })
+}
+
+/// The manifest of the snapshot `table` names, checked against the CRC32C
+/// the catalog (or the run's request) pinned when the snapshot was sealed:
+/// a manifest that is missing or differs means the snapshot was written
+/// again, or damaged, after it was described. None for a snapshot from
+/// before manifests (no pinned checksum, no manifest).
+pub fn pinned_manifest(store: &dyn Store, table: &TableRef) -> Result<Option<Manifest>> {
+    let key = layout::manifest_key(&table.location);
+    let Some(pinned) = table.manifest_crc32c else {
+        return read_manifest(store, &table.location);
+    };
+    let damaged = |what: String| Error::Damaged {
+        key: store.url(&key),
+        what,
+    };
+    let bytes = match store.get(&key) {
+        Ok(bytes) => bytes,
+        Err(Error::NotFound { .. }) => {
+            return Err(damaged(format!(
+                "the manifest of {} snapshot {} is missing",
+                table.table, table.snapshot
+            )));
+        }
+        Err(e) => return Err(e),
+    };
+    let crc = crc32c::crc32c(&bytes);
+    if crc != pinned {
+        return Err(damaged(format!(
+            "CRC32C {crc:08x}, the catalog pinned {pinned:08x}: snapshot {} of {} was written again or damaged after it was sealed",
+            table.snapshot, table.table
+        )));
+    }
+    parse_manifest(store, &key, &bytes).map(Some)
 }
 
 /// Reads one part and checks it against the manifest: its size, then its
@@ -213,10 +250,12 @@ pub fn read_part(store: &dyn Store, prefix: &str, part: &PartInfo) -> Result<Vec
     Ok(bytes)
 }
 
-/// Checks every part of the snapshot under `prefix` against its manifest;
-/// returns the parts checked and the bytes read.
-pub fn verify(store: &dyn Store, prefix: &str) -> Result<(usize, u64)> {
-    let manifest = read_manifest(store, prefix)?.ok_or_else(|| Error::NotFound {
+/// Checks the snapshot `table` names: its manifest against the catalog's
+/// pinned checksum, then every part against the manifest; returns the parts
+/// checked and the bytes read.
+pub fn verify(store: &dyn Store, table: &TableRef) -> Result<(usize, u64)> {
+    let prefix = &table.location;
+    let manifest = pinned_manifest(store, table)?.ok_or_else(|| Error::NotFound {
         store: store.url(""),
         key: layout::manifest_key(prefix),
     })?;
@@ -234,7 +273,7 @@ pub fn verify(store: &dyn Store, prefix: &str) -> Result<(usize, u64)> {
 /// listed instead.
 pub fn read_table(store: &dyn Store, table: &TableRef) -> Result<LazyFrame> {
     let prefix = &table.location;
-    let buffers = match read_manifest(store, prefix)? {
+    let buffers = match pinned_manifest(store, table)? {
         Some(manifest) => manifest
             .parts
             .par_iter()

@@ -13,11 +13,11 @@
 pub mod page;
 
 use lakehouse::catalog::{CatalogState, Entry, Format, landing_entry};
-use lakehouse::{Env, Error, QueryEngine, runs};
+use lakehouse::{Env, Error, QueryEngine, runs, tables};
 use zones::checks::{self, Check, Expect};
 use zones::contract::{CheckOutcome, GateRequest, GateResult, TaskError};
 use zones::report::{Publication, Report};
-use zones::{Dataset, ErrorName, layout};
+use zones::{Dataset, ErrorName, Table, layout};
 
 pub fn run(env: &Env, request: &GateRequest) -> Result<GateResult, TaskError> {
     let started = std::time::Instant::now();
@@ -38,6 +38,7 @@ pub fn run(env: &Env, request: &GateRequest) -> Result<GateResult, TaskError> {
         return outcome;
     }
     let (record, current) = runs::start(env, run_id, request.policy).map_err(TaskError::from)?;
+    own_snapshots(env, request).map_err(TaskError::from)?;
     let entries = entries(request);
     // The catalog as it will be: this run's snapshots over the published ones.
     let mut view = current.clone();
@@ -195,6 +196,49 @@ fn write_page(
         cause: e.cause.clone(),
     });
     page::write(store, Some(report), &facts, &definition).map_err(TaskError::from)?;
+    Ok(())
+}
+
+/// Refuses results that do not describe this run's five snapshots as they
+/// were sealed: a table missing, a snapshot of another run or location, a
+/// row count or manifest that differs from the one sealed (a mistaken or
+/// edited state machine definition must not publish a mixed catalog).
+fn own_snapshots(env: &Env, request: &GateRequest) -> Result<(), Error> {
+    let run_id = &request.run_id;
+    let foreign = |what: String| Error::ForeignResults {
+        run_id: run_id.to_string(),
+        what,
+    };
+    let missing: Vec<&str> = Table::PRODUCED
+        .iter()
+        .filter(|t| !request.results.contains_key(t))
+        .map(|t| t.name())
+        .collect();
+    if !missing.is_empty() {
+        return Err(foreign(format!(
+            "no result for {}; a run publishes all five tables",
+            missing.join(", ")
+        )));
+    }
+    for result in request.results.values() {
+        for table in std::iter::once(&result.table).chain(result.quarantine.as_ref()) {
+            let location = layout::snapshot_prefix(table.table, run_id);
+            if table.location != location || table.snapshot != run_id.as_str() {
+                return Err(foreign(format!(
+                    "{} points at `{}` (snapshot {}), not at `{location}`",
+                    table.table, table.location, table.snapshot
+                )));
+            }
+            let manifest = tables::pinned_manifest(env.store.as_ref(), table)?
+                .ok_or_else(|| foreign(format!("{} has no manifest", table.table)))?;
+            if manifest.rows != table.rows {
+                return Err(foreign(format!(
+                    "{} claims {} rows, its snapshot holds {}",
+                    table.table, table.rows, manifest.rows
+                )));
+            }
+        }
+    }
     Ok(())
 }
 

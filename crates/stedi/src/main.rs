@@ -294,8 +294,19 @@ fn run(
         serde_json::from_str(&definition_text).context("parsing the state machine definition")?;
     let env = Env::open(config)?;
     let run_id = run_id.unwrap_or_else(runner::new_run_id);
-    // Refused before any state runs: a finished or published run id.
+    // Refused before any state runs: a finished or published run id, one
+    // that another process is running, a resume under another policy.
+    let _lease = runner::Lease::take(&env, &run_id)?;
     let resumed = runs::check_reusable(&env, &run_id, &env.catalog.load()?)?;
+    if let Some(record) = &resumed
+        && record.policy != policy
+    {
+        bail!(
+            "run {run_id} was started with policy {}: resume it with --policy {}, or choose a new run id",
+            record.policy,
+            record.policy
+        );
+    }
     match resumed {
         Some(record) => eprintln!(
             "run {run_id}: resuming (started {} with policy {}), warehouse {}",
@@ -502,7 +513,7 @@ fn verify(env: &Env, only: Option<&str>) -> Result<ExitCode> {
     }
     let mut damaged = 0;
     for (table, entry) in tables {
-        match tables::verify(env.store.as_ref(), &entry.table.location) {
+        match tables::verify(env.store.as_ref(), &entry.table) {
             Ok((parts, bytes)) => println!(
                 "ok       {:<28} snapshot {}  {parts} parts, {bytes} bytes",
                 table.name(),

@@ -244,3 +244,95 @@ pub fn new_run_id() -> RunId {
     RunId::parse(&format!("{compact}-{:04x}", fastrand::u16(..)))
         .expect("a time and hex digits make a valid run id")
 }
+
+/// The local runner's claim on a run id while it executes it,
+/// `_runs/<run id>/lease.json` (process id, host, boot), created only if
+/// absent and removed when dropped. Step Functions never runs two executions
+/// of one name; this keeps a second `stedi run --run-id X` from writing into
+/// the snapshots of an `X` that is still running. A lease whose process is
+/// gone (same host and boot, no such process) was left by a crash, and is
+/// broken.
+#[derive(Debug)]
+pub struct Lease<'e> {
+    env: &'e Env,
+    key: String,
+}
+
+#[derive(Debug, Serialize, serde::Deserialize, PartialEq)]
+struct Holder {
+    pid: u32,
+    host: String,
+    boot_id: String,
+    started_at_ms: u64,
+}
+
+impl Holder {
+    fn me() -> Holder {
+        let read = |p: &str| {
+            std::fs::read_to_string(p).map_or_else(|_| "?".into(), |s| s.trim().to_string())
+        };
+        Holder {
+            pid: std::process::id(),
+            host: read("/proc/sys/kernel/hostname"),
+            boot_id: read("/proc/sys/kernel/random/boot_id"),
+            started_at_ms: runs::now_ms(),
+        }
+    }
+
+    /// Whether this holder is certainly gone: it ran on this host since its
+    /// last boot and its process no longer exists.
+    fn is_gone(&self, me: &Holder) -> bool {
+        self.host == me.host
+            && self.boot_id == me.boot_id
+            && !Path::new(&format!("/proc/{}", self.pid)).exists()
+    }
+}
+
+impl<'e> Lease<'e> {
+    pub fn take(env: &'e Env, run_id: &RunId) -> anyhow::Result<Lease<'e>> {
+        let key = zones::layout::run_lease_key(run_id);
+        let me = Holder::me();
+        let bytes = serde_json::to_vec_pretty(&me).expect("holders serialize");
+        for _ in 0..2 {
+            if env.store.put_if_absent(&key, &bytes)? {
+                return Ok(Lease { env, key });
+            }
+            let holder: Option<Holder> = env
+                .store
+                .get(&key)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            match holder {
+                Some(h) if h.is_gone(&me) => {
+                    tracing::warn!(%run_id, pid = h.pid, "breaking the lease of a process that is gone");
+                    env.store.delete(&key)?;
+                }
+                Some(h) => anyhow::bail!(
+                    "run {run_id} is being run by process {} on {} since {}; wait for it, or delete {} if it is gone",
+                    h.pid,
+                    h.host,
+                    humantime::format_rfc3339_seconds(
+                        std::time::UNIX_EPOCH + std::time::Duration::from_millis(h.started_at_ms)
+                    ),
+                    env.store.url(&key)
+                ),
+                None => anyhow::bail!(
+                    "run {run_id} has a lease {} that is not readable; delete it if no process is running the run",
+                    env.store.url(&key)
+                ),
+            }
+        }
+        anyhow::bail!(
+            "run {run_id}: could not take its lease {}",
+            env.store.url(&key)
+        )
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.env.store.delete(&self.key) {
+            tracing::warn!(key = self.key, error = %e, "could not release the run's lease");
+        }
+    }
+}

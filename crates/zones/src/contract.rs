@@ -83,6 +83,12 @@ pub struct TableRef {
     pub snapshot: String,
     pub rows: u64,
     pub columns: Vec<ColumnDef>,
+    /// CRC32C of the snapshot's `_manifest.json` (Parquet snapshots): the
+    /// catalog pins the manifest, as it was when the snapshot was sealed, so
+    /// a snapshot written again afterwards, or missing its manifest, is
+    /// refused by readers. None for landing tables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_crc32c: Option<u32>,
 }
 
 /// Input of the landing-to-trusted and trusted-to-curated functions.

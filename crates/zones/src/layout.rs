@@ -189,6 +189,12 @@ pub fn run_record_key(run_id: &RunId) -> String {
     format!("_runs/{run_id}/run.json")
 }
 
+/// `_runs/<run id>/lease.json`: held by the local runner while it executes
+/// the run, so a second `stedi run` of the same id cannot write beside it.
+pub fn run_lease_key(run_id: &RunId) -> String {
+    format!("_runs/{run_id}/lease.json")
+}
+
 /// `<prefix>_manifest.json`: the parts of the snapshot under `prefix`, with
 /// their sizes and checksums. Readers take the parts from it, not from a listing.
 pub fn manifest_key(prefix: &str) -> String {

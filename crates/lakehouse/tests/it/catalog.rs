@@ -21,6 +21,7 @@ fn entry(table: Table, snapshot: &str) -> Entry {
             snapshot: snapshot.into(),
             rows: 1,
             columns: vec![],
+            manifest_crc32c: None,
         },
         format: Format::Parquet,
         run_id: Some(snapshot.into()),

@@ -204,11 +204,11 @@ fn a_damaged_part_is_refused_naming_the_object() {
             "bit {bit}: {err}"
         );
         assert!(err.to_string().contains("CRC32C"), "{err}");
-        assert!(lakehouse::tables::verify(&store, prefix).is_err());
+        assert!(lakehouse::tables::verify(&store, &table_ref).is_err());
     }
     // A truncated part is refused by its size.
     store.put(&key, &original[..original.len() - 1]).unwrap();
-    let err = lakehouse::tables::verify(&store, prefix).unwrap_err();
+    let err = lakehouse::tables::verify(&store, &table_ref).unwrap_err();
     assert!(
         err.to_string().ends_with(&format!(
             "{} bytes, the snapshot manifest says {}",
@@ -219,7 +219,48 @@ fn a_damaged_part_is_refused_naming_the_object() {
     );
     store.put(&key, &original).unwrap();
     assert_eq!(
-        lakehouse::tables::verify(&store, prefix).unwrap(),
+        lakehouse::tables::verify(&store, &table_ref).unwrap(),
         (1, original.len() as u64)
+    );
+}
+
+#[test]
+fn a_snapshot_written_again_after_it_was_sealed_is_refused() {
+    use polars::prelude::*;
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::new(dir.path());
+    let prefix = "customer/trusted/r1/";
+    let mut df = df!("email" => ["a@x", "b@x"]).unwrap();
+    let table = zones::Table::CustomerTrusted;
+    let sealed = lakehouse::tables::write_table(&store, table, prefix, "r1", &mut df).unwrap();
+    assert!(sealed.manifest_crc32c.is_some());
+
+    // Another writer seals the same prefix again with other rows.
+    let mut other = df!("email" => ["a@x", "b@x", "evil@x"]).unwrap();
+    lakehouse::tables::write_table(&store, table, prefix, "r1", &mut other).unwrap();
+    let refused = |err: lakehouse::Error| {
+        assert!(
+            err.to_string().contains(
+                "snapshot r1 of customer_trusted was written again or damaged after it was sealed"
+            ),
+            "{err}"
+        );
+    };
+    match lakehouse::tables::read_table(&store, &sealed) {
+        Err(e) => refused(e),
+        Ok(_) => panic!("a rewritten snapshot was read"),
+    }
+    refused(lakehouse::tables::verify(&store, &sealed).unwrap_err());
+
+    // Without its manifest, a pinned snapshot is not read by listing.
+    store.delete(&format!("{prefix}_manifest.json")).unwrap();
+    let err = match lakehouse::tables::read_table(&store, &sealed) {
+        Err(e) => e,
+        Ok(_) => panic!("a snapshot without its manifest was read"),
+    };
+    assert!(
+        err.to_string()
+            .contains("the manifest of customer_trusted snapshot r1 is missing"),
+        "{err}"
     );
 }
