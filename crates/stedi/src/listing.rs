@@ -18,8 +18,10 @@ fn text_table(header: &[&str]) -> TextTable {
     table
         .load_preset(presets::UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_width(WIDTH)
-        .set_header(header.iter().map(|h| h.to_string()));
+        .set_width(WIDTH);
+    if !header.is_empty() {
+        table.set_header(header.iter().map(|h| h.to_string()));
+    }
     table
 }
 
@@ -69,7 +71,7 @@ pub fn table(catalog: &CatalogState, store: &dyn Store, table: Table) -> Result<
         .tables
         .get(&table)
         .with_context(|| format!("the catalog has no table `{table}` yet: run `stedi run`"))?;
-    let mut out = text_table(&["", ""]);
+    let mut out = text_table(&[]);
     out.add_row(vec!["table".to_string(), table.to_string()]);
     out.add_row(vec!["zone".into(), table.zone().as_str().to_string()]);
     out.add_row(vec!["rows".into(), entry.table.rows.to_string()]);
