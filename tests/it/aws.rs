@@ -99,7 +99,7 @@ fn parquet_entry(table: Table, snapshot: &str, columns: &[(&str, &str)]) -> Entr
     Entry {
         table: TableRef {
             table,
-            location: zones::layout::snapshot_prefix(table, snapshot),
+            location: zones::layout::snapshot_prefix(table, &snapshot.parse().unwrap()),
             snapshot: snapshot.into(),
             rows: 3,
             columns: columns
@@ -140,7 +140,11 @@ fn glue_catalog_creates_the_database_registers_landing_tables_and_round_trips_en
         ],
     );
     let version = catalog
-        .publish(&empty, vec![landing.clone(), trusted.clone()])
+        .publish(
+            &empty.version(),
+            "empty",
+            vec![landing.clone(), trusted.clone()],
+        )
         .unwrap();
     assert_eq!(version, 1);
 
@@ -160,7 +164,12 @@ fn glue_catalog_creates_the_database_registers_landing_tables_and_round_trips_en
             ("birthday", "string"),
         ],
     );
-    assert_eq!(catalog.publish(&loaded, vec![wider.clone()]).unwrap(), 2);
+    assert_eq!(
+        catalog
+            .publish(&loaded.version(), "loaded", vec![wider.clone()])
+            .unwrap(),
+        2
+    );
     let reloaded = catalog.load().unwrap();
     assert_eq!(reloaded.get(Table::CustomerTrusted), Some(&wider));
     assert_eq!(
@@ -178,7 +187,8 @@ fn glue_publishers_racing_cannot_silently_overwrite() {
     let base = first.load().unwrap();
     first
         .publish(
-            &base,
+            &base.version(),
+            "base",
             vec![parquet_entry(
                 Table::CustomerTrusted,
                 "r0",
@@ -192,7 +202,8 @@ fn glue_publishers_racing_cannot_silently_overwrite() {
     let seen_by_second = second.load().unwrap();
     first
         .publish(
-            &seen_by_first,
+            &seen_by_first.version(),
+            "seen_by_first",
             vec![parquet_entry(
                 Table::CustomerTrusted,
                 "first",
@@ -202,7 +213,8 @@ fn glue_publishers_racing_cannot_silently_overwrite() {
         .unwrap();
     let err = second
         .publish(
-            &seen_by_second,
+            &seen_by_second.version(),
+            "seen_by_second",
             vec![parquet_entry(
                 Table::CustomerTrusted,
                 "second",
@@ -213,11 +225,17 @@ fn glue_publishers_racing_cannot_silently_overwrite() {
     assert!(
         matches!(
             err,
-            Error::CatalogConflict {
+            Error::PublishConflict {
                 expected: 1,
-                found: 2
+                found: 2,
+                ..
             }
         ),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("run seen_by_second is not published: it started from catalog version 1, and run seen_by_first published version 2 since"),
         "{err}"
     );
     assert_eq!(err.name(), ErrorName::PublishConflict);
@@ -243,7 +261,8 @@ fn a_table_changed_behind_the_catalog_is_detected_before_anything_switches() {
     let base = catalog.load().unwrap();
     catalog
         .publish(
-            &base,
+            &base.version(),
+            "base",
             vec![
                 parquet_entry(Table::CustomerTrusted, "r0", &[("a", "string")]),
                 parquet_entry(Table::CustomersCurated, "r0", &[("a", "string")]),
@@ -281,7 +300,8 @@ fn a_table_changed_behind_the_catalog_is_detected_before_anything_switches() {
 
     let err = catalog
         .publish(
-            &seen,
+            &seen.version(),
+            "seen",
             vec![
                 parquet_entry(Table::CustomerTrusted, "r1", &[("a", "string")]),
                 parquet_entry(Table::CustomersCurated, "r1", &[("a", "string")]),
@@ -323,16 +343,15 @@ fn a_staged_view_lives_in_its_own_database_until_unstaged() {
     view.tables.insert(Table::CustomerTrusted, entry.clone());
 
     let staged = catalog.stage("20261123T1200Z-ab", &view).unwrap();
-    assert_eq!(
-        staged.database.as_deref(),
-        Some("stedi_run_20261123t1200z_ab")
-    );
+    let database = lakehouse::glue::staging_database("stedi", "20261123T1200Z-ab");
+    assert_eq!(staged.database.as_deref(), Some(database.as_str()));
+    assert!(database.starts_with("stedi_run_20261123t1200z_ab_"));
     let client = aws_sdk_glue::Client::new(&aws.config);
     let table = aws
         .block_on(
             client
                 .get_table()
-                .database_name("stedi_run_20261123t1200z_ab")
+                .database_name(&database)
                 .name("customer_trusted")
                 .send(),
         )
@@ -350,12 +369,7 @@ fn a_staged_view_lives_in_its_own_database_until_unstaged() {
     catalog.stage("20261123T1200Z-ab", &view).unwrap();
 
     catalog.unstage(&staged).unwrap();
-    let gone = aws.block_on(
-        client
-            .get_database()
-            .name("stedi_run_20261123t1200z_ab")
-            .send(),
-    );
+    let gone = aws.block_on(client.get_database().name(&database).send());
     assert!(gone.is_err());
     assert!(
         catalog.load().unwrap().tables.is_empty(),

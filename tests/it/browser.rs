@@ -430,22 +430,20 @@ fn run_pages_in_headless_chromium() {
     );
     browser.screenshot(&shots.join("strict-run.png"));
 
-    // The gate fails: rubric tables judged by the strict checks (the
-    // definition's gate is told the policy is strict).
-    let mut failing = definition.clone();
-    let params = &mut failing["States"]["QualityGate"]["Parameters"];
-    params.as_object_mut().unwrap().remove("policy.$");
-    params["policy"] = json!("strict");
-    let definition_file = wh.join("gate-strict.asl.json");
-    std::fs::write(&definition_file, failing.to_string()).unwrap();
+    // The gate fails: a miswired definition hands the accelerometer
+    // transition the rubric shadow of customer_trusted instead of the table,
+    // and the gate's checks catch the readings of customers strict dropped.
+    let mut miswired = definition.clone();
+    miswired["States"]["AccelerometerTrusted"]["Parameters"]["inputs"]["customer_trusted.$"] =
+        json!("$.results.customer_trusted.rubric");
+    let definition_file = wh.join("miswired.asl.json");
+    std::fs::write(&definition_file, miswired.to_string()).unwrap();
     let out = stedi(
         wh,
         &[
             "run",
             "--run-id",
             "gate",
-            "--policy",
-            "rubric",
             "--definition",
             definition_file.to_str().unwrap(),
         ],

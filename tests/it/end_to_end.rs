@@ -34,7 +34,11 @@ fn strict_run_keeps_the_invariants_and_reruns_identically() {
     let wh = dir.path();
     stedi_ok(wh, &["seed", "--customers", "1500", "--seed", "3"]);
     let summary = stedi_ok(wh, &["run", "--run-id", "first"]);
-    assert!(summary.contains("quality gate: PASSED"), "{summary}");
+    assert!(
+        summary
+            .contains("quality gate: checks PASSED (9/9 passed); published as catalog version 1"),
+        "{summary}"
+    );
 
     // Every landing row is accounted for, and the report says so.
     let first = report(wh, "first");

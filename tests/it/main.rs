@@ -3,4 +3,5 @@ mod browser;
 mod consistency;
 mod end_to_end;
 mod moto;
+mod run_safety;
 mod support;

@@ -43,8 +43,37 @@ pub enum Error {
         source: serde_json::Error,
     },
 
-    #[error("catalog changed while publishing: expected version {expected}, found {found}")]
-    CatalogConflict { expected: u64, found: u64 },
+    #[error(
+        "run {run_id} is not published: it started from catalog version {expected}, and {} published version {found} since; start a new run on the current data",
+        published_by.as_deref().map_or("another run".to_string(), |r| format!("run {r}"))
+    )]
+    PublishConflict {
+        run_id: String,
+        expected: u64,
+        found: u64,
+        published_by: Option<String>,
+    },
+
+    #[error("{0}")]
+    InvalidRunId(#[from] zones::run_id::InvalidRunId),
+
+    #[error(
+        "run id `{run_id}` is already used: {why}; published snapshots are never overwritten, choose a new run id"
+    )]
+    RunIdUsed { run_id: String, why: String },
+
+    #[error("run {run_id} was started with policy {started}, not {asked}")]
+    PolicyMismatch {
+        run_id: String,
+        started: zones::Policy,
+        asked: zones::Policy,
+    },
+
+    #[error("refusing the object key `{key}`: {reason}")]
+    InvalidKey { key: String, reason: &'static str },
+
+    #[error("object `{key}` is damaged: {what}")]
+    Damaged { key: String, what: String },
 
     #[error(
         "table `{table}` changed while publishing: expected version {expected:?}, found {found:?}; nothing of this run was switched after it"
@@ -54,11 +83,6 @@ pub enum Error {
         expected: Option<String>,
         found: Option<String>,
     },
-
-    #[error(
-        "catalog is locked by another publisher (`{key}` exists; if no run is publishing, a crashed one left it: delete it)"
-    )]
-    CatalogLocked { key: String },
 
     #[error("query failed: {0}")]
     Query(polars::error::PolarsError),
@@ -98,7 +122,6 @@ impl Error {
             // The machine, not the data: fail the Task, so that a redrive
             // after the fix resumes here.
             Error::Io { source, .. } if is_environment(source) => ErrorName::Internal,
-            Error::CatalogLocked { .. } => ErrorName::Transient,
             Error::Aws { transient, .. } => {
                 if *transient {
                     ErrorName::Transient
@@ -106,9 +129,17 @@ impl Error {
                     ErrorName::Internal
                 }
             }
-            Error::CatalogConflict { .. } | Error::TableConflict { .. } => {
+            Error::PublishConflict { .. } | Error::TableConflict { .. } => {
                 ErrorName::PublishConflict
             }
+            Error::InvalidRunId(_) | Error::RunIdUsed { .. } | Error::PolicyMismatch { .. } => {
+                ErrorName::InvalidInput
+            }
+            // Keys come from `zones::layout` and validated run ids: a bad one is our bug.
+            Error::InvalidKey { .. } => ErrorName::Internal,
+            // A published part that no longer matches its manifest: storage,
+            // not the landing data, is at fault; a retry reads it again.
+            Error::Damaged { .. } => ErrorName::Internal,
             Error::NoLandingData { .. } | Error::MissingTable { .. } | Error::InvalidRequest(_) => {
                 ErrorName::InvalidInput
             }

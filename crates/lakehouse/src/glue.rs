@@ -18,11 +18,13 @@ use zones::contract::{ColumnDef, TableRef};
 use zones::{Policy, Table};
 
 use crate::aws::{Aws, sdk_error};
-use crate::catalog::{Catalog, CatalogState, Entry, Format};
+use crate::catalog::{Catalog, CatalogState, CatalogVersion, Entry, Format};
 use crate::error::{Error, Result};
 
 /// Database parameter counting publishes.
 const VERSION_PARAMETER: &str = "stedi.catalog_version";
+/// Database parameter naming the run that published the current version.
+const PUBLISHED_BY_PARAMETER: &str = "stedi.published_by";
 
 const DATABASE_DESCRIPTION: &str = "STEDI lakehouse: landing, trusted and curated tables";
 
@@ -54,30 +56,25 @@ impl GlueCatalog {
         &self.database
     }
 
-    /// The database a run's view is staged in: `<database>_run_<run id>`.
+    /// The database a run's view is staged in (see [`staging_database`]).
     pub fn staging_database(&self, run_id: &str) -> String {
-        let id: String = run_id
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_lowercase()
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        format!("{}_run_{id}", self.database)
+        staging_database(&self.database, run_id)
     }
 
-    async fn database_version(&self, database: &str) -> Result<Option<u64>> {
+    /// The database's catalog version and the run that published it; None
+    /// if the database does not exist.
+    async fn database_version(&self, database: &str) -> Result<Option<(u64, Option<String>)>> {
         match self.client.get_database().name(database).send().await {
-            Ok(out) => Ok(Some(
-                out.database()
-                    .and_then(|d| d.parameters())
-                    .and_then(|p| p.get(VERSION_PARAMETER))
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0),
-            )),
+            Ok(out) => {
+                let params = out.database().and_then(|d| d.parameters());
+                let param = |k: &str| params.and_then(|p| p.get(k)).cloned();
+                Ok(Some((
+                    param(VERSION_PARAMETER)
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0),
+                    param(PUBLISHED_BY_PARAMETER),
+                )))
+            }
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|s| s.is_entity_not_found_exception()) =>
@@ -112,11 +109,12 @@ impl GlueCatalog {
         }
     }
 
-    async fn set_database_version(&self, version: u64) -> Result<()> {
+    async fn set_database_version(&self, version: u64, run_id: &str) -> Result<()> {
         let input = DatabaseInput::builder()
             .name(&self.database)
             .description(DATABASE_DESCRIPTION)
             .parameters(VERSION_PARAMETER, version.to_string())
+            .parameters(PUBLISHED_BY_PARAMETER, run_id)
             .build()
             .map_err(|e| Error::InvalidRequest(e.to_string()))?;
         self.client
@@ -134,10 +132,11 @@ impl GlueCatalog {
             database: Some(database.to_string()),
             ..CatalogState::default()
         };
-        let Some(version) = self.database_version(database).await? else {
+        let Some((version, published_by)) = self.database_version(database).await? else {
             return Ok(state);
         };
         state.version = version;
+        state.published_by = published_by;
         let mut pages = self
             .client
             .get_tables()
@@ -334,20 +333,45 @@ impl GlueCatalog {
     }
 }
 
+/// The database a run's view is staged in:
+/// `<database>_run_<run id, lowercased, _ for . and ->_<crc32c of the run id>`.
+/// Glue names are lowercase `[a-z0-9_]`, so the readable part alone would
+/// give `Run-1`, `run_1` and `run.1` one database; the checksum of the exact
+/// id keeps them apart.
+pub fn staging_database(database: &str, run_id: &str) -> String {
+    let id: String = run_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let hash = crc32c::crc32c(run_id.as_bytes());
+    format!("{database}_run_{id}_{hash:08x}")
+}
+
 impl Catalog for GlueCatalog {
     fn load(&self) -> Result<CatalogState> {
         self.aws.block_on(self.tables(&self.database))
     }
 
-    fn publish(&self, current: &CatalogState, entries: Vec<Entry>) -> Result<u64> {
+    fn publish(&self, base: &CatalogVersion, run_id: &str, entries: Vec<Entry>) -> Result<u64> {
         self.aws.block_on(async {
             self.ensure_database(&self.database, DATABASE_DESCRIPTION)
                 .await?;
-            let found = self.database_version(&self.database).await?.unwrap_or(0);
-            if found != current.version {
-                return Err(Error::CatalogConflict {
-                    expected: current.version,
+            let (found, published_by) = self
+                .database_version(&self.database)
+                .await?
+                .unwrap_or_default();
+            if found != base.version {
+                return Err(Error::PublishConflict {
+                    run_id: run_id.to_string(),
+                    expected: base.version,
                     found,
+                    published_by,
                 });
             }
             // Every guard first: a conflict found here publishes nothing.
@@ -355,7 +379,7 @@ impl Catalog for GlueCatalog {
             for entry in &entries {
                 let table = entry.table.table;
                 let found = self.table_version(&self.database, table).await?;
-                let expected = current.table_versions.get(&table).cloned();
+                let expected = base.table_versions.get(&table).cloned();
                 if found != expected {
                     return Err(Error::TableConflict {
                         table: format!("{}.{table}", self.database),
@@ -378,8 +402,8 @@ impl Catalog for GlueCatalog {
                     return Err(e);
                 }
             }
-            let version = current.version + 1;
-            self.set_database_version(version).await?;
+            let version = base.version + 1;
+            self.set_database_version(version, run_id).await?;
             Ok(version)
         })
     }
@@ -413,5 +437,30 @@ impl Catalog for GlueCatalog {
             Some(db) if *db != self.database => self.aws.block_on(self.drop_database(db)),
             _ => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staging_databases_of_different_run_ids_differ() {
+        let names: std::collections::BTreeSet<String> =
+            ["run-1", "run_1", "run.1", "Run-1", "RUN_1"]
+                .iter()
+                .map(|id| staging_database("stedi", id))
+                .collect();
+        assert_eq!(names.len(), 5, "{names:?}");
+        let name = staging_database("stedi", "20261123T095013Z-3fa2");
+        assert!(
+            name.starts_with("stedi_run_20261123t095013z_3fa2_"),
+            "{name}"
+        );
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+            "{name}"
+        );
     }
 }

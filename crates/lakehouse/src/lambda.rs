@@ -33,10 +33,20 @@ where
         .enable_all()
         .build()?;
     runtime.block_on(lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<Req>| {
+        move |event: LambdaEvent<serde_json::Value>| {
             let env = env.clone();
             async move {
-                tokio::task::spawn_blocking(move || handler(&env, &event.payload))
+                // Parsed here, not by the runtime, so that a request that
+                // breaks the contract (an invalid run id, say) is a verdict
+                // the state machine routes, not the runtime's own error.
+                let request: Req =
+                    serde_json::from_value(event.payload).map_err(|e| Diagnostic {
+                        error_type: zones::ErrorName::InvalidInput.as_str().into(),
+                        error_message: format!(
+                            "the request does not match the function's contract: {e}"
+                        ),
+                    })?;
+                tokio::task::spawn_blocking(move || handler(&env, &request))
                     .await
                     .map_err(|e| Diagnostic {
                         error_type: "Stedi.Internal".into(),

@@ -16,6 +16,7 @@ pub mod glue;
 pub mod handler;
 pub mod lambda;
 pub mod query;
+pub mod runs;
 pub mod s3;
 pub mod store;
 pub mod tables;
@@ -123,11 +124,28 @@ impl Env {
     }
 }
 
-/// Reads the warehouse's pseudonym key, creating a random 32-byte one first if absent.
+/// The shortest pseudonym key accepted: 32 bytes, HMAC-SHA-256's block of security.
+pub const MIN_KEY_BYTES: usize = 32;
+
+/// Reads the warehouse's pseudonym key, creating a random 32-byte one first
+/// if absent (atomically with its content: never an empty key). A key shorter
+/// than [`MIN_KEY_BYTES`] is refused, never used.
 pub fn load_or_create_key(store: &dyn Store) -> Result<PseudonymKey> {
     let key = layout::pseudonym_key_key();
+    let checked = |bytes: Vec<u8>| {
+        if bytes.len() < MIN_KEY_BYTES {
+            return Err(Error::Damaged {
+                key: store.url(key),
+                what: format!(
+                    "the pseudonym key is {} bytes, fewer than {MIN_KEY_BYTES}: anyone could recompute the pseudonyms; restore the key",
+                    bytes.len()
+                ),
+            });
+        }
+        Ok(PseudonymKey::new(&bytes))
+    };
     match store.get(key) {
-        Ok(bytes) => return Ok(PseudonymKey::new(&bytes)),
+        Ok(bytes) => return checked(bytes),
         Err(Error::NotFound { .. }) => {}
         Err(e) => return Err(e),
     }
@@ -136,7 +154,7 @@ pub fn load_or_create_key(store: &dyn Store) -> Result<PseudonymKey> {
         .map_err(|e| Error::InvalidRequest(format!("no randomness for a key: {e}")))?;
     // put_if_absent: two first runs racing agree on one key.
     store.put_if_absent(key, &secret)?;
-    Ok(PseudonymKey::new(&store.get(key)?))
+    checked(store.get(key)?)
 }
 
 /// Peak resident set size of this process, in MiB (Linux; None elsewhere).

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart};
 
 use crate::aws::{Aws, sdk_error};
 use crate::error::{Error, Result};
@@ -79,6 +79,7 @@ impl S3Store {
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(&object)
+            .checksum_algorithm(ChecksumAlgorithm::Crc32C)
             .send()
             .await
             .map_err(sdk_error("S3", "CreateMultipartUpload", self.url(key)))?;
@@ -140,6 +141,7 @@ impl S3Store {
                 .key(object)
                 .upload_id(upload_id)
                 .part_number(number)
+                .checksum_algorithm(ChecksumAlgorithm::Crc32C)
                 .body(ByteStream::from(chunk.to_vec()));
             let target = format!("s3://{}/{object} part {number}", self.bucket);
             in_flight.spawn(async move {
@@ -150,6 +152,7 @@ impl S3Store {
                 Ok(CompletedPart::builder()
                     .part_number(number)
                     .set_e_tag(out.e_tag().map(str::to_string))
+                    .set_checksum_crc32_c(out.checksum_crc32_c().map(str::to_string))
                     .build())
             });
         }
@@ -203,6 +206,8 @@ impl Store for S3Store {
                 .get_object()
                 .bucket(&self.bucket)
                 .key(self.object_key(key))
+                // The SDK checks the body against the object's checksum.
+                .checksum_mode(ChecksumMode::Enabled)
                 .send()
                 .await
             {
@@ -243,6 +248,7 @@ impl Store for S3Store {
                 .put_object()
                 .bucket(&self.bucket)
                 .key(self.object_key(key))
+                .checksum_algorithm(ChecksumAlgorithm::Crc32C)
                 .body(ByteStream::from(bytes.to_vec()))
                 .send()
                 .await
@@ -260,6 +266,7 @@ impl Store for S3Store {
                 .bucket(&self.bucket)
                 .key(self.object_key(key))
                 .if_none_match("*")
+                .checksum_algorithm(ChecksumAlgorithm::Crc32C)
                 .body(ByteStream::from(bytes.to_vec()))
                 .send()
                 .await

@@ -43,8 +43,50 @@ impl LocalStore {
         &self.root
     }
 
-    fn path(&self, key: &str) -> PathBuf {
-        self.root.join(key)
+    /// The file of `key`, refusing any key that could leave the root or
+    /// alias another key: absolute, empty, or with an empty, `.` or `..`
+    /// segment. Keys are built by `zones::layout` from validated run ids, so
+    /// a refusal here is a bug of ours, caught before it touches a file.
+    fn path(&self, key: &str) -> Result<PathBuf> {
+        check_key(key)?;
+        Ok(self.root.join(key))
+    }
+
+    /// The directory a listing of `prefix` starts from (the deepest one the prefix names).
+    fn list_dir(&self, prefix: &str) -> Result<PathBuf> {
+        match prefix.rsplit_once('/') {
+            Some((dir, _)) => self.path(dir),
+            None => Ok(self.root.clone()),
+        }
+    }
+
+    /// Writes `bytes` to a new hidden temp file beside `path` (skipped by
+    /// `list`) and syncs it; on failure the temp file is removed.
+    fn write_temp(&self, path: &Path, bytes: &[u8]) -> Result<PathBuf> {
+        use std::io::Write;
+        let dir = path.parent().expect("keys have a parent");
+        create_dirs(dir)?;
+        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let name = path
+            .file_name()
+            .expect("keys name a file")
+            .to_string_lossy();
+        let temp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
+        let written = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)
+            .and_then(|mut f| {
+                f.write_all(bytes)?;
+                f.sync_all()
+            });
+        match written {
+            Ok(()) => Ok(temp),
+            Err(e) => {
+                let _ = fs::remove_file(&temp);
+                Err(Error::io("writing", &temp)(e))
+            }
+        }
     }
 
     fn walk(&self, dir: &Path, out: &mut Vec<ObjectInfo>) -> Result<()> {
@@ -81,17 +123,15 @@ impl LocalStore {
 
 impl Store for LocalStore {
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
-        // Walk from the deepest directory the prefix names, then filter.
-        let dir_part = prefix.rsplit_once('/').map_or("", |(d, _)| d);
         let mut out = Vec::new();
-        self.walk(&self.path(dir_part), &mut out)?;
+        self.walk(&self.list_dir(prefix)?, &mut out)?;
         out.retain(|o| o.key.starts_with(prefix));
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
     }
 
     fn get(&self, key: &str) -> Result<Vec<u8>> {
-        let path = self.path(key);
+        let path = self.path(key)?;
         fs::read(&path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => Error::NotFound {
                 store: self.url(""),
@@ -101,42 +141,40 @@ impl Store for LocalStore {
         })
     }
 
+    /// Durable and atomic: the bytes go to a hidden temp file in the same
+    /// directory, which is synced, renamed over the key, and the directory
+    /// synced, so after a crash or power loss the key holds the old bytes or
+    /// the new ones. A failed write removes its temp file.
     fn put(&self, key: &str, bytes: &[u8]) -> Result<()> {
-        let path = self.path(key);
-        let dir = path.parent().expect("keys have a parent");
-        fs::create_dir_all(dir).map_err(Error::io("creating", dir))?;
-        // Hidden temp name (skipped by `list`), then an atomic rename.
-        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let name = path
-            .file_name()
-            .expect("keys name a file")
-            .to_string_lossy();
-        let temp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
-        fs::write(&temp, bytes).map_err(Error::io("writing", &temp))?;
-        fs::rename(&temp, &path).map_err(Error::io("renaming into", &path))
+        let path = self.path(key)?;
+        let temp = self.write_temp(&path, bytes)?;
+        if let Err(e) = fs::rename(&temp, &path) {
+            let _ = fs::remove_file(&temp);
+            return Err(Error::io("renaming into", &path)(e));
+        }
+        sync_dir(path.parent().expect("keys have a parent"))
     }
 
+    /// Atomic with its content: the temp file is complete and synced before a
+    /// hard link gives it the key's name, which fails if the name exists. No
+    /// reader, and no crash, ever leaves the key empty or half written.
     fn put_if_absent(&self, key: &str, bytes: &[u8]) -> Result<bool> {
-        use std::io::Write;
-        let path = self.path(key);
-        let dir = path.parent().expect("keys have a parent");
-        fs::create_dir_all(dir).map_err(Error::io("creating", dir))?;
-        match fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-        {
-            Ok(mut f) => {
-                f.write_all(bytes).map_err(Error::io("writing", &path))?;
+        let path = self.path(key)?;
+        let temp = self.write_temp(&path, bytes)?;
+        let linked = fs::hard_link(&temp, &path);
+        let _ = fs::remove_file(&temp);
+        match linked {
+            Ok(()) => {
+                sync_dir(path.parent().expect("keys have a parent"))?;
                 Ok(true)
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-            Err(e) => Err(Error::io("creating", &path)(e)),
+            Err(e) => Err(Error::io("linking", &path)(e)),
         }
     }
 
     fn delete(&self, key: &str) -> Result<()> {
-        let path = self.path(key);
+        let path = self.path(key)?;
         match fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 Err(Error::io("deleting", &path)(e))
@@ -146,6 +184,56 @@ impl Store for LocalStore {
     }
 
     fn url(&self, key: &str) -> String {
-        self.path(key).display().to_string()
+        self.root.join(key).display().to_string()
     }
+}
+
+/// See [`LocalStore::path`].
+fn check_key(key: &str) -> Result<()> {
+    let reason = if key.is_empty() {
+        "it is empty"
+    } else if key.starts_with('/') {
+        "it is absolute"
+    } else if key.split('/').any(str::is_empty) {
+        "it has an empty segment"
+    } else if key.split('/').any(|s| s == "." || s == "..") {
+        "it has a `.` or `..` segment"
+    } else if key.contains('\0') {
+        "it contains a NUL byte"
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidKey {
+        key: key.to_string(),
+        reason,
+    })
+}
+
+/// Creates `dir` and its missing parents, syncing the parent of each
+/// directory created, so that the new entries survive a power loss.
+fn create_dirs(dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut missing = vec![dir];
+    while let Some(parent) = missing.last().and_then(|d| d.parent()) {
+        if parent.as_os_str().is_empty() || parent.is_dir() {
+            break;
+        }
+        missing.push(parent);
+    }
+    fs::create_dir_all(dir).map_err(Error::io("creating", dir))?;
+    for created in missing.iter().rev() {
+        if let Some(parent) = created.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
+
+/// Syncs a directory, so that a rename or a link in it is durable.
+fn sync_dir(dir: &Path) -> Result<()> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(Error::io("syncing", dir))
 }

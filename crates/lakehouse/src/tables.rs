@@ -2,6 +2,7 @@
 
 use polars::prelude::*;
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 use zones::contract::{ColumnDef, TableRef};
 use zones::landing::{self, QuarantinedLine};
 use zones::schema::hive_type;
@@ -52,8 +53,37 @@ pub fn read_landing(store: &dyn Store, dataset: Dataset) -> Result<Landing> {
     Ok(Landing { rows, quarantined })
 }
 
+/// One Parquet part of a snapshot as its writer saw it: what the manifest records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartInfo {
+    /// The part's name under the snapshot prefix (`part-00000.parquet`).
+    pub name: String,
+    /// Bytes.
+    pub size: u64,
+    /// CRC32C (Castagnoli) of the bytes, the checksum S3 also computes.
+    pub crc32c: u32,
+}
+
+/// `<snapshot prefix>/_manifest.json`: every part of a snapshot with its size
+/// and checksum, written when the snapshot is sealed. Readers take the parts
+/// from it (no listing), and refuse a part whose size or checksum differs.
+/// Its name starts with `_`, so Athena, which reads every other object under
+/// a table's location, skips it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub table: Table,
+    pub snapshot: String,
+    pub rows: u64,
+    pub parts: Vec<PartInfo>,
+}
+
 /// Writes `df` as the `n`-th Parquet part under `prefix` (the same key on a retry).
-pub fn write_part(store: &dyn Store, prefix: &str, n: usize, df: &mut DataFrame) -> Result<()> {
+pub fn write_part(
+    store: &dyn Store,
+    prefix: &str,
+    n: usize,
+    df: &mut DataFrame,
+) -> Result<PartInfo> {
     let key = layout::part_key(prefix, n);
     let bytes = encode_parquet(df).map_err(|source| Error::Write {
         key: key.clone(),
@@ -61,26 +91,31 @@ pub fn write_part(store: &dyn Store, prefix: &str, n: usize, df: &mut DataFrame)
     })?;
     store.put(&key, &bytes)?;
     tracing::debug!(key, rows = df.height(), bytes = bytes.len(), "wrote part");
-    Ok(())
+    Ok(PartInfo {
+        name: key[prefix.len()..].to_string(),
+        size: bytes.len() as u64,
+        crc32c: crc32c::crc32c(&bytes),
+    })
 }
 
-/// Completes a snapshot of `parts` parts written under `prefix`: removes parts
-/// a previous attempt of the same run left beyond them (a retry with fewer
-/// landing objects must not keep stale rows), and describes it.
+/// Completes a snapshot of `parts` written under `prefix`: removes parts a
+/// previous attempt of the same run left beyond them (a retry with fewer
+/// landing objects must not keep stale rows), writes the manifest, and
+/// describes the snapshot.
 pub fn seal(
     store: &dyn Store,
     table: Table,
     prefix: &str,
     snapshot: &str,
-    parts: usize,
+    parts: Vec<PartInfo>,
     rows: u64,
     schema: &Schema,
 ) -> Result<TableRef> {
-    let current: Vec<String> = (0..parts).map(|n| layout::part_key(prefix, n)).collect();
+    let manifest_key = layout::manifest_key(prefix);
     for stale in store
         .list(prefix)?
         .into_iter()
-        .filter(|o| !current.contains(&o.key))
+        .filter(|o| o.key != manifest_key && !parts.iter().any(|p| o.key[prefix.len()..] == p.name))
     {
         tracing::warn!(
             key = stale.key,
@@ -88,6 +123,14 @@ pub fn seal(
         );
         store.delete(&stale.key)?;
     }
+    let manifest = Manifest {
+        table,
+        snapshot: snapshot.to_string(),
+        rows,
+        parts,
+    };
+    let json = serde_json::to_vec_pretty(&manifest).expect("manifests serialize");
+    store.put(&manifest_key, &json)?;
     Ok(TableRef {
         table,
         location: prefix.to_string(),
@@ -105,13 +148,13 @@ pub fn write_table(
     snapshot: &str,
     df: &mut DataFrame,
 ) -> Result<TableRef> {
-    write_part(store, prefix, 0, df)?;
+    let part = write_part(store, prefix, 0, df)?;
     seal(
         store,
         table,
         prefix,
         snapshot,
-        1,
+        vec![part],
         df.height() as u64,
         df.schema(),
     )
@@ -127,19 +170,87 @@ pub fn columns_of(schema: &Schema) -> Vec<ColumnDef> {
         .collect()
 }
 
-/// Scans every Parquet part of a snapshot (fetched in parallel: on S3 each
-/// is a round trip).
-pub fn read_table(store: &dyn Store, table: &TableRef) -> Result<LazyFrame> {
-    let parts = store.list(&table.location)?;
-    let buffers = parts
+/// The manifest of the snapshot under `prefix`; None for a snapshot written
+/// before manifests existed.
+pub fn read_manifest(store: &dyn Store, prefix: &str) -> Result<Option<Manifest>> {
+    let key = layout::manifest_key(prefix);
+    match store.get(&key) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Error::Damaged {
+                key: store.url(&key),
+                what: format!("not a snapshot manifest: {e}"),
+            }),
+        Err(Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Reads one part and checks it against the manifest: its size, then its
+/// CRC32C (which catches every single-bit flip, and any burst up to 32
+/// bits). A mismatch is [`Error::Damaged`] naming the object.
+pub fn read_part(store: &dyn Store, prefix: &str, part: &PartInfo) -> Result<Vec<u8>> {
+    let key = format!("{prefix}{}", part.name);
+    let bytes = store.get(&key)?;
+    let damaged = |what: String| Error::Damaged {
+        key: store.url(&key),
+        what,
+    };
+    if bytes.len() as u64 != part.size {
+        return Err(damaged(format!(
+            "{} bytes, the snapshot manifest says {}",
+            bytes.len(),
+            part.size
+        )));
+    }
+    let crc = crc32c::crc32c(&bytes);
+    if crc != part.crc32c {
+        return Err(damaged(format!(
+            "CRC32C {crc:08x}, the snapshot manifest says {:08x}",
+            part.crc32c
+        )));
+    }
+    Ok(bytes)
+}
+
+/// Checks every part of the snapshot under `prefix` against its manifest;
+/// returns the parts checked and the bytes read.
+pub fn verify(store: &dyn Store, prefix: &str) -> Result<(usize, u64)> {
+    let manifest = read_manifest(store, prefix)?.ok_or_else(|| Error::NotFound {
+        store: store.url(""),
+        key: layout::manifest_key(prefix),
+    })?;
+    let bytes = manifest
+        .parts
         .par_iter()
-        .filter(|p| p.key.ends_with(".parquet"))
-        .map(|p| Ok(polars_buffer::Buffer::from(store.get(&p.key)?)))
+        .map(|p| read_part(store, prefix, p).map(|b| b.len() as u64))
         .collect::<Result<Vec<_>>>()?;
+    Ok((bytes.len(), bytes.iter().sum()))
+}
+
+/// Scans every Parquet part of a snapshot, as its manifest lists them,
+/// fetched in parallel (on S3 each is a round trip) and checked against the
+/// manifest's sizes and checksums. A snapshot written before manifests is
+/// listed instead.
+pub fn read_table(store: &dyn Store, table: &TableRef) -> Result<LazyFrame> {
+    let prefix = &table.location;
+    let buffers = match read_manifest(store, prefix)? {
+        Some(manifest) => manifest
+            .parts
+            .par_iter()
+            .map(|p| Ok(polars_buffer::Buffer::from(read_part(store, prefix, p)?)))
+            .collect::<Result<Vec<_>>>()?,
+        None => store
+            .list(prefix)?
+            .par_iter()
+            .filter(|p| p.key.ends_with(".parquet"))
+            .map(|p| Ok(polars_buffer::Buffer::from(store.get(&p.key)?)))
+            .collect::<Result<Vec<_>>>()?,
+    };
     if buffers.is_empty() {
         return Err(Error::NotFound {
             store: store.url(""),
-            key: layout::part_key(&table.location, 0),
+            key: layout::part_key(prefix, 0),
         });
     }
     LazyFrame::scan_parquet_sources(

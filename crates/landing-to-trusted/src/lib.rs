@@ -34,6 +34,7 @@ pub fn run(env: &Env, request: &TransitionRequest) -> Result<TransitionResult, T
 
 fn run_inner(env: &Env, request: &TransitionRequest) -> Result<TransitionResult, Error> {
     let started = Instant::now();
+    lakehouse::runs::begin(env, &request.run_id, request.policy)?;
     let store = env.store.as_ref();
     let produced = match request.transition {
         Table::CustomerTrusted => customers(store, request)?,
@@ -76,11 +77,12 @@ fn customers(store: &dyn Store, request: &TransitionRequest) -> Result<Produced,
 /// What one landing object of readings contributed.
 struct Part {
     schema: SchemaRef,
+    part: tables::PartInfo,
     input_rows: u64,
     kept_rows: u64,
     drops: BTreeMap<String, u64>,
     quarantined: Vec<QuarantinedLine>,
-    rubric: Option<(u64, BTreeMap<String, u64>)>,
+    rubric: Option<(u64, BTreeMap<String, u64>, tables::PartInfo)>,
 }
 
 /// Streams the landing objects of `dataset` against the customer table `index`.
@@ -116,16 +118,17 @@ fn readings(
         let parsed = parse_judged(dataset, &object.key, &store.get(&object.key)?, &rules);
         let mut kept = parsed.kept.into_iter();
         let (mut rows, drops) = kept.next().expect("one output per rule");
-        tables::write_part(store, &prefix, n, &mut rows)?;
+        let part = tables::write_part(store, &prefix, n, &mut rows)?;
         let rubric = match kept.next() {
             Some((mut shadow_rows, shadow_drops)) => {
-                tables::write_part(store, &shadow_prefix, n, &mut shadow_rows)?;
-                Some((shadow_rows.height() as u64, shadow_drops))
+                let shadow_part = tables::write_part(store, &shadow_prefix, n, &mut shadow_rows)?;
+                Some((shadow_rows.height() as u64, shadow_drops, shadow_part))
             }
             None => None,
         };
         Ok(Part {
             schema: rows.schema().clone(),
+            part,
             input_rows: parsed.lines,
             kept_rows: rows.height() as u64,
             drops,
@@ -139,17 +142,19 @@ fn readings(
     let (mut drops, mut rubric_drops, mut quarantined) =
         (BTreeMap::new(), BTreeMap::new(), Vec::new());
     let (mut input_rows, mut kept_rows, mut rubric_rows) = (0, 0, 0);
+    let (mut written, mut shadow_written) = (Vec::new(), Vec::new());
     for part in parts {
         input_rows += part.input_rows;
         kept_rows += part.kept_rows;
         handler::add_counts(&mut drops, &part.drops);
         quarantined.extend(part.quarantined);
-        if let Some((rows, part_drops)) = &part.rubric {
+        written.push(part.part);
+        if let Some((rows, part_drops, shadow_part)) = part.rubric {
             rubric_rows += rows;
-            handler::add_counts(&mut rubric_drops, part_drops);
+            handler::add_counts(&mut rubric_drops, &part_drops);
+            shadow_written.push(shadow_part);
         }
     }
-    let parts = objects.len();
     let rubric = match shadow {
         true => Some(Shadow {
             table: Some(tables::seal(
@@ -157,7 +162,7 @@ fn readings(
                 table,
                 &shadow_prefix,
                 run_id,
-                parts,
+                shadow_written,
                 rubric_rows,
                 &schema,
             )?),
@@ -167,7 +172,7 @@ fn readings(
         false => None,
     };
     Ok(Produced {
-        table: tables::seal(store, table, &prefix, run_id, parts, kept_rows, &schema)?,
+        table: tables::seal(store, table, &prefix, run_id, written, kept_rows, &schema)?,
         input_rows,
         kept_rows,
         drops,

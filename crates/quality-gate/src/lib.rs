@@ -1,7 +1,9 @@
 //! Lambda `quality-gate`: the last state of every run. Runs the named SQL
 //! checks of `zones::checks` through the query engine over this run's
-//! snapshots, writes `_runs/<run id>/report.json`, and only if every check
-//! passes switches the catalog to the new snapshots in one atomic publish.
+//! snapshots, and only if every check passes switches the catalog to the new
+//! snapshots in one atomic publish, guarded by the catalog version the run
+//! started from. `_runs/<run id>/report.json` then says what happened: the
+//! checks, and whether the run was published (or why not).
 //!
 //! It also writes the run's page, `_runs/<run id>/report.html` (`page`), on
 //! every verdict.
@@ -11,16 +13,22 @@
 pub mod page;
 
 use lakehouse::catalog::{CatalogState, Entry, Format, landing_entry};
-use lakehouse::{Env, Error, QueryEngine};
+use lakehouse::{Env, Error, QueryEngine, runs};
 use zones::checks::{self, Check, Expect};
 use zones::contract::{CheckOutcome, GateRequest, GateResult, TaskError};
-use zones::report::Report;
+use zones::report::{Publication, Report};
 use zones::{Dataset, ErrorName, layout};
 
 pub fn run(env: &Env, request: &GateRequest) -> Result<GateResult, TaskError> {
     let started = std::time::Instant::now();
-    let store = env.store.as_ref();
+    let run_id = &request.run_id;
+    let report_key = layout::report_key(run_id);
     let current = env.catalog.load().map_err(TaskError::from)?;
+    if current.published_by.as_deref() == Some(run_id.as_str()) {
+        // A retry of a gate whose publish went through before it could answer.
+        return already_published(env, request, current.version);
+    }
+    let (record, current) = runs::start(env, run_id, request.policy).map_err(TaskError::from)?;
     let entries = entries(request);
     // The catalog as it will be: this run's snapshots over the published ones.
     let mut view = current.clone();
@@ -28,10 +36,7 @@ pub fn run(env: &Env, request: &GateRequest) -> Result<GateResult, TaskError> {
         view.tables.insert(entry.table.table, entry.clone());
     }
     // On Glue, the view is registered in a database of its own for Athena.
-    let staged = env
-        .catalog
-        .stage(&request.run_id, &view)
-        .map_err(TaskError::from)?;
+    let staged = env.catalog.stage(run_id, &view).map_err(TaskError::from)?;
     let outcomes: Vec<CheckOutcome> = checks::checks(request.policy, &request.results)
         .iter()
         .map(|c| evaluate(env.query.as_ref(), &staged, c))
@@ -42,50 +47,107 @@ pub fn run(env: &Env, request: &GateRequest) -> Result<GateResult, TaskError> {
     for outcome in &outcomes {
         tracing::info!(check = %outcome.name, passed = outcome.passed, detail = %outcome.detail, "quality check");
     }
-    let report = Report::build(request, outcomes);
-    let report_key = layout::report_key(&request.run_id);
-    let json = serde_json::to_vec_pretty(&report).expect("report serializes");
-    store.put(&report_key, &json).map_err(TaskError::from)?;
+    let passed = outcomes.iter().all(|c| c.passed);
 
-    // The page never changes the verdict: after a publish, failing the task
-    // over it would make a retry publish twice.
-    let written = |outcome: Result<GateResult, TaskError>| {
-        if let Err(e) = write_page(env, request, &report, started, &outcome) {
-            tracing::warn!(run_id = %request.run_id, error = %e, "could not write the run's page");
-        }
-        outcome
-    };
-
-    if !report.passed {
-        let failed: Vec<String> = report
-            .checks
+    // Publish only if every check passed, and only over the catalog version
+    // the run started from.
+    let (publication, error) = if !passed {
+        let failed: Vec<String> = outcomes
             .iter()
             .filter(|c| !c.passed)
             .map(|c| format!("{} ({})", c.name, c.detail))
             .collect();
-        return written(Err(TaskError {
+        let why = format!(
+            "{} of {} checks failed: {}",
+            failed.len(),
+            outcomes.len(),
+            failed.join(", ")
+        );
+        let error = TaskError {
             name: ErrorName::QualityGateFailed,
             cause: format!(
-                "{} of {} checks failed: {}; nothing was published; report at {}",
-                failed.len(),
-                report.checks.len(),
-                failed.join(", "),
-                store.url(&report_key)
+                "{why}; nothing was published; report at {}",
+                env.store.url(&report_key)
             ),
-        }));
-    }
-    let catalog_version = match env.catalog.publish(&current, entries) {
-        Ok(version) => version,
-        Err(e) => return written(Err(TaskError::from(e))),
+        };
+        (Publication::not_published(why), Some(error))
+    } else {
+        match env.catalog.publish(&record.base, run_id, entries) {
+            Ok(version) => (Publication::published(version), None),
+            Err(e) => (Publication::not_published(e.to_string()), Some(e.into())),
+        }
     };
-    tracing::info!(run_id = %request.run_id, catalog_version, "published");
-    written(Ok(GateResult {
-        run_id: request.run_id.clone(),
+    let report = Report::build(request, outcomes, publication);
+    let json = serde_json::to_vec_pretty(&report).expect("report serializes");
+    env.store.put(&report_key, &json).map_err(TaskError::from)?;
+    // A verdict ends the run; a transient failure leaves it for a retry.
+    let verdict = error
+        .as_ref()
+        .is_none_or(|e| e.name != ErrorName::Transient && e.name != ErrorName::Internal);
+    if verdict {
+        runs::finish(
+            env,
+            &record,
+            report.publication.published,
+            &report.publication.detail,
+        )
+        .map_err(TaskError::from)?;
+    }
+    // The page never changes the verdict: after a publish, failing the task
+    // over it would make a retry publish twice.
+    if let Err(e) = write_page(env, request, &report, started, error.as_ref()) {
+        tracing::warn!(%run_id, error = %e, "could not write the run's page");
+    }
+    if let Some(error) = error {
+        return Err(error);
+    }
+    let catalog_version = report
+        .publication
+        .catalog_version
+        .expect("a published report has its version");
+    tracing::info!(%run_id, catalog_version, "published");
+    Ok(GateResult {
+        run_id: run_id.clone(),
         passed: true,
-        checks: report.checks.clone(),
+        checks: report.checks,
         report_key,
         catalog_version,
-    }))
+    })
+}
+
+/// The answer to a retried gate whose publish already went through: the
+/// report says so, the run is marked finished, nothing is published twice.
+fn already_published(
+    env: &Env,
+    request: &GateRequest,
+    catalog_version: u64,
+) -> Result<GateResult, TaskError> {
+    let run_id = &request.run_id;
+    let report_key = layout::report_key(run_id);
+    let mut report: Report = env
+        .store
+        .get(&report_key)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_else(|| Report::build(request, Vec::new(), Publication::default()));
+    report.publication = Publication::published(catalog_version);
+    let json = serde_json::to_vec_pretty(&report).expect("report serializes");
+    env.store.put(&report_key, &json).map_err(TaskError::from)?;
+    if let Err(e) = write_page(env, request, &report, std::time::Instant::now(), None) {
+        tracing::warn!(%run_id, error = %e, "could not write the run's page");
+    }
+    if let Some(record) = runs::load(env, run_id).map_err(TaskError::from)?
+        && record.finished.is_none()
+    {
+        runs::finish(env, &record, true, &report.publication.detail).map_err(TaskError::from)?;
+    }
+    Ok(GateResult {
+        run_id: run_id.clone(),
+        passed: true,
+        checks: report.checks,
+        report_key,
+        catalog_version,
+    })
 }
 
 /// Writes the run's page as the gate sees it: the transitions' results, and
@@ -95,7 +157,7 @@ fn write_page(
     request: &GateRequest,
     report: &Report,
     started: std::time::Instant,
-    outcome: &Result<GateResult, TaskError>,
+    error: Option<&TaskError>,
 ) -> Result<(), TaskError> {
     let definition: serde_json::Value =
         serde_json::from_str(zones::STATE_MACHINE).expect("the compiled-in definition is JSON");
@@ -109,9 +171,9 @@ fn write_page(
         zones::STATE_MACHINE,
     );
     let state = page::gate_state(&definition).unwrap_or_else(|| "QualityGate".into());
-    let (status, error) = match outcome {
-        Ok(_) => (report_html::StateStatus::Succeeded, None),
-        Err(e) => (report_html::StateStatus::Failed, Some(e)),
+    let status = match error {
+        None => report_html::StateStatus::Succeeded,
+        Some(_) => report_html::StateStatus::Failed,
     };
     facts.states.push(report_html::StateRecord {
         name: state.clone(),
@@ -139,14 +201,17 @@ fn entries(request: &GateRequest) -> Vec<Entry> {
             entries.push(Entry {
                 table: table_ref.clone(),
                 format: Format::Parquet,
-                run_id: Some(request.run_id.clone()),
+                run_id: Some(request.run_id.to_string()),
                 policy: Some(request.policy),
             });
         }
     }
     for dataset in Dataset::ALL {
         if let Some(result) = request.results.get(&checks::trusted_table(dataset)) {
-            entries.push(landing_entry(dataset, result.input_rows));
+            // The records that parse, what `COUNT(*)` over the landing table
+            // gives; the quarantined ones are in the quarantine table.
+            let quarantined: u64 = result.quarantined.values().sum();
+            entries.push(landing_entry(dataset, result.input_rows - quarantined));
         }
     }
     entries

@@ -14,14 +14,14 @@ use serde_json::Value;
 use zones::contract::TransitionResult;
 use zones::report::Report;
 use zones::transitions::IDENTIFIER_COLUMNS;
-use zones::{Dataset, Policy, Table, layout};
+use zones::{Dataset, Policy, RunId, Table, layout};
 
 /// Facts about run `run_id` that storage can tell: landing inputs, quarantine
 /// samples of the transitions in `results`, versions. Reading samples is best
 /// effort: a quarantine snapshot that cannot be read leaves its reasons without samples.
 pub fn gather(
     store: &dyn Store,
-    run_id: &str,
+    run_id: &RunId,
     policy: Policy,
     results: &BTreeMap<Table, TransitionResult>,
     written_by: &str,
@@ -182,7 +182,7 @@ pub fn write(
 /// report.json and facts.json of a run, each if present.
 pub fn load(
     store: &dyn Store,
-    run_id: &str,
+    run_id: &RunId,
 ) -> lakehouse::Result<(Option<Report>, Option<RunFacts>)> {
     fn read<T: serde::de::DeserializeOwned>(
         store: &dyn Store,

@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use zones::contract::TransitionResult;
-use zones::{Policy, Table};
+use zones::{Policy, RunId, Table};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunFacts {
-    pub run_id: String,
+    pub run_id: RunId,
     pub policy: Policy,
     /// Who wrote these facts last: `quality-gate`, `stedi run`, `stedi run --aws`.
     pub written_by: String,
@@ -42,9 +42,9 @@ pub struct RunFacts {
 }
 
 impl RunFacts {
-    pub fn new(run_id: &str, policy: Policy, written_by: &str) -> RunFacts {
+    pub fn new(run_id: &RunId, policy: Policy, written_by: &str) -> RunFacts {
         RunFacts {
-            run_id: run_id.to_string(),
+            run_id: run_id.clone(),
             policy,
             written_by: written_by.to_string(),
             written_at: None,

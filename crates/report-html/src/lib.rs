@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use serde_json::Value;
 use zones::contract::GateRequest;
-use zones::report::Report;
+use zones::report::{Publication, Report};
 
 pub use facts::{
     LandingInput, QuarantineSamples, RunFacts, RunFailure, SampleLine, StateRecord, StateStatus,
@@ -47,7 +47,11 @@ pub fn effective_report(report: Option<&Report>, facts: &RunFacts) -> Report {
                 policy: facts.policy,
                 results: facts.results.clone(),
             };
-            let mut partial = Report::build(&request, Vec::new());
+            let mut partial = Report::build(
+                &request,
+                Vec::new(),
+                Publication::not_published("the run ended before the quality gate"),
+            );
             partial.passed = false;
             partial
         }
@@ -92,6 +96,9 @@ fn verdict(report: Option<&Report>, facts: &RunFacts) -> (&'static str, String) 
         return ("failed", format!("FAILED{at}: {}", f.error));
     }
     match report {
+        Some(r) if r.passed && !r.publication.published && !r.publication.detail.is_empty() => {
+            ("failed", format!("checks passed, {}", r.publication.detail))
+        }
         Some(r) if r.passed => ("passed", "PASSED: every check passed".into()),
         Some(r) => {
             let failed = r.checks.iter().filter(|c| !c.passed).count();
@@ -467,6 +474,9 @@ fn facts_section(
                     tr { th { "run id" } td { code { (facts.run_id) } } }
                     tr { th { "policy" } td { (facts.policy.as_str()) } }
                     tr { th { "quality gate" } td { @if report.passed { "passed" } @else { "failed or did not run" } } }
+                    @if !report.publication.detail.is_empty() {
+                        tr { th { "publication" } td #publication { (report.publication.detail) } }
+                    }
                     tr { th { "input objects" } td #input-objects { (objects) } }
                     tr { th { "input bytes" } td #input-bytes { (total) " (" (bytes(total)) ")" } }
                     @for l in &facts.landing {

@@ -8,7 +8,7 @@ use comfy_table::{ContentArrangement, Table as TextTable, presets};
 use lakehouse::Store;
 use lakehouse::catalog::CatalogState;
 use serde_json::Value;
-use zones::{Table, layout};
+use zones::{RunId, Table, layout};
 
 /// The widest any listing gets.
 pub const WIDTH: u16 = 120;
@@ -107,7 +107,8 @@ pub struct PublishedRun {
 
 /// The time a run ran: the facts' time, else the one its default id starts with.
 fn run_time(store: &dyn Store, run_id: &str) -> String {
-    if let Ok(bytes) = store.get(&layout::run_facts_key(run_id))
+    if let Ok(id) = RunId::parse(run_id)
+        && let Ok(bytes) = store.get(&layout::run_facts_key(&id))
         && let Ok(facts) = serde_json::from_slice::<Value>(&bytes)
         && let Some(at) = facts["written_at"].as_str()
     {
@@ -148,8 +149,8 @@ pub fn published_runs(store: &dyn Store) -> Result<Vec<PublishedRun>> {
         let Ok(report) = serde_json::from_slice::<Value>(&store.get(&object.key)?) else {
             continue;
         };
-        // `published` where the report says it, else the gate's verdict.
-        let published = report["published"]
+        // Its publication where the report says it, else the gate's verdict.
+        let published = report["publication"]["published"]
             .as_bool()
             .or_else(|| report["passed"].as_bool())
             .unwrap_or(false);

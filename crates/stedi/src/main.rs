@@ -9,13 +9,14 @@ use std::sync::Arc;
 
 use aws_sdk_sfn::types::ExecutionStatus;
 use lakehouse::aws::Aws;
+use lakehouse::catalog::Format as TableFormat;
 use lakehouse::query::PolarsSql;
-use lakehouse::{Config, Env, Store};
+use lakehouse::{Config, Env, Store, runs, tables};
 use stedi::asl::Event;
 use stedi::output::{self, Format};
 use stedi::{listing, runner, seed, sfn, summary};
 use zones::report::Report;
-use zones::{Policy, layout};
+use zones::{Policy, RunId, layout};
 
 /// STEDI lakehouse: landing -> trusted -> curated, on one machine or on AWS.
 #[derive(Parser)]
@@ -66,9 +67,12 @@ enum Command {
     Run {
         #[arg(long, default_value = "strict")]
         policy: Policy,
-        /// Defaults to the UTC time plus a random suffix (on AWS: the execution's name).
+        /// Defaults to the UTC time plus a random suffix (on AWS: the
+        /// execution's name). 1-80 characters of A-Z a-z 0-9 _ . -, starting
+        /// with a letter or digit, no `..`. A run id that finished before is
+        /// refused; one that was cut off resumes.
         #[arg(long)]
-        run_id: Option<String>,
+        run_id: Option<RunId>,
         /// Execute this state machine definition instead of the built-in statemachine.asl.json.
         #[arg(long, conflicts_with = "aws")]
         definition: Option<PathBuf>,
@@ -107,7 +111,7 @@ enum Command {
     History { table: Option<String> },
     /// Print the summary of a run's report (the latest run by default).
     Report {
-        run_id: Option<String>,
+        run_id: Option<RunId>,
         /// Write the run's page, _runs/<run id>/report.html, and print where it is.
         #[arg(long)]
         html: bool,
@@ -115,6 +119,9 @@ enum Command {
         #[arg(long)]
         open: bool,
     },
+    /// Check every part of the published tables (or of TABLE) against its
+    /// snapshot manifest: size and CRC32C checksum.
+    Verify { table: Option<String> },
 }
 
 fn main() -> ExitCode {
@@ -249,7 +256,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             if html || open {
                 let run_id = match run_id {
                     Some(id) => id,
-                    None => latest_run(store, &["/report.json", "/facts.json"])?,
+                    None => latest_run(&env, &["/report.json", "/facts.json"])?,
                 };
                 let location = write_html(store, &run_id)?;
                 println!("{location}");
@@ -260,19 +267,20 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             }
             let run_id = match run_id {
                 Some(id) => id,
-                None => latest_run(store, &["/report.json"])?,
+                None => latest_run(&env, &["/report.json"])?,
             };
             let (report, location) = load_report(store, &run_id)?;
             print!("{}", summary::render(&report, &location));
             Ok(ExitCode::SUCCESS)
         }
+        Command::Verify { table } => verify(&Env::open(&config)?, table.as_deref()),
     }
 }
 
 fn run(
     config: &Config,
     policy: Policy,
-    run_id: Option<String>,
+    run_id: Option<RunId>,
     definition: Option<PathBuf>,
     save_requests: Option<PathBuf>,
 ) -> Result<ExitCode> {
@@ -286,10 +294,22 @@ fn run(
         serde_json::from_str(&definition_text).context("parsing the state machine definition")?;
     let env = Env::open(config)?;
     let run_id = run_id.unwrap_or_else(runner::new_run_id);
-    eprintln!(
-        "run {run_id}: policy {policy}, warehouse {}",
-        config.warehouse
-    );
+    // Refused before any state runs: a finished or published run id.
+    let resumed = runs::check_reusable(&env, &run_id, &env.catalog.load()?)?;
+    match resumed {
+        Some(record) => eprintln!(
+            "run {run_id}: resuming (started {} with policy {}), warehouse {}",
+            humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + Duration::from_millis(record.started_at_ms)
+            ),
+            record.policy,
+            config.warehouse
+        ),
+        None => eprintln!(
+            "run {run_id}: policy {policy}, warehouse {}",
+            config.warehouse
+        ),
+    }
 
     let spinner = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new_spinner();
@@ -356,7 +376,7 @@ fn run_on_aws(
     state_machine: Option<String>,
     redrive: Option<String>,
     policy: Policy,
-    run_id: Option<String>,
+    run_id: Option<RunId>,
 ) -> Result<ExitCode> {
     let aws = Aws::from_env()?;
     let executions = sfn::Executions::new(&aws);
@@ -376,9 +396,12 @@ fn run_on_aws(
     };
     let started = std::time::Instant::now();
     let ended = executions.follow(&arn, seen, &mut |line| eprintln!("{line}"))?;
-    if config.warehouse.starts_with("s3://") {
+    if let (true, Ok(run_id)) = (
+        config.warehouse.starts_with("s3://"),
+        RunId::parse(&ended.name),
+    ) {
         let env = Env::open(config)?;
-        print_report(env.store.as_ref(), &ended.name);
+        print_report(env.store.as_ref(), &run_id);
         // The page again, with every state's outcome from the execution's history.
         let page = executions.timeline(&arn).and_then(|(timeline, results)| {
             let failure =
@@ -394,7 +417,7 @@ fn run_on_aws(
             runner::write_page(
                 &env,
                 &runner::RunSeen {
-                    run_id: &ended.name,
+                    run_id: &run_id,
                     policy,
                     definition: &definition,
                     timeline: &timeline,
@@ -425,13 +448,13 @@ fn run_on_aws(
 }
 
 /// Prints the run's report summary, if the run got as far as writing one.
-fn print_report(store: &dyn Store, run_id: &str) {
+fn print_report(store: &dyn Store, run_id: &RunId) {
     if let Ok((report, location)) = load_report(store, run_id) {
         print!("{}", summary::render(&report, &location));
     }
 }
 
-fn load_report(store: &dyn Store, run_id: &str) -> Result<(Report, String)> {
+fn load_report(store: &dyn Store, run_id: &RunId) -> Result<(Report, String)> {
     let key = layout::report_key(run_id);
     let bytes = store.get(&key)?;
     let report =
@@ -439,15 +462,64 @@ fn load_report(store: &dyn Store, run_id: &str) -> Result<(Report, String)> {
     Ok((report, store.url(&key)))
 }
 
-/// The latest run (by id) with an object whose key ends in one of `suffixes`.
-fn latest_run(store: &dyn Store, suffixes: &[&str]) -> Result<String> {
-    store
-        .list(layout::runs_prefix())?
-        .into_iter()
-        .filter(|o| suffixes.iter().any(|s| o.key.ends_with(s)))
-        .filter_map(|o| o.key.split('/').nth(1).map(str::to_string))
-        .max()
+/// The run with an object whose key ends in one of `suffixes` (`/report.json`)
+/// that started last (by its run record; runs from before run records count
+/// as oldest, then by id).
+fn latest_run(env: &Env, suffixes: &[&str]) -> Result<RunId> {
+    let mut latest: Option<(u64, RunId)> = None;
+    for object in env.store.list(layout::runs_prefix())? {
+        let Some(id) = suffixes
+            .iter()
+            .find_map(|s| object.key.strip_suffix(s))
+            .and_then(|k| k.strip_prefix(layout::runs_prefix()))
+            .and_then(|id| RunId::parse(id).ok())
+        else {
+            continue;
+        };
+        let started = runs::load(env, &id)?.map_or(0, |r| r.started_at_ms);
+        if latest.as_ref().is_none_or(|l| (started, &id) > (l.0, &l.1)) {
+            latest = Some((started, id));
+        }
+    }
+    latest
+        .map(|(_, id)| id)
         .context("no run has written a report yet: run `stedi run` first")
+}
+
+/// `stedi verify`: every part of every published Parquet table (or of one)
+/// read and checked against its snapshot manifest.
+fn verify(env: &Env, only: Option<&str>) -> Result<ExitCode> {
+    let catalog = env.catalog.load()?;
+    let tables: Vec<_> = catalog
+        .tables
+        .iter()
+        .filter(|(t, e)| e.format == TableFormat::Parquet && only.is_none_or(|n| t.name() == n))
+        .collect();
+    if let Some(name) = only
+        && tables.is_empty()
+    {
+        bail!("`{name}` is not a published Parquet table of the catalog");
+    }
+    let mut damaged = 0;
+    for (table, entry) in tables {
+        match tables::verify(env.store.as_ref(), &entry.table.location) {
+            Ok((parts, bytes)) => println!(
+                "ok       {:<28} snapshot {}  {parts} parts, {bytes} bytes",
+                table.name(),
+                entry.table.snapshot
+            ),
+            Err(e) => {
+                damaged += 1;
+                println!("DAMAGED  {:<28} {e}", table.name());
+            }
+        }
+    }
+    Ok(if damaged == 0 {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("error: {damaged} table(s) failed verification");
+        ExitCode::FAILURE
+    })
 }
 
 fn table_named(name: &str) -> Result<zones::Table> {
@@ -459,10 +531,7 @@ fn table_named(name: &str) -> Result<zones::Table> {
 
 /// Draws run `run_id`'s page again from its report.json and facts.json and
 /// writes it beside them; returns where it is.
-fn write_html(store: &dyn Store, run_id: &str) -> Result<String> {
-    if run_id.is_empty() || run_id.contains(['/', '\\']) || run_id.contains("..") {
-        bail!("`{run_id}` is not a run id");
-    }
+fn write_html(store: &dyn Store, run_id: &RunId) -> Result<String> {
     let (report, facts) = quality_gate::page::load(store, run_id)?;
     let facts = match (facts, &report) {
         (Some(facts), _) => facts,

@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
 
-use lakehouse::Env;
+use lakehouse::{Env, runs};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use zones::contract::TransitionResult;
-use zones::{Policy, Table, TaskError};
+use zones::{ErrorName, Policy, RunId, Table, TaskError};
 
 use crate::asl::{Event, Failure, Interpreter, Invoker, Outcome, StateRun};
 
@@ -92,13 +92,19 @@ fn call<Req: DeserializeOwned, Resp: Serialize>(
     }
 }
 
-/// Executes `definition` for one run and returns the execution's output.
-/// Whatever the outcome, the run's page (`_runs/<run id>/report.html`) is then
-/// written again with every state's outcome and seconds.
+/// Executes `definition` for one run and returns the execution's output;
+/// whatever the outcome, the run's page (`_runs/<run id>/report.html`) is
+/// then written again with every state's outcome and seconds.
+///
+/// Every state checks the run's record first (`lakehouse::runs`): a run id
+/// that finished, or that the catalog points at, is refused; one that was
+/// cut off (a killed process, a failure a retry may fix) resumes, writing its
+/// own keys again. A run that ends on a verdict about its data is marked
+/// finished here (the gate marks its own verdicts).
 pub fn run(
     env: &Env,
     definition: &Value,
-    run_id: &str,
+    run_id: &RunId,
     policy: Policy,
     observer: &dyn Fn(&Event),
     save_requests: Option<&Path>,
@@ -113,6 +119,20 @@ pub fn run(
     let started = std::time::Instant::now();
     let interpreter = Interpreter::new(&invoker, observer).with_execution(run_id, &input);
     let result = interpreter.execute(definition, input);
+    if let Err(failure) = &result
+        && [ErrorName::InvalidInput, ErrorName::PublishConflict]
+            .iter()
+            .any(|n| n.as_str() == failure.error)
+        && let Ok(Some(record)) = runs::load(env, run_id)
+        && record.finished.is_none()
+    {
+        let detail = format!("{}: {}", failure.error, failure.cause);
+        runs::finish(env, &record, false, &detail).map_err(|e| Failure {
+            error: e.name().as_str().into(),
+            cause: format!("marking run {run_id} finished after `{detail}`: {e}"),
+        })?;
+    }
+    // Whatever the outcome, the run's page again, with every state's outcome.
     let results = std::mem::take(&mut *invoker.results.lock().expect("not poisoned"));
     let run = RunSeen {
         run_id,
@@ -125,7 +145,7 @@ pub fn run(
         written_by: "stedi run",
     };
     if let Err(e) = write_page(env, &run) {
-        tracing::warn!(run_id, error = %e, "could not write the run's page");
+        tracing::warn!(%run_id, error = %e, "could not write the run's page");
     }
     result
 }
@@ -133,7 +153,7 @@ pub fn run(
 /// What a runner saw of one execution, for its page.
 #[derive(Debug)]
 pub struct RunSeen<'a> {
-    pub run_id: &'a str,
+    pub run_id: &'a RunId,
     pub policy: Policy,
     pub definition: &'a Value,
     pub timeline: &'a [StateRun],
@@ -218,8 +238,9 @@ pub fn write_page(env: &Env, run: &RunSeen) -> anyhow::Result<String> {
 }
 
 /// A fresh run id: the UTC time and a random suffix, e.g. `20261123T095013Z-3fa2`.
-pub fn new_run_id() -> String {
+pub fn new_run_id() -> RunId {
     let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let compact: String = now.chars().filter(|c| *c != '-' && *c != ':').collect();
-    format!("{compact}-{:04x}", fastrand::u16(..))
+    RunId::parse(&format!("{compact}-{:04x}", fastrand::u16(..)))
+        .expect("a time and hex digits make a valid run id")
 }

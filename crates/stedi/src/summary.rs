@@ -98,13 +98,10 @@ pub fn render(report: &Report, report_location: &str) -> String {
     let passed = report.checks.iter().filter(|c| c.passed).count();
     let _ = writeln!(
         out,
-        "\nquality gate: {} ({passed}/{} checks passed)",
-        if report.passed {
-            "PASSED, catalog switched"
-        } else {
-            "FAILED, nothing published"
-        },
-        report.checks.len()
+        "\nquality gate: checks {} ({passed}/{} passed); {}",
+        if report.passed { "PASSED" } else { "FAILED" },
+        report.checks.len(),
+        report.publication.detail,
     );
     for c in report.checks.iter().filter(|c| !c.passed) {
         let _ = writeln!(out, "  failed: {} ({})", c.name, c.detail);

@@ -31,6 +31,7 @@ pub fn run(env: &Env, request: &TransitionRequest) -> Result<TransitionResult, T
 
 fn run_inner(env: &Env, request: &TransitionRequest) -> Result<TransitionResult, Error> {
     let started = Instant::now();
+    lakehouse::runs::begin(env, &request.run_id, request.policy)?;
     let store = env.store.as_ref();
     let strict = handler::wants_rubric_shadow(request);
     let produced = match request.transition {
@@ -114,13 +115,14 @@ fn training_table(
     // while the next bucket is joined. Small buckets keep the two in flight
     // small and each join's hash table in cache: at 50x, buckets of 25k
     // step readings took 0.8 s and 240 MiB, of 100k 1.05 s and 300 MiB.
-    std::thread::scope(|scope| -> Result<(), Error> {
-        let (parts, written) = std::sync::mpsc::sync_channel::<(usize, DataFrame)>(0);
-        let writer = scope.spawn(move || -> Result<(), Error> {
-            for (n, mut part) in written {
-                tables::write_part(store, prefix, n, &mut part)?;
+    let written = std::thread::scope(|scope| -> Result<Vec<tables::PartInfo>, Error> {
+        let (parts, to_write) = std::sync::mpsc::sync_channel::<(usize, DataFrame)>(0);
+        let writer = scope.spawn(move || -> Result<Vec<tables::PartInfo>, Error> {
+            let mut written = Vec::new();
+            for (n, mut part) in to_write {
+                written.push(tables::write_part(store, prefix, n, &mut part)?);
             }
-            Ok(())
+            Ok(written)
         });
         for (n, (step_rows, reading_rows)) in step_rows.iter().zip(&reading_rows).enumerate() {
             let outcome = transitions::machine_learning_curated(
@@ -156,7 +158,7 @@ fn training_table(
             table,
             prefix,
             &request.run_id,
-            buckets.count,
+            written,
             rows,
             &schema,
         )?,

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::layout::Table;
 use crate::policy::Policy;
+use crate::run_id::RunId;
 
 /// Stable error names that statemachine.asl.json matches in Retry and Catch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,7 +88,7 @@ pub struct TableRef {
 /// Input of the landing-to-trusted and trusted-to-curated functions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TransitionRequest {
-    pub run_id: String,
+    pub run_id: RunId,
     #[serde(default)]
     pub policy: Policy,
     /// The table this invocation produces.
@@ -134,7 +135,7 @@ pub struct TransitionResult {
 /// Input of the quality gate: every transition's result, keyed by table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GateRequest {
-    pub run_id: String,
+    pub run_id: RunId,
     #[serde(default)]
     pub policy: Policy,
     pub results: BTreeMap<Table, TransitionResult>,
@@ -156,7 +157,7 @@ pub struct CheckOutcome {
 /// Output of the quality gate when every check passed and the catalog switched.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GateResult {
-    pub run_id: String,
+    pub run_id: RunId,
     pub passed: bool,
     pub checks: Vec<CheckOutcome>,
     pub report_key: String,

@@ -8,7 +8,10 @@
 //! <dataset>/quarantine/<snapshot>/...
 //! _runs/<run id>/report.json                 _runs/<run id>/rubric/<table>/...  (strict runs)
 //! _runs/<run id>/report.html, facts.json     the run report as a page, and what it shows beyond report.json
-//! _catalog/catalog.json                      the local stand-in for the Glue Data Catalog
+//! _runs/<run id>/run.json                    when the run started, from which catalog version
+//! <snapshot prefix>/_manifest.json           the parts of a snapshot, with sizes and CRC32C checksums
+//! _catalog/log/<version>.json                the local stand-in for the Glue Data Catalog, one
+//!                                            document per version (catalog.json: the latest, a copy)
 //! _secrets/pseudonym.key                     the local HMAC key (never committed)
 //! ```
 
@@ -16,6 +19,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::run_id::RunId;
 use crate::schema::Dataset;
 
 /// Zones of the lakehouse.
@@ -157,15 +161,16 @@ pub fn landing_prefix(dataset: Dataset) -> String {
     format!("{}/landing/", dataset.dir())
 }
 
-/// `<dir>/<zone>/<snapshot>/`: where one snapshot of a produced table lives.
-pub fn snapshot_prefix(table: Table, snapshot: &str) -> String {
+/// `<dir>/<zone>/<run id>/`: where the snapshot a run writes of a produced
+/// table lives (a snapshot is named by its run).
+pub fn snapshot_prefix(table: Table, snapshot: &RunId) -> String {
     debug_assert!(table.zone() != Zone::Landing);
     format!("{}/{}/{}/", table.dir(), table.zone().as_str(), snapshot)
 }
 
 /// `_runs/<run id>/rubric/<table>/`: the rubric-policy shadow of a table that a
 /// strict run computes to explain its difference to the rubric.
-pub fn rubric_shadow_prefix(run_id: &str, table: Table) -> String {
+pub fn rubric_shadow_prefix(run_id: &RunId, table: Table) -> String {
     format!("_runs/{run_id}/rubric/{}/", table.name())
 }
 
@@ -174,19 +179,32 @@ pub fn part_key(prefix: &str, n: usize) -> String {
     format!("{prefix}part-{n:05}.parquet")
 }
 
-pub fn report_key(run_id: &str) -> String {
+pub fn report_key(run_id: &RunId) -> String {
     format!("_runs/{run_id}/report.json")
 }
 
 /// `_runs/<run id>/report.html`: the run report as one self-contained page.
-pub fn report_html_key(run_id: &str) -> String {
+pub fn report_html_key(run_id: &RunId) -> String {
     format!("_runs/{run_id}/report.html")
 }
 
 /// `_runs/<run id>/facts.json`: what the page shows beyond report.json (the
 /// states' timeline, landing inputs, quarantine samples).
-pub fn run_facts_key(run_id: &str) -> String {
+pub fn run_facts_key(run_id: &RunId) -> String {
     format!("_runs/{run_id}/facts.json")
+}
+
+/// `_runs/<run id>/run.json`: the run's record (when it started, the catalog
+/// version it started from, whether it finished), written at its first state.
+pub fn run_record_key(run_id: &RunId) -> String {
+    format!("_runs/{run_id}/run.json")
+}
+
+/// `<prefix>_manifest.json`: the parts of the snapshot under `prefix`, with
+/// their sizes and checksums. Readers take the parts from it, not from a listing.
+pub fn manifest_key(prefix: &str) -> String {
+    debug_assert!(prefix.ends_with('/'));
+    format!("{prefix}_manifest.json")
 }
 
 pub fn runs_prefix() -> &'static str {
@@ -197,8 +215,23 @@ pub fn catalog_key() -> &'static str {
     "_catalog/catalog.json"
 }
 
-pub fn catalog_lock_key() -> &'static str {
-    "_catalog/catalog.lock"
+/// `_catalog/log/`: one document per catalog version, each created only if
+/// absent (the compare-and-swap every publish goes through).
+pub fn catalog_log_prefix() -> &'static str {
+    "_catalog/log/"
+}
+
+/// `_catalog/log/<version, 20 digits>.json`: the catalog as of `version`.
+pub fn catalog_log_key(version: u64) -> String {
+    format!("_catalog/log/{version:020}.json")
+}
+
+/// The version a catalog log key names.
+pub fn catalog_log_version(key: &str) -> Option<u64> {
+    key.strip_prefix(catalog_log_prefix())?
+        .strip_suffix(".json")?
+        .parse()
+        .ok()
 }
 
 pub fn pseudonym_key_key() -> &'static str {

@@ -16,6 +16,7 @@ pub mod layout;
 pub mod policy;
 pub mod pseudonym;
 pub mod report;
+pub mod run_id;
 pub mod schema;
 pub mod transitions;
 
@@ -29,4 +30,5 @@ pub use contract::{
 pub use layout::{Table, Zone};
 pub use policy::Policy;
 pub use pseudonym::PseudonymKey;
+pub use run_id::RunId;
 pub use schema::Dataset;

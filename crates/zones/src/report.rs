@@ -8,12 +8,17 @@ use serde::{Deserialize, Serialize};
 use crate::contract::{CheckOutcome, GateRequest};
 use crate::layout::{Table, Zone};
 use crate::policy::Policy;
+use crate::run_id::RunId;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
-    pub run_id: String,
+    pub run_id: RunId,
     pub policy: Policy,
+    /// Every quality check passed.
     pub passed: bool,
+    /// Whether the catalog was switched to this run's snapshots, and if not, why.
+    #[serde(default)]
+    pub publication: Publication,
     pub transitions: Vec<TransitionLine>,
     pub checks: Vec<CheckOutcome>,
     /// The largest peak resident set any transition reported.
@@ -41,6 +46,35 @@ pub struct TransitionLine {
     pub peak_rss_mib: Option<f64>,
 }
 
+/// What became of a run's snapshots: published as a catalog version, or not,
+/// with the reason (failed checks, another run published first, ...).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Publication {
+    pub published: bool,
+    /// The catalog version that switched to this run, when published.
+    pub catalog_version: Option<u64>,
+    /// One sentence a person reads: what was published, or why nothing was.
+    pub detail: String,
+}
+
+impl Publication {
+    pub fn published(catalog_version: u64) -> Publication {
+        Publication {
+            published: true,
+            catalog_version: Some(catalog_version),
+            detail: format!("published as catalog version {catalog_version}"),
+        }
+    }
+
+    pub fn not_published(why: impl Into<String>) -> Publication {
+        Publication {
+            published: false,
+            catalog_version: None,
+            detail: format!("not published: {}", why.into()),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Comparison {
     pub table: Table,
@@ -51,7 +85,13 @@ pub struct Comparison {
 }
 
 impl Report {
-    pub fn build(request: &GateRequest, checks: Vec<CheckOutcome>) -> Report {
+    /// The report of a run whose checks ran; `publication` says what the
+    /// gate then did (see [`Publication`]).
+    pub fn build(
+        request: &GateRequest,
+        checks: Vec<CheckOutcome>,
+        publication: Publication,
+    ) -> Report {
         let mut transitions = Vec::new();
         let mut rubric_comparison = Vec::new();
         for table in Table::PRODUCED {
@@ -106,6 +146,7 @@ impl Report {
             run_id: request.run_id.clone(),
             policy: request.policy,
             passed: checks.iter().all(|c| c.passed),
+            publication,
             transitions,
             checks,
             peak_rss_mib,

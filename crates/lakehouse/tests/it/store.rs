@@ -66,7 +66,22 @@ fn sealing_a_snapshot_removes_parts_an_earlier_attempt_left() {
         .into_iter()
         .map(|o| o.key)
         .collect();
-    assert_eq!(keys, ["customer/trusted/run-1/part-00000.parquet"]);
+    assert_eq!(
+        keys,
+        [
+            "customer/trusted/run-1/_manifest.json",
+            "customer/trusted/run-1/part-00000.parquet"
+        ]
+    );
+    let manifest = lakehouse::tables::read_manifest(&store, prefix)
+        .unwrap()
+        .unwrap();
+    let bytes = store.get(&keys[1]).unwrap();
+    assert_eq!(manifest.rows, 2);
+    assert_eq!(manifest.parts.len(), 1);
+    assert_eq!(manifest.parts[0].name, "part-00000.parquet");
+    assert_eq!(manifest.parts[0].size, bytes.len() as u64);
+    assert_eq!(manifest.parts[0].crc32c, crc32c::crc32c(&bytes));
     assert_eq!(table_ref.rows, 2);
     let rows = lakehouse::tables::read_table(&store, &table_ref)
         .unwrap()
@@ -74,4 +89,137 @@ fn sealing_a_snapshot_removes_parts_an_earlier_attempt_left() {
         .unwrap()
         .height();
     assert_eq!(rows, 2);
+}
+
+#[test]
+fn keys_that_could_leave_the_root_are_refused_before_any_file_is_touched() {
+    let parent = tempfile::tempdir().unwrap();
+    let root = parent.path().join("warehouse");
+    let store = LocalStore::new(&root);
+    std::fs::write(parent.path().join("outside.txt"), b"keep").unwrap();
+    for key in [
+        "../outside.txt",
+        "a/../../outside.txt",
+        "customer/quarantine/../",
+        "/etc/passwd",
+        "",
+        "a//b",
+        "./a",
+        "customer/trusted/./part-00000.parquet",
+    ] {
+        for err in [
+            store.put(key, b"x").unwrap_err(),
+            store.put_if_absent(key, b"x").unwrap_err(),
+            store.delete(key).unwrap_err(),
+            store.get(key).unwrap_err(),
+        ] {
+            assert!(
+                matches!(err, lakehouse::Error::InvalidKey { .. }),
+                "{key}: {err}"
+            );
+            assert_eq!(err.name(), zones::ErrorName::Internal);
+        }
+    }
+    assert!(store.list("../").is_err());
+    assert!(store.list("customer/quarantine/../").is_err());
+    assert_eq!(
+        std::fs::read(parent.path().join("outside.txt")).unwrap(),
+        b"keep"
+    );
+    assert!(!root.exists(), "nothing was created");
+}
+
+#[test]
+fn writes_leave_no_temporary_files_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::new(dir.path());
+    store.put("_secrets/k", b"one").unwrap();
+    store.put("_secrets/k", b"two").unwrap();
+    assert!(store.put_if_absent("_secrets/j", b"j").unwrap());
+    assert!(!store.put_if_absent("_secrets/j", b"other").unwrap());
+    let names: Vec<String> = std::fs::read_dir(dir.path().join("_secrets"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(names, ["j", "k"]);
+    assert_eq!(store.get("_secrets/k").unwrap(), b"two");
+    assert_eq!(store.get("_secrets/j").unwrap(), b"j");
+
+    // A write that fails (its directory is a file) leaves nothing either.
+    std::fs::write(dir.path().join("blocked"), b"a file").unwrap();
+    assert!(store.put("blocked/k", b"x").is_err());
+    assert!(store.put_if_absent("blocked/k", b"x").is_err());
+    let all: Vec<_> = walk(dir.path());
+    assert_eq!(all, ["_secrets/j", "_secrets/k", "blocked"]);
+}
+
+/// Every file under `dir`, hidden ones included, relative and sorted.
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_damaged_part_is_refused_naming_the_object() {
+    use polars::prelude::*;
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::new(dir.path());
+    let prefix = "accelerometer/trusted/r1/";
+    let mut df = df!("timestamp" => [1i64, 2, 3], "x" => [0.5f64, 1.5, 2.5]).unwrap();
+    let table_ref = lakehouse::tables::write_table(
+        &store,
+        zones::Table::AccelerometerTrusted,
+        prefix,
+        "r1",
+        &mut df,
+    )
+    .unwrap();
+    let key = format!("{prefix}part-00000.parquet");
+    let original = store.get(&key).unwrap();
+    // Every single-bit flip of the part is caught, wherever it falls.
+    for bit in (0..original.len() * 8).step_by(7) {
+        let mut flipped = original.clone();
+        flipped[bit / 8] ^= 1 << (bit % 8);
+        store.put(&key, &flipped).unwrap();
+        let err = match lakehouse::tables::read_table(&store, &table_ref) {
+            Err(e) => e,
+            Ok(_) => panic!("bit {bit}: a flipped part was read"),
+        };
+        assert!(
+            matches!(&err, lakehouse::Error::Damaged { key: k, .. } if k.ends_with("accelerometer/trusted/r1/part-00000.parquet")),
+            "bit {bit}: {err}"
+        );
+        assert!(err.to_string().contains("CRC32C"), "{err}");
+        assert!(lakehouse::tables::verify(&store, prefix).is_err());
+    }
+    // A truncated part is refused by its size.
+    store.put(&key, &original[..original.len() - 1]).unwrap();
+    let err = lakehouse::tables::verify(&store, prefix).unwrap_err();
+    assert!(
+        err.to_string().ends_with(&format!(
+            "{} bytes, the snapshot manifest says {}",
+            original.len() - 1,
+            original.len()
+        )),
+        "{err}"
+    );
+    store.put(&key, &original).unwrap();
+    assert_eq!(
+        lakehouse::tables::verify(&store, prefix).unwrap(),
+        (1, original.len() as u64)
+    );
 }
