@@ -541,4 +541,11 @@ fn run_pages_in_headless_chromium() {
         std::fs::read_to_string(wh.join("_runs/pass/report.html")).unwrap(),
         before
     );
+    // A finished run id is refused, and its page stays the finished run's.
+    let out = stedi(wh, &["run", "--run-id", "pass"]);
+    assert!(!out.status.success(), "a finished run id is refused");
+    assert_eq!(
+        std::fs::read_to_string(wh.join("_runs/pass/report.html")).unwrap(),
+        before
+    );
 }

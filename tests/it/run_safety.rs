@@ -247,10 +247,20 @@ fn an_overtaken_run_stops_at_its_next_state_naming_both_runs() {
         .filter(|(p, b)| published.get(p) != Some(b))
         .map(|(p, _)| p)
         .collect();
+    // (and its page, which every run that ends gets: this one says why it stopped)
     assert_eq!(
         changed,
-        [Path::new("_runs/A/run.json")],
+        [
+            Path::new("_runs/A/facts.json"),
+            Path::new("_runs/A/report.html"),
+            Path::new("_runs/A/run.json")
+        ],
         "only A's record changed (now finished)"
+    );
+    let page = std::fs::read_to_string(wh.join("_runs/A/report.html")).unwrap();
+    assert!(
+        page.contains("Stedi.PublishConflict"),
+        "the page says why A stopped"
     );
 }
 
