@@ -255,7 +255,7 @@ fn an_overtaken_run_stops_at_its_next_state_naming_both_runs() {
             Path::new("_runs/A/report.html"),
             Path::new("_runs/A/run.json")
         ],
-        "only A's record changed (now finished)"
+        "only A's record (now finished) and its page changed"
     );
     let page = std::fs::read_to_string(wh.join("_runs/A/report.html")).unwrap();
     assert!(

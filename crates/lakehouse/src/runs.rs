@@ -16,6 +16,7 @@ use zones::{Policy, RunId, layout};
 use crate::Env;
 use crate::catalog::{CatalogState, CatalogVersion, conflict};
 use crate::error::{Error, Result};
+use crate::store::Store;
 
 /// `_runs/<run id>/run.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -50,13 +51,13 @@ pub fn now_ms() -> u64 {
 }
 
 /// The record of `run_id`, if the run has started.
-pub fn load(env: &Env, run_id: &RunId) -> Result<Option<RunRecord>> {
+pub fn load(store: &dyn Store, run_id: &RunId) -> Result<Option<RunRecord>> {
     let key = layout::run_record_key(run_id);
-    match env.store.get(&key) {
+    match store.get(&key) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
             .map_err(|e| Error::Damaged {
-                key: env.store.url(&key),
+                key: store.url(&key),
                 what: format!("not a run record: {e}"),
             }),
         Err(Error::NotFound { .. }) => Ok(None),
@@ -72,7 +73,7 @@ pub fn check_reusable(
     run_id: &RunId,
     catalog: &CatalogState,
 ) -> Result<Option<RunRecord>> {
-    let record = load(env, run_id)?;
+    let record = load(env.store.as_ref(), run_id)?;
     if let Some(Finished {
         published, detail, ..
     }) = record.as_ref().and_then(|r| r.finished.as_ref())
@@ -130,7 +131,7 @@ pub fn start(env: &Env, run_id: &RunId, policy: Policy) -> Result<(RunRecord, Ca
                 record
             } else {
                 // Another state of the same run created it first.
-                load(env, run_id)?.ok_or_else(|| Error::Damaged {
+                load(env.store.as_ref(), run_id)?.ok_or_else(|| Error::Damaged {
                     key: env.store.url(&layout::run_record_key(run_id)),
                     what: "the run record vanished right after it was found".into(),
                 })?

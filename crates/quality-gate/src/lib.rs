@@ -136,7 +136,7 @@ fn already_published(
     if let Err(e) = write_page(env, request, &report, std::time::Instant::now(), None) {
         tracing::warn!(%run_id, error = %e, "could not write the run's page");
     }
-    if let Some(record) = runs::load(env, run_id).map_err(TaskError::from)?
+    if let Some(record) = runs::load(env.store.as_ref(), run_id).map_err(TaskError::from)?
         && record.finished.is_none()
     {
         runs::finish(env, &record, true, &report.publication.detail).map_err(TaskError::from)?;

@@ -50,7 +50,7 @@ pub fn effective_report(report: Option<&Report>, facts: &RunFacts) -> Report {
             let mut partial = Report::build(
                 &request,
                 Vec::new(),
-                Publication::not_published("the run ended before the quality gate"),
+                Publication::not_published("the run ended before its quality gate"),
             );
             partial.passed = false;
             partial

@@ -18,10 +18,8 @@ fn text_table(header: &[&str]) -> TextTable {
     table
         .load_preset(presets::UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_width(WIDTH);
-    if !header.is_empty() {
-        table.set_header(header.iter().map(|h| h.to_string()));
-    }
+        .set_width(WIDTH)
+        .set_header(header.iter().map(|h| h.to_string()));
     table
 }
 
@@ -71,7 +69,7 @@ pub fn table(catalog: &CatalogState, store: &dyn Store, table: Table) -> Result<
         .tables
         .get(&table)
         .with_context(|| format!("the catalog has no table `{table}` yet: run `stedi run`"))?;
-    let mut out = text_table(&[]);
+    let mut out = text_table(&["", ""]);
     out.add_row(vec!["table".to_string(), table.to_string()]);
     out.add_row(vec!["zone".into(), table.zone().as_str().to_string()]);
     out.add_row(vec!["rows".into(), entry.table.rows.to_string()]);
@@ -105,33 +103,24 @@ pub struct PublishedRun {
     pub rows: BTreeMap<String, u64>,
 }
 
-/// The time a run ran: the facts' time, else the one its default id starts with.
-fn run_time(store: &dyn Store, run_id: &str) -> String {
-    if let Ok(id) = RunId::parse(run_id)
-        && let Ok(bytes) = store.get(&layout::run_facts_key(&id))
-        && let Ok(facts) = serde_json::from_slice::<Value>(&bytes)
-        && let Some(at) = facts["written_at"].as_str()
-    {
-        return at.to_string();
-    }
-    // `20261123T101123Z-b4c9` (runner::new_run_id).
-    let b = run_id.as_bytes();
-    if b.len() >= 16
-        && b[8] == b'T'
-        && b[15] == b'Z'
-        && run_id[..8].bytes().all(|c| c.is_ascii_digit())
-    {
-        return format!(
-            "{}-{}-{}T{}:{}:{}Z",
-            &run_id[0..4],
-            &run_id[4..6],
-            &run_id[6..8],
-            &run_id[9..11],
-            &run_id[11..13],
-            &run_id[13..15]
-        );
-    }
-    "-".into()
+/// When a run published: its record's finish time, else the facts' time.
+fn run_time(store: &dyn Store, run_id: &RunId) -> String {
+    let at_ms = match lakehouse::runs::load(store, run_id) {
+        Ok(Some(record)) => record.finished.map_or(record.started_at_ms, |f| f.at_ms),
+        _ => {
+            if let Ok(bytes) = store.get(&layout::run_facts_key(run_id))
+                && let Ok(facts) = serde_json::from_slice::<Value>(&bytes)
+                && let Some(at) = facts["written_at"].as_str()
+            {
+                return at.to_string();
+            }
+            return "-".into();
+        }
+    };
+    humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(at_ms),
+    )
+    .to_string()
 }
 
 /// Every run whose report says it passed the gate (and so published), oldest first.
@@ -142,14 +131,15 @@ pub fn published_runs(store: &dyn Store) -> Result<Vec<PublishedRun>> {
             .key
             .strip_prefix(layout::runs_prefix())
             .and_then(|k| k.strip_suffix("/report.json"))
-            .filter(|id| !id.contains('/'))
+            .and_then(|id| RunId::parse(id).ok())
         else {
             continue;
         };
         let Ok(report) = serde_json::from_slice::<Value>(&store.get(&object.key)?) else {
             continue;
         };
-        // Its publication where the report says it, else the gate's verdict.
+        // The publication where the report says it, else (reports from
+        // before it) the gate's verdict.
         let published = report["publication"]["published"]
             .as_bool()
             .or_else(|| report["passed"].as_bool())
@@ -165,7 +155,7 @@ pub fn published_runs(store: &dyn Store) -> Result<Vec<PublishedRun>> {
             .collect();
         runs.push(PublishedRun {
             run_id: run_id.to_string(),
-            time: run_time(store, run_id),
+            time: run_time(store, &run_id),
             policy: report["policy"].as_str().unwrap_or("-").to_string(),
             rows,
         });

@@ -462,9 +462,9 @@ fn load_report(store: &dyn Store, run_id: &RunId) -> Result<(Report, String)> {
     Ok((report, store.url(&key)))
 }
 
-/// The run with an object whose key ends in one of `suffixes` (`/report.json`)
-/// that started last (by its run record; runs from before run records count
-/// as oldest, then by id).
+/// The run that started last (by its run record; runs from before run
+/// records count as oldest, then by id) among those with an object whose key
+/// ends in one of `suffixes`.
 fn latest_run(env: &Env, suffixes: &[&str]) -> Result<RunId> {
     let mut latest: Option<(u64, RunId)> = None;
     for object in env.store.list(layout::runs_prefix())? {
@@ -476,7 +476,7 @@ fn latest_run(env: &Env, suffixes: &[&str]) -> Result<RunId> {
         else {
             continue;
         };
-        let started = runs::load(env, &id)?.map_or(0, |r| r.started_at_ms);
+        let started = runs::load(env.store.as_ref(), &id)?.map_or(0, |r| r.started_at_ms);
         if latest.as_ref().is_none_or(|l| (started, &id) > (l.0, &l.1)) {
             latest = Some((started, id));
         }

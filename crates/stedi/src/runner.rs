@@ -92,15 +92,16 @@ fn call<Req: DeserializeOwned, Resp: Serialize>(
     }
 }
 
-/// Executes `definition` for one run and returns the execution's output;
-/// whatever the outcome, the run's page (`_runs/<run id>/report.html`) is
-/// then written again with every state's outcome and seconds.
+/// Executes `definition` for one run and returns the execution's output.
 ///
 /// Every state checks the run's record first (`lakehouse::runs`): a run id
 /// that finished, or that the catalog points at, is refused; one that was
 /// cut off (a killed process, a failure a retry may fix) resumes, writing its
 /// own keys again. A run that ends on a verdict about its data is marked
 /// finished here (the gate marks its own verdicts).
+///
+/// Whatever the outcome, the run's page (`_runs/<run id>/report.html`) is then
+/// written again with every state's outcome and seconds.
 pub fn run(
     env: &Env,
     definition: &Value,
@@ -118,7 +119,8 @@ pub fn run(
     let input = json!({ "policy": policy });
     // A run id that already finished is refused at its first state: its page
     // stays the one of the run that finished.
-    let finished_before = matches!(runs::load(env, run_id), Ok(Some(r)) if r.finished.is_some());
+    let finished_before =
+        matches!(runs::load(env.store.as_ref(), run_id), Ok(Some(r)) if r.finished.is_some());
     let started = std::time::Instant::now();
     let interpreter = Interpreter::new(&invoker, observer).with_execution(run_id, &input);
     let result = interpreter.execute(definition, input);
@@ -126,7 +128,7 @@ pub fn run(
         && [ErrorName::InvalidInput, ErrorName::PublishConflict]
             .iter()
             .any(|n| n.as_str() == failure.error)
-        && let Ok(Some(record)) = runs::load(env, run_id)
+        && let Ok(Some(record)) = runs::load(env.store.as_ref(), run_id)
         && record.finished.is_none()
     {
         let detail = format!("{}: {}", failure.error, failure.cause);

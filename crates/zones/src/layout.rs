@@ -183,17 +183,6 @@ pub fn report_key(run_id: &RunId) -> String {
     format!("_runs/{run_id}/report.json")
 }
 
-/// `_runs/<run id>/report.html`: the run report as one self-contained page.
-pub fn report_html_key(run_id: &RunId) -> String {
-    format!("_runs/{run_id}/report.html")
-}
-
-/// `_runs/<run id>/facts.json`: what the page shows beyond report.json (the
-/// states' timeline, landing inputs, quarantine samples).
-pub fn run_facts_key(run_id: &RunId) -> String {
-    format!("_runs/{run_id}/facts.json")
-}
-
 /// `_runs/<run id>/run.json`: the run's record (when it started, the catalog
 /// version it started from, whether it finished), written at its first state.
 pub fn run_record_key(run_id: &RunId) -> String {
@@ -205,6 +194,17 @@ pub fn run_record_key(run_id: &RunId) -> String {
 pub fn manifest_key(prefix: &str) -> String {
     debug_assert!(prefix.ends_with('/'));
     format!("{prefix}_manifest.json")
+}
+
+/// `_runs/<run id>/report.html`: the run report as one self-contained page.
+pub fn report_html_key(run_id: &RunId) -> String {
+    format!("_runs/{run_id}/report.html")
+}
+
+/// `_runs/<run id>/facts.json`: what the page shows beyond report.json (the
+/// states' timeline, landing inputs, quarantine samples).
+pub fn run_facts_key(run_id: &RunId) -> String {
+    format!("_runs/{run_id}/facts.json")
 }
 
 pub fn runs_prefix() -> &'static str {
