@@ -191,6 +191,8 @@ impl Browser {
 
     /// A screenshot of the whole page.
     fn screenshot(&mut self, path: &Path) {
+        // The page's own height, not the one a previous screenshot set.
+        self.call("Emulation.clearDeviceMetricsOverride", json!({}));
         let metrics = self.call("Page.getLayoutMetrics", json!({}));
         let height = metrics["cssContentSize"]["height"].as_f64().unwrap().ceil();
         self.call(
