@@ -191,6 +191,8 @@ impl Browser {
 
     /// A screenshot of the whole page.
     fn screenshot(&mut self, path: &Path) {
+        // The page's own height, not the one a previous screenshot set.
+        self.call("Emulation.clearDeviceMetricsOverride", json!({}));
         let metrics = self.call("Page.getLayoutMetrics", json!({}));
         let height = metrics["cssContentSize"]["height"].as_f64().unwrap().ceil();
         self.call(
@@ -430,26 +432,20 @@ fn run_pages_in_headless_chromium() {
     );
     browser.screenshot(&shots.join("strict-run.png"));
 
-    // The gate fails: a Pass state before it claims a million more
-    // customer landing rows than the tables account for.
-    let mut failing = definition.clone();
-    failing["States"]["MachineLearningCurated"]["Next"] = json!("Tamper");
-    failing["States"]["Tamper"] = json!({
-        "Type": "Pass",
-        "Result": 1_000_000,
-        "ResultPath": "$.results.customer_trusted.input_rows",
-        "Next": "QualityGate"
-    });
-    let definition_file = wh.join("gate-strict.asl.json");
-    std::fs::write(&definition_file, failing.to_string()).unwrap();
+    // The gate fails: a miswired definition hands the accelerometer
+    // transition the rubric shadow of customer_trusted instead of the table,
+    // and the gate's checks catch the readings of customers strict dropped.
+    let mut miswired = definition.clone();
+    miswired["States"]["AccelerometerTrusted"]["Parameters"]["inputs"]["customer_trusted.$"] =
+        json!("$.results.customer_trusted.rubric");
+    let definition_file = wh.join("miswired.asl.json");
+    std::fs::write(&definition_file, miswired.to_string()).unwrap();
     let out = stedi(
         wh,
         &[
             "run",
             "--run-id",
             "gate",
-            "--policy",
-            "rubric",
             "--definition",
             definition_file.to_str().unwrap(),
         ],
@@ -543,6 +539,13 @@ fn run_pages_in_headless_chromium() {
         printed.trim(),
         wh.join("_runs/pass/report.html").display().to_string()
     );
+    assert_eq!(
+        std::fs::read_to_string(wh.join("_runs/pass/report.html")).unwrap(),
+        before
+    );
+    // A finished run id is refused, and its page stays the finished run's.
+    let out = stedi(wh, &["run", "--run-id", "pass"]);
+    assert!(!out.status.success(), "a finished run id is refused");
     assert_eq!(
         std::fs::read_to_string(wh.join("_runs/pass/report.html")).unwrap(),
         before

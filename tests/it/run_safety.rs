@@ -247,6 +247,7 @@ fn an_overtaken_run_stops_at_its_next_state_naming_both_runs() {
         .filter(|(p, b)| published.get(p) != Some(b))
         .map(|(p, _)| p)
         .collect();
+    // (and its page, which every run that ends gets: this one says why it stopped)
     assert_eq!(
         changed,
         [
@@ -255,6 +256,11 @@ fn an_overtaken_run_stops_at_its_next_state_naming_both_runs() {
             Path::new("_runs/A/run.json")
         ],
         "only A's record (now finished) and its page changed"
+    );
+    let page = std::fs::read_to_string(wh.join("_runs/A/report.html")).unwrap();
+    assert!(
+        page.contains("Stedi.PublishConflict"),
+        "the page says why A stopped"
     );
 }
 

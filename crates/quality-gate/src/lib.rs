@@ -26,16 +26,7 @@ pub fn run(env: &Env, request: &GateRequest) -> Result<GateResult, TaskError> {
     let current = env.catalog.load().map_err(TaskError::from)?;
     if current.published_by.as_deref() == Some(run_id.as_str()) {
         // A retry of a gate whose publish went through before it could answer.
-        let outcome = already_published(env, request, current.version);
-        if let Ok(result) = &outcome {
-            let report = Report::build(
-                request,
-                result.checks.clone(),
-                Publication::published(current.version),
-            );
-            write_page(env, request, &report, started, &outcome)?;
-        }
-        return outcome;
+        return already_published(env, request, current.version);
     }
     let (record, current) = runs::start(env, run_id, request.policy).map_err(TaskError::from)?;
     own_snapshots(env, request).map_err(TaskError::from)?;
@@ -103,25 +94,26 @@ pub fn run(env: &Env, request: &GateRequest) -> Result<GateResult, TaskError> {
         )
         .map_err(TaskError::from)?;
     }
-    let outcome = match error {
-        Some(error) => Err(error),
-        None => {
-            let catalog_version = report
-                .publication
-                .catalog_version
-                .expect("a published report has its version");
-            tracing::info!(%run_id, catalog_version, "published");
-            Ok(GateResult {
-                run_id: run_id.clone(),
-                passed: true,
-                checks: report.checks.clone(),
-                report_key,
-                catalog_version,
-            })
-        }
-    };
-    write_page(env, request, &report, started, &outcome)?;
-    outcome
+    // The page never changes the verdict: after a publish, failing the task
+    // over it would make a retry publish twice.
+    if let Err(e) = write_page(env, request, &report, started, error.as_ref()) {
+        tracing::warn!(%run_id, error = %e, "could not write the run's page");
+    }
+    if let Some(error) = error {
+        return Err(error);
+    }
+    let catalog_version = report
+        .publication
+        .catalog_version
+        .expect("a published report has its version");
+    tracing::info!(%run_id, catalog_version, "published");
+    Ok(GateResult {
+        run_id: run_id.clone(),
+        passed: true,
+        checks: report.checks,
+        report_key,
+        catalog_version,
+    })
 }
 
 /// The answer to a retried gate whose publish already went through: the
@@ -142,6 +134,9 @@ fn already_published(
     report.publication = Publication::published(catalog_version);
     let json = serde_json::to_vec_pretty(&report).expect("report serializes");
     env.store.put(&report_key, &json).map_err(TaskError::from)?;
+    if let Err(e) = write_page(env, request, &report, std::time::Instant::now(), None) {
+        tracing::warn!(%run_id, error = %e, "could not write the run's page");
+    }
     if let Some(record) = runs::load(env.store.as_ref(), run_id).map_err(TaskError::from)?
         && record.finished.is_none()
     {
@@ -163,7 +158,7 @@ fn write_page(
     request: &GateRequest,
     report: &Report,
     started: std::time::Instant,
-    outcome: &Result<GateResult, TaskError>,
+    error: Option<&TaskError>,
 ) -> Result<(), TaskError> {
     let definition: serde_json::Value =
         serde_json::from_str(zones::STATE_MACHINE).expect("the compiled-in definition is JSON");
@@ -177,9 +172,9 @@ fn write_page(
         zones::STATE_MACHINE,
     );
     let state = page::gate_state(&definition).unwrap_or_else(|| "QualityGate".into());
-    let (status, error) = match outcome {
-        Ok(_) => (report_html::StateStatus::Succeeded, None),
-        Err(e) => (report_html::StateStatus::Failed, Some(e)),
+    let status = match error {
+        None => report_html::StateStatus::Succeeded,
+        Some(_) => report_html::StateStatus::Failed,
     };
     facts.states.push(report_html::StateRecord {
         name: state.clone(),

@@ -217,7 +217,7 @@ impl Graph {
 
 const BOX_W: f64 = 230.0;
 const BOX_H: f64 = 50.0;
-const COL_W: f64 = 300.0;
+const COL_W: f64 = 262.0;
 const ROW_H: f64 = 78.0;
 const MARGIN: f64 = 16.0;
 

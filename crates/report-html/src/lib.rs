@@ -96,6 +96,9 @@ fn verdict(report: Option<&Report>, facts: &RunFacts) -> (&'static str, String) 
         return ("failed", format!("FAILED{at}: {}", f.error));
     }
     match report {
+        Some(r) if r.passed && !r.publication.published && !r.publication.detail.is_empty() => {
+            ("failed", format!("checks passed, {}", r.publication.detail))
+        }
         Some(r) if r.passed => ("passed", "PASSED: every check passed".into()),
         Some(r) => {
             let failed = r.checks.iter().filter(|c| !c.passed).count();
@@ -172,6 +175,7 @@ pub fn render(report: Option<&Report>, facts: &RunFacts, definition: &Value) -> 
     let (verdict_class, verdict_text) = verdict(report, facts);
     let report_json = serde_json::to_value(&effective).unwrap_or(Value::Null);
     let lanes = flow::lanes(&effective);
+    let checks_failed = effective.checks.iter().any(|c| !c.passed);
     let page = html! {
         (DOCTYPE)
         html lang="en" {
@@ -206,9 +210,11 @@ pub fn render(report: Option<&Report>, facts: &RunFacts, definition: &Value) -> 
                     }
                 }
                 (states_section(&graph, facts))
+                // A failed check is what a reader of a failed gate looks for first.
+                @if checks_failed { (checks_section(&effective, report.is_some())) }
                 (flow_section(&effective, &lanes, &report_json, report.is_none()))
                 @if !effective.rubric_comparison.is_empty() { (rubric_section(&effective)) }
-                (checks_section(&effective, report.is_some()))
+                @if !checks_failed { (checks_section(&effective, report.is_some())) }
                 (quarantine_section(&effective, facts))
                 (facts_section(&effective, facts, &graph, &report_json))
             }
@@ -218,6 +224,11 @@ pub fn render(report: Option<&Report>, facts: &RunFacts, definition: &Value) -> 
 }
 
 fn states_section(graph: &graph::Graph, facts: &RunFacts) -> Markup {
+    // Error columns only when a state has an error.
+    let errors = graph
+        .nodes
+        .iter()
+        .any(|n| n.error.is_some() || n.cause.is_some());
     html! {
         section #states {
             h2 { "State machine" }
@@ -226,7 +237,10 @@ fn states_section(graph: &graph::Graph, facts: &RunFacts) -> Markup {
             div.scroll { (graph::svg(graph)) }
             table.states {
                 caption { "Each state's outcome" }
-                thead { tr { th { "state" } th { "type" } th { "status" } th.num { "started (s)" } th.num { "seconds" } th.num { "retries" } th { "error" } th { "cause" } } }
+                thead { tr {
+                    th { "state" } th { "type" } th { "status" } th.num { "started (s)" } th.num { "seconds" } th.num { "retries" }
+                    @if errors { th { "error" } th { "cause" } }
+                } }
                 tbody {
                     @for node in &graph.nodes {
                         @let started = facts.state(&node.name).and_then(|r| r.started);
@@ -237,8 +251,10 @@ fn states_section(graph: &graph::Graph, facts: &RunFacts) -> Markup {
                             td.num { (seconds(started)) }
                             td.num { (seconds(node.seconds)) }
                             td.num { (node.retries) }
-                            td { @if let Some(e) = &node.error { code { (e) } } }
-                            td.cause { @if let Some(c) = &node.cause { (c) } }
+                            @if errors {
+                                td { @if let Some(e) = &node.error { code { (e) } } }
+                                td.cause { @if let Some(c) = &node.cause { (c) } }
+                            }
                         }
                     }
                 }
@@ -458,6 +474,9 @@ fn facts_section(
                     tr { th { "run id" } td { code { (facts.run_id) } } }
                     tr { th { "policy" } td { (facts.policy.as_str()) } }
                     tr { th { "quality gate" } td { @if report.passed { "passed" } @else { "failed or did not run" } } }
+                    @if !report.publication.detail.is_empty() {
+                        tr { th { "publication" } td #publication { (report.publication.detail) } }
+                    }
                     tr { th { "input objects" } td #input-objects { (objects) } }
                     tr { th { "input bytes" } td #input-bytes { (total) " (" (bytes(total)) ")" } }
                     @for l in &facts.landing {

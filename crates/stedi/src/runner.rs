@@ -117,6 +117,10 @@ pub fn run(
     };
     // As on AWS: the run id is the execution's name, the input names the policy.
     let input = json!({ "policy": policy });
+    // A run id that already finished is refused at its first state: its page
+    // stays the one of the run that finished.
+    let finished_before =
+        matches!(runs::load(env.store.as_ref(), run_id), Ok(Some(r)) if r.finished.is_some());
     let started = std::time::Instant::now();
     let interpreter = Interpreter::new(&invoker, observer).with_execution(run_id, &input);
     let result = interpreter.execute(definition, input);
@@ -133,6 +137,7 @@ pub fn run(
             cause: format!("marking run {run_id} finished after `{detail}`: {e}"),
         })?;
     }
+    // Whatever the outcome, the run's page again, with every state's outcome.
     let results = std::mem::take(&mut *invoker.results.lock().expect("not poisoned"));
     let run = RunSeen {
         run_id,
@@ -144,6 +149,9 @@ pub fn run(
         seconds: started.elapsed().as_secs_f64(),
         written_by: "stedi run",
     };
+    if finished_before {
+        return result;
+    }
     if let Err(e) = write_page(env, &run) {
         tracing::warn!(%run_id, error = %e, "could not write the run's page");
     }

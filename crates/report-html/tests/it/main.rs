@@ -12,7 +12,7 @@ use report_html::{
 use serde_json::{Value, json};
 use zones::contract::{CheckOutcome, GateRequest, TransitionResult};
 use zones::report::{Publication, Report};
-use zones::{Policy, Table};
+use zones::{Policy, RunId, Table};
 
 fn definition() -> Value {
     serde_json::from_str(zones::STATE_MACHINE).unwrap()
@@ -99,7 +99,7 @@ fn the_graph_is_laid_out_from_the_definition() {
 
 #[test]
 fn states_without_a_record_take_their_transition_result_or_a_successor() {
-    let mut facts = RunFacts::new(&"r".parse().unwrap(), Policy::Strict, "test");
+    let mut facts = RunFacts::new(&RunId::parse("r").unwrap(), Policy::Strict, "test");
     facts.results = results();
     let g = state_graph(&definition(), &facts);
     assert_eq!(
@@ -130,7 +130,7 @@ fn states_without_a_record_take_their_transition_result_or_a_successor() {
 
 fn page(samples: Vec<QuarantineSamples>, failure: Option<RunFailure>) -> String {
     let request = GateRequest {
-        run_id: "r-1".parse().unwrap(),
+        run_id: RunId::parse("r-1").unwrap(),
         policy: Policy::Strict,
         results: results(),
     };
@@ -141,8 +141,12 @@ fn page(samples: Vec<QuarantineSamples>, failure: Option<RunFailure>) -> String 
         sql: r#"SELECT COUNT(*) AS violations FROM t WHERE a < b AND "c" <> 'd'"#.into(),
         violations: Some(3),
     }];
-    let report = Report::build(&request, checks, Publication::published(1));
-    let mut facts = RunFacts::new(&"r-1".parse().unwrap(), Policy::Strict, "test");
+    let report = Report::build(
+        &request,
+        checks,
+        Publication::not_published("1 of 1 checks failed"),
+    );
+    let mut facts = RunFacts::new(&RunId::parse("r-1").unwrap(), Policy::Strict, "test");
     facts.results = results();
     facts.samples = samples;
     facts.failure = failure;
@@ -221,7 +225,7 @@ fn every_count_is_on_the_page_as_text() {
 
 #[test]
 fn a_run_without_report_shows_the_transitions_that_finished() {
-    let mut facts = RunFacts::new(&"early".parse().unwrap(), Policy::Strict, "test");
+    let mut facts = RunFacts::new(&RunId::parse("early").unwrap(), Policy::Strict, "test");
     facts.results = results();
     facts.failure = Some(RunFailure {
         state: Some("CustomersCurated".into()),
