@@ -15,6 +15,7 @@ run: build
 	@test -d $(WAREHOUSE)/customer/landing || $(STEDI) --warehouse $(WAREHOUSE) seed --customers $(CUSTOMERS)
 	$(STEDI) --warehouse $(WAREHOUSE) run --policy $(POLICY)
 
+# Refuses a warehouse that has landing data: `make clean seed` starts over.
 seed: build
 	$(STEDI) --warehouse $(WAREHOUSE) seed --customers $(CUSTOMERS)
 

@@ -516,3 +516,21 @@ fn a_pseudonym_key_too_short_is_refused_not_used() {
     );
     assert!(!wh.join("_catalog").exists(), "nothing was published");
 }
+
+#[test]
+fn seeding_never_overwrites_landing_data_by_accident() {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path();
+    stedi_ok(wh, &["seed", "--customers", "60"]);
+    let before = files(wh);
+    let out = stedi(wh, &["seed", "--customers", "10"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("already has landing data") && stderr(&out).contains("pass --force"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(files(wh), before);
+    stedi_ok(wh, &["seed", "--customers", "10", "--force"]);
+    assert_ne!(files(wh), before);
+}

@@ -61,6 +61,9 @@ enum Command {
         /// No damaged lines and no old `timeStamp` spelling (for benchmarks).
         #[arg(long)]
         clean: bool,
+        /// Write over landing data the warehouse already has (refused otherwise).
+        #[arg(long)]
+        force: bool,
     },
     /// Run the pipeline: execute statemachine.asl.json through the local
     /// runner, or with --aws start the deployed Step Functions state machine.
@@ -166,8 +169,22 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             customers,
             seed,
             clean,
+            force,
         } => {
             let env = Env::open(&config)?;
+            // Landing data is the only copy of the input: never overwritten by accident.
+            if !force {
+                for dataset in zones::Dataset::ALL {
+                    let prefix = layout::landing_prefix(dataset);
+                    if let Some(object) = env.store.list(&prefix)?.first() {
+                        bail!(
+                            "{} already has landing data ({}): seeding would overwrite it; pass --force, or seed another warehouse",
+                            config.warehouse,
+                            env.store.url(&object.key)
+                        );
+                    }
+                }
+            }
             let started = std::time::Instant::now();
             let written = seed::seed(
                 env.store.as_ref(),
