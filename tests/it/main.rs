@@ -1,7 +1,9 @@
 mod aws;
 mod browser;
+mod cases;
 mod consistency;
 mod end_to_end;
+mod landing;
 mod moto;
 mod run_safety;
 mod support;

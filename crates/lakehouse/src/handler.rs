@@ -48,6 +48,9 @@ pub struct Produced {
     pub input_rows: u64,
     pub kept_rows: u64,
     pub drops: BTreeMap<String, u64>,
+    /// Lossless repairs made while reading landing data, by kind (empty
+    /// for transitions that read tables).
+    pub repaired: BTreeMap<String, u64>,
     /// The quarantine table and its rows (landing lines that failed to
     /// parse, or machine_learning_curated's ambiguous readings).
     pub quarantine: Option<(Table, DataFrame)>,
@@ -109,6 +112,7 @@ pub fn write_outcome(
         input_rows: outcome.input_rows + unparsed,
         kept_rows: outcome.kept_rows,
         drops: outcome.drops,
+        repaired: BTreeMap::new(),
         quarantine,
         rubric,
     })
@@ -151,6 +155,7 @@ pub fn finish(
         kept_rows: produced.kept_rows,
         quarantined,
         dropped: produced.drops,
+        repaired: produced.repaired,
         rubric_dropped,
         seconds: started.elapsed().as_secs_f64(),
         peak_rss_mib: crate::peak_rss_mib(),

@@ -26,7 +26,7 @@ use std::sync::Arc;
 pub use catalog::Catalog;
 pub use error::{Error, Result};
 pub use query::QueryEngine;
-pub use store::{LocalStore, Store};
+pub use store::{LocalStore, ObjectInfo, Store, Unreadable};
 use zones::{PseudonymKey, layout};
 
 /// Where the warehouse lives and which catalog and query engine serve it.

@@ -191,6 +191,7 @@ impl Store for S3Store {
                     out.push(ObjectInfo {
                         key: key.to_string(),
                         size: object.size().unwrap_or(0).max(0) as u64,
+                        unreadable: None,
                     });
                 }
             }

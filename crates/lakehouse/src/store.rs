@@ -10,7 +10,45 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectInfo {
     pub key: String,
+    /// Bytes (0 for an entry that is not a regular file).
     pub size: u64,
+    /// Why this listed entry must not be read, when it must not: locally,
+    /// an entry that is not a regular file (a symlink is never followed; a
+    /// named pipe would block a read; a device never ends) or whose name is
+    /// not valid UTF-8 (its key is then the lossy name, which names no
+    /// object). Always None on S3.
+    pub unreadable: Option<Unreadable>,
+}
+
+/// Why a listed entry is not read (see [`ObjectInfo::unreadable`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unreadable {
+    /// Not a regular file; the kind, e.g. "a symbolic link".
+    NotARegularFile(&'static str),
+    /// The name is not valid UTF-8.
+    InvalidName,
+}
+
+/// What kind of entry a file type is, for messages.
+fn kind_of(file_type: &fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if file_type.is_fifo() {
+            return "a named pipe";
+        }
+        if file_type.is_socket() {
+            return "a socket";
+        }
+        if file_type.is_block_device() || file_type.is_char_device() {
+            return "a device";
+        }
+    }
+    if file_type.is_symlink() {
+        "a symbolic link"
+    } else {
+        "not a regular file"
+    }
 }
 
 pub trait Store: Send + Sync + std::fmt::Debug {
@@ -98,22 +136,33 @@ impl LocalStore {
         for entry in entries {
             let entry = entry.map_err(Error::io("listing", dir))?;
             let path = entry.path();
+            // The entry itself (lstat): a symbolic link is never followed.
             let meta = entry
                 .metadata()
                 .map_err(Error::io("reading metadata of", &path))?;
-            if meta.is_dir() {
+            let file_type = meta.file_type();
+            if file_type.is_dir() {
                 self.walk(&path, out)?;
             } else if !entry.file_name().to_string_lossy().starts_with('.') {
-                let key = path
+                let relative = path
                     .strip_prefix(&self.root)
-                    .expect("walk stays under the root")
+                    .expect("walk stays under the root");
+                let key = relative
                     .components()
                     .map(|c| c.as_os_str().to_string_lossy())
                     .collect::<Vec<_>>()
                     .join("/");
+                let unreadable = if relative.to_str().is_none() {
+                    Some(Unreadable::InvalidName)
+                } else if !file_type.is_file() {
+                    Some(Unreadable::NotARegularFile(kind_of(&file_type)))
+                } else {
+                    None
+                };
                 out.push(ObjectInfo {
                     key,
-                    size: meta.len(),
+                    size: if unreadable.is_some() { 0 } else { meta.len() },
+                    unreadable,
                 });
             }
         }

@@ -3,25 +3,40 @@
 use polars::prelude::*;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use zones::contract::{ColumnDef, TableRef};
-use zones::landing::{self, QuarantinedLine};
+
+use zones::landing::{self, JudgedObject, QuarantineReason, QuarantinedLine};
+use zones::reading_rule::ReadingRule;
 use zones::schema::hive_type;
 use zones::{Dataset, Table, layout};
 
 use crate::error::{Error, Result};
-use crate::store::{ObjectInfo, Store};
+use crate::store::{ObjectInfo, Store, Unreadable};
 
 /// Every landing object of a dataset, parsed once.
 #[derive(Debug)]
 pub struct Landing {
     pub rows: DataFrame,
     pub quarantined: Vec<QuarantinedLine>,
+    /// Records read: `rows.height() + quarantined.len()`.
+    pub records: u64,
+    /// Lossless repairs made, by kind (`zones::landing::Repair`).
+    pub repaired: BTreeMap<String, u64>,
 }
 
-/// The landing objects of `dataset`, sorted by key; an error if there are none.
+/// The landing objects of `dataset`, sorted by key, by the one listing rule
+/// of `zones::layout::landing_object` (any depth and extension, no `_` or
+/// `.` names, no empty objects); an error if there are none. Entries that
+/// the store lists but must not read (see [`ObjectInfo::unreadable`]) are
+/// kept, so that reading them quarantines them by name.
 pub fn landing_objects(store: &dyn Store, dataset: Dataset) -> Result<Vec<ObjectInfo>> {
     let prefix = layout::landing_prefix(dataset);
-    let objects = store.list(&prefix)?;
+    let mut objects = store.list(&prefix)?;
+    objects.retain(|o| match o.unreadable {
+        Some(_) => layout::landing_name(dataset, &o.key),
+        None => layout::landing_object(dataset, &o.key, o.size).is_some(),
+    });
     if objects.is_empty() {
         return Err(Error::NoLandingData {
             dataset,
@@ -32,25 +47,64 @@ pub fn landing_objects(store: &dyn Store, dataset: Dataset) -> Result<Vec<Object
     Ok(objects)
 }
 
+/// Reads one listed landing object and judges its records by `rules`
+/// (decompressed by extension; an entry that must not be read is one
+/// quarantined record naming it, and is never opened).
+pub fn read_landing_object(
+    store: &dyn Store,
+    dataset: Dataset,
+    object: &ObjectInfo,
+    rules: &[&ReadingRule],
+) -> Result<JudgedObject> {
+    let key = &object.key;
+    Ok(match &object.unreadable {
+        Some(Unreadable::NotARegularFile(kind)) => landing::unreadable_object(
+            dataset,
+            key,
+            QuarantineReason::NotARegularFile,
+            &format!("{kind}, not a regular file"),
+            rules,
+        ),
+        Some(Unreadable::InvalidName) => landing::unreadable_object(
+            dataset,
+            key,
+            QuarantineReason::InvalidObjectName,
+            "the name is not valid UTF-8 (shown lossily)",
+            rules,
+        ),
+        None => landing::read_judged(dataset, key, &store.get(key)?, rules),
+    })
+}
+
 /// Reads and parses all landing objects of `dataset`, in parallel across
 /// objects; rows keep the order of (object key, line).
 pub fn read_landing(store: &dyn Store, dataset: Dataset) -> Result<Landing> {
     let objects = landing_objects(store, dataset)?;
-    let parsed: Vec<landing::ParsedObject> = objects
+    let parsed: Vec<JudgedObject> = objects
         .par_iter()
-        .map(|o| Ok(landing::parse_object(dataset, &o.key, &store.get(&o.key)?)))
+        .map(|o| read_landing_object(store, dataset, o, &[]))
         .collect::<Result<_>>()?;
     let mut rows = landing::empty_rows(dataset);
     let mut quarantined = Vec::new();
-    let mut lines = 0;
-    for p in parsed {
-        rows.vstack_mut_owned(p.rows)?;
+    let mut records = 0;
+    let mut repaired = BTreeMap::new();
+    for mut p in parsed {
+        let (part, _) = p.kept.pop().expect("one output without rules");
+        rows.vstack_mut_owned(part)?;
         quarantined.extend(p.quarantined);
-        lines += p.lines;
+        records += p.records;
+        for (kind, n) in p.repaired {
+            *repaired.entry(kind).or_insert(0) += n;
+        }
     }
     rows.rechunk_mut_par();
-    tracing::info!(%dataset, objects = objects.len(), lines, quarantined = quarantined.len(), "parsed landing data");
-    Ok(Landing { rows, quarantined })
+    tracing::info!(%dataset, objects = objects.len(), records, quarantined = quarantined.len(), ?repaired, "parsed landing data");
+    Ok(Landing {
+        rows,
+        quarantined,
+        records,
+        repaired,
+    })
 }
 
 /// One Parquet part of a snapshot as its writer saw it: what the manifest records.

@@ -17,7 +17,7 @@ use lakehouse::handler::{self, Produced, Shadow};
 use lakehouse::{Env, Error, Store, tables};
 use polars::prelude::*;
 use zones::contract::{TaskError, TransitionRequest, TransitionResult};
-use zones::landing::{QuarantinedLine, parse_judged, quarantine_frame};
+use zones::quarantine::{QuarantinedLine, quarantine_frame};
 use zones::transitions::{self, ReadingRule, settle};
 use zones::{Dataset, Policy, Table, layout};
 
@@ -71,7 +71,9 @@ fn customers(store: &dyn Store, request: &TransitionRequest) -> Result<Produced,
         Table::CustomerQuarantine,
         quarantine_frame(&landing.quarantined),
     );
-    handler::write_outcome(store, request, outcome, rubric, Some(quarantine))
+    let mut produced = handler::write_outcome(store, request, outcome, rubric, Some(quarantine))?;
+    produced.repaired = landing.repaired;
+    Ok(produced)
 }
 
 /// What one landing object of readings contributed.
@@ -81,6 +83,7 @@ struct Part {
     input_rows: u64,
     kept_rows: u64,
     drops: BTreeMap<String, u64>,
+    repaired: BTreeMap<String, u64>,
     quarantined: Vec<QuarantinedLine>,
     rubric: Option<(u64, BTreeMap<String, u64>, tables::PartInfo)>,
 }
@@ -115,7 +118,7 @@ fn readings(
 
     // One pass per object: parse, judge by each rule, write each rule's part.
     let parts: Vec<Part> = lakehouse::map_bounded(&objects, |n, object| -> Result<Part, Error> {
-        let parsed = parse_judged(dataset, &object.key, &store.get(&object.key)?, &rules);
+        let parsed = tables::read_landing_object(store, dataset, object, &rules)?;
         let mut kept = parsed.kept.into_iter();
         let (mut rows, drops) = kept.next().expect("one output per rule");
         let part = tables::write_part(store, &prefix, n, &mut rows)?;
@@ -129,9 +132,10 @@ fn readings(
         Ok(Part {
             schema: rows.schema().clone(),
             part,
-            input_rows: parsed.lines,
+            input_rows: parsed.records,
             kept_rows: rows.height() as u64,
             drops,
+            repaired: parsed.repaired,
             quarantined: parsed.quarantined,
             rubric,
         })
@@ -139,14 +143,19 @@ fn readings(
     tracing::info!(%dataset, objects = objects.len(), "streamed landing objects");
 
     let schema = parts[0].schema.clone();
-    let (mut drops, mut rubric_drops, mut quarantined) =
-        (BTreeMap::new(), BTreeMap::new(), Vec::new());
+    let (mut drops, mut rubric_drops, mut repaired, mut quarantined) = (
+        BTreeMap::new(),
+        BTreeMap::new(),
+        BTreeMap::new(),
+        Vec::new(),
+    );
     let (mut input_rows, mut kept_rows, mut rubric_rows) = (0, 0, 0);
     let (mut written, mut shadow_written) = (Vec::new(), Vec::new());
     for part in parts {
         input_rows += part.input_rows;
         kept_rows += part.kept_rows;
         handler::add_counts(&mut drops, &part.drops);
+        handler::add_counts(&mut repaired, &part.repaired);
         quarantined.extend(part.quarantined);
         written.push(part.part);
         if let Some((rows, part_drops, shadow_part)) = part.rubric {
@@ -176,6 +185,7 @@ fn readings(
         input_rows,
         kept_rows,
         drops,
+        repaired,
         quarantine: Some((Table::quarantine(dataset), quarantine_frame(&quarantined))),
         rubric,
     })

@@ -70,6 +70,14 @@ pub fn render(report: &Report, report_location: &str) -> String {
         if !t.dropped.is_empty() {
             let _ = writeln!(out, "  {:<26}       dropped: {}", "", rules(&t.dropped));
         }
+        if !t.repaired.is_empty() {
+            let _ = writeln!(
+                out,
+                "  {:<26}       repaired (lossless, kept in the counts above): {}",
+                "",
+                rules(&t.repaired)
+            );
+        }
     }
 
     if !report.rubric_comparison.is_empty() {

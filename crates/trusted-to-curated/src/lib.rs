@@ -165,6 +165,7 @@ fn training_table(
         input_rows,
         kept_rows,
         drops,
+        repaired: Default::default(),
         quarantine: quarantine.map(|q| (Table::MachineLearningQuarantine, q)),
         rubric: None,
     })

@@ -123,7 +123,8 @@ pub struct TransitionResult {
     /// Under strict: the rows the rubric policy gives for this table.
     #[serde(default)]
     pub rubric_rows: Option<u64>,
-    /// Rows of the main input: landing lines, or rows of the filtered table.
+    /// Rows of the main input: landing records (a line holding three objects
+    /// is three, a blank line none), or rows of the filtered table.
     pub input_rows: u64,
     /// Input rows kept: `input_rows = kept_rows + quarantined + dropped`.
     /// Equals `table.rows` except for machine_learning_curated, whose rows are
@@ -131,6 +132,12 @@ pub struct TransitionResult {
     pub kept_rows: u64,
     pub quarantined: BTreeMap<String, u64>,
     pub dropped: BTreeMap<String, u64>,
+    /// Lossless repairs made while reading landing records, by kind
+    /// (`zones::landing::Repair`: `bom`, `crlf`, `blank_lines`,
+    /// `trailing_comma`, `concatenated_objects`, `integral_float`,
+    /// `number_as_string`); a note on records, not a fourth outcome.
+    #[serde(default)]
+    pub repaired: BTreeMap<String, u64>,
     /// Under strict: the rubric shadow's drops, by rule.
     #[serde(default)]
     pub rubric_dropped: BTreeMap<String, u64>,

@@ -2,7 +2,8 @@
 //! The layout is the same on a local directory and on S3:
 //!
 //! ```text
-//! <dataset>/landing/*.json                   raw JSON lines, as in the public starter data
+//! <dataset>/landing/**                       raw JSON lines, as in the public starter data or as a
+//!                                            delivery stream writes them (see [`landing_object`])
 //! <dataset>/trusted/<snapshot>/part-*.parquet
 //! customer/curated/<snapshot>/...            machine_learning/curated/<snapshot>/...
 //! <dataset>/quarantine/<snapshot>/...
@@ -159,6 +160,59 @@ impl fmt::Display for Table {
 /// `<dataset>/landing/`: where the raw JSON-lines objects are.
 pub fn landing_prefix(dataset: Dataset) -> String {
     format!("{}/landing/", dataset.dir())
+}
+
+/// How a landing object is compressed: read from its name's extension, as
+/// Athena does (`.gz` gzip, `.zst` zstd, case-insensitive; anything else is
+/// plain text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+impl Compression {
+    /// The compression of the object `key`, by the extension of its last segment.
+    pub fn of(key: &str) -> Compression {
+        let name = key.rsplit('/').next().unwrap_or(key);
+        match name.rsplit_once('.') {
+            Some((_, ext)) if ext.eq_ignore_ascii_case("gz") => Compression::Gzip,
+            Some((_, ext)) if ext.eq_ignore_ascii_case("zst") => Compression::Zstd,
+            _ => Compression::None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
+/// Whether the name `key` belongs to the landing table of `dataset`, by
+/// Athena's rule: any object under `<dataset>/landing/`, at any depth and
+/// with any extension, except those whose name or any folder below the
+/// landing prefix starts with `_` or `.` (`_SUCCESS`, `.part.crc`,
+/// `_temporary/...`). See [`landing_object`] for the whole rule.
+pub fn landing_name(dataset: Dataset, key: &str) -> bool {
+    let prefix = landing_prefix(dataset);
+    match key.strip_prefix(prefix.as_str()) {
+        Some(rest) if !rest.is_empty() && !rest.ends_with('/') => rest
+            .split('/')
+            .all(|segment| !segment.starts_with(['_', '.'])),
+        _ => false,
+    }
+}
+
+/// The one rule, locally and on S3, for which listed objects make up the
+/// landing table of `dataset`: [`landing_name`] holds and the object is not
+/// empty (`size` in bytes). Returns how to decompress it, or None when the
+/// object is not part of the table.
+pub fn landing_object(dataset: Dataset, key: &str, size: u64) -> Option<Compression> {
+    (size > 0 && landing_name(dataset, key)).then(|| Compression::of(key))
 }
 
 /// `<dir>/<zone>/<run id>/`: where the snapshot a run writes of a produced

@@ -15,6 +15,8 @@ pub mod landing;
 pub mod layout;
 pub mod policy;
 pub mod pseudonym;
+pub mod quarantine;
+pub mod reading_rule;
 pub mod report;
 pub mod run_id;
 pub mod schema;

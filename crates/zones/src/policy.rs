@@ -5,6 +5,9 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+/// The customer column that holds the research consent time (epoch ms).
+pub const CONSENT: &str = "shareWithResearchAsOfDate";
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Policy {
@@ -48,6 +51,10 @@ impl FromStr for Policy {
 pub mod rule {
     /// customer_trusted: the (latest, under strict) record has no research consent.
     pub const NO_RESEARCH_CONSENT: &str = "no_research_consent";
+    /// customer_trusted (strict): the consent time is at or before the epoch
+    /// (`shareWithResearchAsOfDate <= 0`), a sentinel some producers write
+    /// for "no consent". Rubric keeps such a customer (`IS NOT NULL`).
+    pub const IMPLAUSIBLE_CONSENT_DATE: &str = "implausible_consent_date";
     /// customer_trusted (strict): an older record of an email with a later one.
     pub const SUPERSEDED: &str = "superseded_by_later_record";
     /// accelerometer_trusted: the reading's user is not a customer_trusted email.

@@ -39,6 +39,10 @@ pub struct TransitionLine {
     pub kept_rows: u64,
     pub quarantined: BTreeMap<String, u64>,
     pub dropped: BTreeMap<String, u64>,
+    /// Lossless repairs made while reading landing records, by kind (see
+    /// `zones::landing::Repair`); empty for transitions that read tables.
+    #[serde(default)]
+    pub repaired: BTreeMap<String, u64>,
     /// `input_rows == kept_rows + quarantined + dropped`.
     pub accounted: bool,
     pub seconds: f64,
@@ -110,6 +114,7 @@ impl Report {
                 kept_rows: r.kept_rows,
                 quarantined: r.quarantined.clone(),
                 dropped: r.dropped.clone(),
+                repaired: r.repaired.clone(),
                 accounted: r.input_rows == r.kept_rows + quarantined + dropped,
                 seconds: r.seconds,
                 peak_rss_mib: r.peak_rss_mib,
@@ -124,7 +129,7 @@ impl Report {
                 }
                 // Strict quarantines what rubric would have kept or dropped.
                 for (reason, n) in &r.quarantined {
-                    if reason == crate::landing::QuarantineReason::AmbiguousCustomer.as_str() {
+                    if reason == crate::quarantine::QuarantineReason::AmbiguousCustomer.as_str() {
                         *by_rule.entry(reason.clone()).or_default() += *n as i64;
                     }
                 }

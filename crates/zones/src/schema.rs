@@ -172,6 +172,27 @@ impl LandingSchema {
         Ok(LandingSchema { table, columns })
     }
 
+    /// The `WITH SERDEPROPERTIES ('k' = 'v', ...)` of a DDL text, in order:
+    /// how Athena reads the landing table (the Glue table carries the same).
+    pub fn serde_properties(ddl: &str) -> Result<Vec<(String, String)>, String> {
+        let start = ddl
+            .find("WITH SERDEPROPERTIES")
+            .ok_or("no WITH SERDEPROPERTIES")?;
+        let body = &ddl[start..];
+        let open = body.find('(').ok_or("SERDEPROPERTIES has no list")?;
+        let close = body.find(')').ok_or("SERDEPROPERTIES list is not closed")?;
+        body[open + 1..close]
+            .split(',')
+            .map(|pair| {
+                let (k, v) = pair
+                    .split_once('=')
+                    .ok_or_else(|| format!("`{}` is not 'key' = 'value'", pair.trim()))?;
+                let unquote = |s: &str| s.trim().trim_matches('\'').to_string();
+                Ok((unquote(k), unquote(v)))
+            })
+            .collect()
+    }
+
     pub fn polars_schema(&self) -> Schema {
         self.columns
             .iter()

@@ -10,13 +10,13 @@ use std::collections::BTreeMap;
 
 use polars::prelude::*;
 
-use crate::landing::{QuarantineReason, QuarantinedLine, quarantine_frame};
-use crate::policy::{Policy, rule};
+use crate::policy::{CONSENT, Policy, rule};
 use crate::pseudonym::PseudonymKey;
+use crate::quarantine::{QuarantineReason, QuarantinedLine, quarantine_frame};
+pub use crate::reading_rule::ReadingRule;
 
 /// The column that carries a row's drop rule while a plan is annotated.
 const DROP: &str = "_drop";
-const CONSENT: &str = "shareWithResearchAsOfDate";
 
 /// Columns machine_learning_curated must never carry under strict.
 pub const IDENTIFIER_COLUMNS: [&str; 6] = [
@@ -95,7 +95,8 @@ pub fn customer_trusted(policy: Policy, landing: LazyFrame) -> LazyFrame {
         Policy::Strict => {
             // One row per email: the record with the latest lastUpdateDate wins
             // (ties: the later line); it is kept only if it carries consent, so
-            // a later record without consent revokes an earlier one.
+            // a later record without consent revokes an earlier one. A consent
+            // time at or before the epoch is a "no" written as a date.
             let rows = landing.with_row_index("_row", None);
             let latest = rows.clone().group_by([col("email")]).agg([col("_row")
                 .sort_by(
@@ -110,6 +111,8 @@ pub fn customer_trusted(policy: Policy, landing: LazyFrame) -> LazyFrame {
                         .then(lit(rule::SUPERSEDED))
                         .when(no_consent)
                         .then(lit(rule::NO_RESEARCH_CONSENT))
+                        .when(col(CONSENT).lt_eq(lit(0i64)))
+                        .then(lit(rule::IMPLAUSIBLE_CONSENT_DATE))
                         .otherwise(null_str())
                         .alias(DROP),
                 )
@@ -147,100 +150,6 @@ pub fn customers_curated(
                 .alias(DROP),
         )
         .drop(cols(["_row", "_has_readings"])))
-}
-
-/// Transitions 2 and 4 judge each reading on its own against a small index of
-/// customers (key -> earliest research consent), so they run while a landing
-/// object is parsed ([`crate::landing::parse_judged`]) and a reading's row is
-/// built only when it is kept.
-#[derive(Debug, Clone)]
-pub struct ReadingRule {
-    policy: Policy,
-    key_column: &'static str,
-    time_column: &'static str,
-    unknown: &'static str,
-    consents: PlHashMap<String, i64>,
-}
-
-impl ReadingRule {
-    /// Transition 2, accelerometer_landing + customer_trusted ->
-    /// accelerometer_trusted: a reading is kept when its user is a
-    /// customer_trusted email and, under strict, it was not taken before that
-    /// customer's consent.
-    pub fn accelerometer_trusted(
-        policy: Policy,
-        customer_trusted: &DataFrame,
-    ) -> PolarsResult<Self> {
-        let consents = earliest_consents(customer_trusted, "email")?;
-        Ok(ReadingRule {
-            policy,
-            key_column: "user",
-            time_column: "timestamp",
-            unknown: rule::USER_NOT_TRUSTED,
-            consents,
-        })
-    }
-
-    /// Transition 4, step_trainer_landing + customers_curated ->
-    /// step_trainer_trusted: a reading is kept when a customers_curated
-    /// customer has its serial and, under strict, one of them had consented by
-    /// the reading's time.
-    pub fn step_trainer_trusted(
-        policy: Policy,
-        customers_curated: &DataFrame,
-    ) -> PolarsResult<Self> {
-        let consents = earliest_consents(customers_curated, "serialNumber")?;
-        Ok(ReadingRule {
-            policy,
-            key_column: "serialNumber",
-            time_column: "sensorReadingTime",
-            unknown: rule::SERIAL_NOT_CURATED,
-            consents,
-        })
-    }
-
-    /// The earliest research consent of the customers with this key; None
-    /// when no customer of the index has it.
-    pub fn consent(&self, key: &str) -> Option<i64> {
-        self.consents.get(key).copied()
-    }
-
-    /// None when a reading at `time`, whose key has `consent` (from
-    /// [`Self::consent`]), is kept; else the rule that drops it.
-    pub fn judge(&self, consent: Option<i64>, time: i64) -> Option<&'static str> {
-        match consent {
-            None => Some(self.unknown),
-            Some(consent) if self.policy == Policy::Strict && time < consent => {
-                Some(rule::BEFORE_CONSENT)
-            }
-            Some(_) => None,
-        }
-    }
-
-    pub fn key_column(&self) -> &'static str {
-        self.key_column
-    }
-
-    pub fn time_column(&self) -> &'static str {
-        self.time_column
-    }
-}
-
-/// Each key's earliest research consent among `customers` (rubric tables may
-/// repeat a customer; a serial may belong to several customers).
-fn earliest_consents(customers: &DataFrame, key: &str) -> PolarsResult<PlHashMap<String, i64>> {
-    let keys = customers.column(key)?.str()?;
-    let consents = customers.column(CONSENT)?.i64()?;
-    let mut index = PlHashMap::with_capacity(customers.height());
-    for (key, consent) in keys.iter().zip(consents.iter()) {
-        if let (Some(key), Some(consent)) = (key, consent) {
-            index
-                .entry(key.to_string())
-                .and_modify(|c: &mut i64| *c = (*c).min(consent))
-                .or_insert(consent);
-        }
-    }
-    Ok(index)
 }
 
 /// 5. step_trainer_trusted + accelerometer_trusted (+ customers_curated under

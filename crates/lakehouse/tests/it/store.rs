@@ -264,3 +264,57 @@ fn a_snapshot_written_again_after_it_was_sealed_is_refused() {
         "{err}"
     );
 }
+
+/// A local listing never follows a symbolic link and never opens what is
+/// not a regular file; such entries, and names that are not UTF-8, are
+/// listed as unreadable (size 0) so the landing reader can report them.
+#[cfg(unix)]
+#[test]
+fn list_marks_what_is_not_a_regular_file_and_never_follows_links() {
+    use lakehouse::Unreadable;
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("f.json"), b"outside").unwrap();
+    let store = LocalStore::new(dir.path());
+    store.put("a/landing/ok.json", b"12").unwrap();
+    let landing = dir.path().join("a/landing");
+    std::os::unix::fs::symlink(outside.path().join("f.json"), landing.join("file-link")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), landing.join("dir-link")).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(landing.join("pipe"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    std::fs::write(landing.join(std::ffi::OsStr::from_bytes(b"n\xffme")), b"1").unwrap();
+
+    let listed: Vec<_> = store
+        .list("a/")
+        .unwrap()
+        .into_iter()
+        .map(|o| (o.key, o.size, o.unreadable))
+        .collect();
+    let not_regular = |kind| Some(Unreadable::NotARegularFile(kind));
+    assert_eq!(
+        listed,
+        [
+            (
+                "a/landing/dir-link".to_string(),
+                0,
+                not_regular("a symbolic link")
+            ),
+            (
+                "a/landing/file-link".to_string(),
+                0,
+                not_regular("a symbolic link")
+            ),
+            (
+                "a/landing/n\u{fffd}me".to_string(),
+                0,
+                Some(Unreadable::InvalidName)
+            ),
+            ("a/landing/ok.json".to_string(), 2, None),
+            ("a/landing/pipe".to_string(), 0, not_regular("a named pipe")),
+        ]
+    );
+}

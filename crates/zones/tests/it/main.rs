@@ -2,6 +2,7 @@
 
 mod checks;
 mod landing;
+mod layout;
 mod schema;
 mod support;
 mod transitions;

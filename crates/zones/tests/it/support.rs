@@ -26,6 +26,7 @@ pub fn canonical(df: &DataFrame) -> Vec<String> {
                     let text = match v {
                         AnyValue::Null => "null".to_string(),
                         AnyValue::String(s) => s.to_string(),
+                        AnyValue::StringOwned(s) => s.to_string(),
                         other => other.to_string(),
                     };
                     format!("{}={text}", c.name())

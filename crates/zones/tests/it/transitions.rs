@@ -92,7 +92,7 @@ fn judged(dataset: Dataset, bytes: &[u8], rule: &ReadingRule) -> Outcome {
         table,
         quarantine: None,
         drops,
-        input_rows: parsed.lines,
+        input_rows: parsed.records,
     }
 }
 
@@ -323,4 +323,43 @@ fn rubric_count_matches_the_rubric_table() {
         (ml.input_rows, ml.kept_rows)
     );
     assert_eq!(outcome.drops, ml.drops);
+}
+
+/// A consent time at or before the epoch is "no" written as a date: strict
+/// drops the customer under its own rule (also when it is the latest record
+/// and supersedes a real consent), rubric keeps it (`IS NOT NULL`).
+#[test]
+fn a_consent_at_or_before_the_epoch_is_no_consent_under_strict_only() {
+    let lines = [
+        customer("zero@x", "S1", 10, Some(0)),
+        customer("negative@x", "S2", 10, Some(-1)),
+        customer("one@x", "S3", 10, Some(1)),
+        customer("later@x", "S4", 10, Some(100)),
+        customer("later@x", "S4", 20, Some(0)),
+        customer("none@x", "S5", 10, None),
+    ];
+    let landing = rows(
+        Dataset::Customer,
+        &lines.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let strict = settle(transitions::customer_trusted(
+        Policy::Strict,
+        landing.clone(),
+    ))
+    .unwrap();
+    assert_eq!(column(&strict, "email"), ["one@x"]);
+    assert_eq!(
+        strict.drops,
+        drops(&[
+            (rule::IMPLAUSIBLE_CONSENT_DATE, 3),
+            (rule::NO_RESEARCH_CONSENT, 1),
+            (rule::SUPERSEDED, 1),
+        ])
+    );
+    let rubric = settle(transitions::customer_trusted(Policy::Rubric, landing)).unwrap();
+    assert_eq!(
+        column(&rubric, "email"),
+        ["later@x", "later@x", "negative@x", "one@x", "zero@x"]
+    );
+    assert_eq!(rubric.drops, drops(&[(rule::NO_RESEARCH_CONSENT, 1)]));
 }
