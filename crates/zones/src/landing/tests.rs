@@ -276,7 +276,7 @@ fn line() -> impl Strategy<Value = (Dataset, String)> {
             1 => prop::collection::vec(object(dataset), 2..=3),
         ];
         let separator = prop::sample::select(vec!["", " ", "\t"]);
-        let tail = prop::sample::select(vec!["", "", "", ",", " , "]);
+        let tail = prop::sample::select(vec!["", "", "", ",", " , ", ",\u{a0}", ",\u{feff}"]);
         let mutations = prop_oneof![
             1 => Just(Vec::new()),
             1 => prop::collection::vec(mutation(), 1..=4),
