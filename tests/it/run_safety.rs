@@ -135,12 +135,17 @@ fn a_published_run_id_is_never_run_again_and_published_counts_stay() {
     assert_eq!(count(wh, "customer_trusted"), customers);
 }
 
-/// The real definition with the quality gate replaced by a stop, so a test
-/// can interleave another run before this run's gate.
-fn definition_without_the_gate() -> Value {
+/// Runs the real definition with the quality gate replaced by a stop, so a
+/// test can interleave another run before this run's gate; returns the
+/// execution's output (the transitions' results).
+fn run_without_the_gate(
+    env: &Env,
+    run_id: &RunId,
+    policy: Policy,
+) -> Result<Value, stedi::asl::Failure> {
     let mut definition: Value = serde_json::from_str(stedi::runner::DEFINITION).unwrap();
     definition["States"]["QualityGate"] = json!({ "Type": "Succeed" });
-    definition
+    stedi::runner::run(env, &definition, run_id, policy, &|_| {}, None)
 }
 
 #[test]
@@ -155,15 +160,7 @@ fn a_run_overtaken_by_a_later_run_does_not_publish_over_it() {
 
     // Run A does all its transitions, up to its gate.
     let a = RunId::parse("A").unwrap();
-    let output = stedi::runner::run(
-        &env,
-        &definition_without_the_gate(),
-        &a,
-        Policy::Strict,
-        &|_| {},
-        None,
-    )
-    .unwrap();
+    let output = run_without_the_gate(&env, &a, Policy::Strict).unwrap();
     // Meanwhile run B, started later on changed landing data, publishes.
     let landing = wh.join("accelerometer/landing");
     for object in std::fs::read_dir(&landing).unwrap() {
@@ -271,29 +268,13 @@ fn a_run_cut_off_before_its_gate_resumes_under_the_same_id() {
     stedi_ok(wh, &["seed", "--customers", "100", "--seed", "8"]);
     let env = Env::local(wh);
     let a = RunId::parse("resumed").unwrap();
-    stedi::runner::run(
-        &env,
-        &definition_without_the_gate(),
-        &a,
-        Policy::Rubric,
-        &|_| {},
-        None,
-    )
-    .unwrap();
+    run_without_the_gate(&env, &a, Policy::Rubric).unwrap();
     // The same id again, as a redrive: it overwrites its own parts and publishes.
     let out = stedi_ok(wh, &["run", "--run-id", "resumed", "--policy", "rubric"]);
     assert!(out.contains("published as catalog version 1"), "{out}");
     // Resumed with another policy, it is refused: a run has one policy.
     let b = RunId::parse("other").unwrap();
-    stedi::runner::run(
-        &env,
-        &definition_without_the_gate(),
-        &b,
-        Policy::Strict,
-        &|_| {},
-        None,
-    )
-    .unwrap();
+    run_without_the_gate(&env, &b, Policy::Strict).unwrap();
     let out = stedi(wh, &["run", "--run-id", "other", "--policy", "rubric"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
@@ -397,15 +378,7 @@ fn the_gate_refuses_results_that_are_not_this_runs_sealed_snapshots() {
     stedi_ok(wh, &["run", "--run-id", "first", "--policy", "rubric"]);
     let env = Env::local(wh);
     let run = RunId::parse("second").unwrap();
-    let output = stedi::runner::run(
-        &env,
-        &definition_without_the_gate(),
-        &run,
-        Policy::Rubric,
-        &|_| {},
-        None,
-    )
-    .unwrap();
+    let output = run_without_the_gate(&env, &run, Policy::Rubric).unwrap();
     let gate = |results: Value| {
         let request: GateRequest = serde_json::from_value(json!({
             "run_id": "second", "policy": "rubric", "results": results
