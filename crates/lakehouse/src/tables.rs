@@ -35,9 +35,25 @@ pub fn landing_objects(store: &dyn Store, dataset: Dataset) -> Result<Vec<Object
 /// objects; rows keep the order of (object key, line).
 pub fn read_landing(store: &dyn Store, dataset: Dataset) -> Result<Landing> {
     let objects = landing_objects(store, dataset)?;
+    // Rayon's threads log in the caller's span (the invocation's).
+    let span = tracing::Span::current();
     let parsed: Vec<landing::ParsedObject> = objects
         .par_iter()
-        .map(|o| Ok(landing::parse_object(dataset, &o.key, &store.get(&o.key)?)))
+        .map(|o| {
+            span.in_scope(|| {
+                let bytes = store.get(&o.key)?;
+                let parsed = landing::parse_object(dataset, &o.key, &bytes);
+                tracing::debug!(
+                    key = o.key,
+                    bytes = bytes.len(),
+                    lines = parsed.lines,
+                    rows = parsed.rows.height(),
+                    quarantined = parsed.quarantined.len(),
+                    "parsed landing object"
+                );
+                Ok(parsed)
+            })
+        })
         .collect::<Result<_>>()?;
     let mut rows = landing::empty_rows(dataset);
     let mut quarantined = Vec::new();
@@ -131,10 +147,17 @@ pub fn columns_of(schema: &Schema) -> Vec<ColumnDef> {
 /// is a round trip).
 pub fn read_table(store: &dyn Store, table: &TableRef) -> Result<LazyFrame> {
     let parts = store.list(&table.location)?;
+    let span = tracing::Span::current();
     let buffers = parts
         .par_iter()
         .filter(|p| p.key.ends_with(".parquet"))
-        .map(|p| Ok(polars_buffer::Buffer::from(store.get(&p.key)?)))
+        .map(|p| {
+            span.in_scope(|| {
+                let bytes = store.get(&p.key)?;
+                tracing::debug!(key = p.key, bytes = bytes.len(), "read part");
+                Ok(polars_buffer::Buffer::from(bytes))
+            })
+        })
         .collect::<Result<Vec<_>>>()?;
     if buffers.is_empty() {
         return Err(Error::NotFound {

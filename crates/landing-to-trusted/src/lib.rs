@@ -50,9 +50,10 @@ fn run_inner(env: &Env, request: &TransitionRequest) -> Result<TransitionResult,
             Table::CustomersCurated,
         )?,
         other => {
-            return Err(Error::InvalidRequest(format!(
-                "landing-to-trusted does not produce `{other}`"
-            )));
+            return Err(Error::NotServed {
+                function: "landing-to-trusted",
+                transition: other,
+            });
         }
     };
     handler::finish(store, request, started, produced)
@@ -113,7 +114,8 @@ fn readings(
 
     // One pass per object: parse, judge by each rule, write each rule's part.
     let parts: Vec<Part> = lakehouse::map_bounded(&objects, |n, object| -> Result<Part, Error> {
-        let parsed = parse_judged(dataset, &object.key, &store.get(&object.key)?, &rules);
+        let bytes = store.get(&object.key)?;
+        let parsed = parse_judged(dataset, &object.key, &bytes, &rules);
         let mut kept = parsed.kept.into_iter();
         let (mut rows, drops) = kept.next().expect("one output per rule");
         tables::write_part(store, &prefix, n, &mut rows)?;
@@ -124,6 +126,14 @@ fn readings(
             }
             None => None,
         };
+        tracing::debug!(
+            key = object.key,
+            bytes = bytes.len(),
+            lines = parsed.lines,
+            rows = rows.height(),
+            quarantined = parsed.quarantined.len(),
+            "judged landing object"
+        );
         Ok(Part {
             schema: rows.schema().clone(),
             input_rows: parsed.lines,

@@ -88,9 +88,10 @@ fn run_inner(env: &Env, request: &TransitionRequest) -> Result<TransitionResult,
             produced
         }
         other => {
-            return Err(Error::InvalidRequest(format!(
-                "trusted-to-curated does not produce `{other}`"
-            )));
+            return Err(Error::NotServed {
+                function: "trusted-to-curated",
+                transition: other,
+            });
         }
     };
     handler::finish(store, request, started, produced)
@@ -116,7 +117,9 @@ fn training_table(
     // step readings took 0.8 s and 240 MiB, of 100k 1.05 s and 300 MiB.
     std::thread::scope(|scope| -> Result<(), Error> {
         let (parts, written) = std::sync::mpsc::sync_channel::<(usize, DataFrame)>(0);
+        let span = tracing::Span::current();
         let writer = scope.spawn(move || -> Result<(), Error> {
+            let _entered = span.enter();
             for (n, mut part) in written {
                 tables::write_part(store, prefix, n, &mut part)?;
             }
@@ -129,6 +132,14 @@ fn training_table(
                 readings.take(reading_rows)?.lazy(),
                 keyed_customers.clone().lazy(),
             )?;
+            tracing::debug!(
+                bucket = n,
+                step_rows = step_rows.len(),
+                accelerometer_rows = reading_rows.len(),
+                rows = outcome.table.height(),
+                quarantined = outcome.quarantine.as_ref().map_or(0, |q| q.height()),
+                "joined time bucket"
+            );
             rows += outcome.table.height() as u64;
             schema.get_or_insert_with(|| outcome.table.schema().clone());
             input_rows += outcome.input_rows;
