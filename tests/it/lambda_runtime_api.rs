@@ -741,3 +741,87 @@ fn a_bad_configuration_fails_the_cold_start() {
         assert_eq!(api.next_requests(), 0, "{function}");
     }
 }
+
+/// `cargo lambda invoke` (README, "During development") against a built
+/// function served by cargo-lambda's own Runtime API emulator (`cargo lambda
+/// watch --only-lambda-apis`, which leaves building and starting the
+/// function to us: the test does not rebuild it). cargo-lambda comes from
+/// `.venv` (infra/requirements-test.txt), which `make test` puts on PATH.
+#[test]
+fn cargo_lambda_invoke_reaches_a_served_function() {
+    let warehouse = seeded();
+    // A free port for the emulator (cargo-lambda takes a port, not 0).
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+        .to_string();
+    let mut emulator = Command::new("cargo-lambda")
+        .args([
+            "lambda",
+            "watch",
+            "--only-lambda-apis",
+            "-A",
+            "127.0.0.1",
+            "-P",
+            &port,
+        ])
+        .current_dir(workspace())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cargo-lambda is installed (make .venv/.test-tools) and on PATH");
+    // The function asks for its first event at once and exits if nobody
+    // answers: start it once the emulator listens.
+    let began = Instant::now();
+    while TcpStream::connect(format!("127.0.0.1:{port}")).is_err() {
+        if let Some(status) = emulator.try_wait().expect("try_wait") {
+            panic!("cargo lambda watch exited: {status}");
+        }
+        assert!(began.elapsed() < HUNG, "cargo lambda watch never listened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let api = format!("http://127.0.0.1:{port}/.rt");
+    let mut function = Command::new(binary("landing-to-trusted"))
+        .env_clear()
+        .env("AWS_LAMBDA_RUNTIME_API", &api)
+        .env("AWS_LAMBDA_FUNCTION_NAME", "_")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "2048")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+        .env("STEDI_WAREHOUSE", warehouse.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the function starts");
+    let event = workspace().join("crates/landing-to-trusted/events/customer_trusted.json");
+    let output = Command::new("cargo-lambda")
+        .args([
+            "lambda",
+            "invoke",
+            "-A",
+            "127.0.0.1",
+            "-P",
+            &port,
+            "--data-file",
+        ])
+        .arg(&event)
+        .current_dir(workspace())
+        .output()
+        .expect("cargo lambda invoke runs");
+    let exited = function.try_wait().expect("try_wait");
+    let _ = function.kill();
+    let _ = function.wait();
+    let _ = emulator.kill();
+    let _ = emulator.wait();
+    assert!(
+        output.status.success(),
+        "cargo lambda invoke failed: {} (the function exited early: {exited:?})",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let result: TransitionResult = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stdout)));
+    assert_eq!(result.transition.to_string(), "customer_trusted");
+    assert!(result.table.rows > 0, "{result:?}");
+}
