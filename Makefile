@@ -61,8 +61,9 @@ validate: .venv/.test-tools
 
 # The three Lambda functions as arm64 zips, and their sizes. One build per
 # function: Cargo unifies features within a build, and built together every
-# function would link the quality gate's Glue and Athena SDKs. (Polars is
-# compiled once; only our crates differ between the builds.)
+# function would link the quality gate's Glue and Athena SDKs. Shared
+# dependencies resolve to fewer features than in the workspace build (`make
+# test`), so the first `make lambdas` compiles Polars again for them.
 LAMBDA_FUNCTIONS := landing-to-trusted trusted-to-curated quality-gate
 lambdas: .venv/.deploy-tools
 	for f in $(LAMBDA_FUNCTIONS); do \
