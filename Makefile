@@ -60,10 +60,16 @@ bench:
 validate: .venv/.test-tools
 	.venv/bin/cfn-lint infra/template.yaml
 
-# The three Lambda functions as arm64 zips, and their sizes.
+# The three Lambda functions as arm64 zips, and their sizes. One build per
+# function: Cargo unifies features within a build, and built together every
+# function would link the quality gate's Glue and Athena SDKs. Shared
+# dependencies resolve to fewer features than in the workspace build (`make
+# test`), so the first `make lambdas` compiles Polars again for them.
+LAMBDA_FUNCTIONS := landing-to-trusted trusted-to-curated quality-gate
 lambdas: .venv/.deploy-tools
-	PATH="$(CURDIR)/.venv/bin:$$PATH" cargo lambda build --profile lambda --arm64 --output-format zip \
-		-p landing-to-trusted -p trusted-to-curated -p quality-gate
+	for f in $(LAMBDA_FUNCTIONS); do \
+		PATH="$(CURDIR)/.venv/bin:$$PATH" cargo lambda build --profile lambda --arm64 --output-format zip -p $$f || exit 1; \
+	done
 	@ls -l $${CARGO_TARGET_DIR:-target}/lambda/*/bootstrap.zip
 
 # Builds and deploys the stack (prompts for the parameters; needs AWS

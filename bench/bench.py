@@ -15,9 +15,14 @@ At the scales of STEDI_BENCH_GZIP_SCALES (default "50x") it also runs stedi on
 the same landing files gzip-compressed (`*.json.gz`, level 6 as `gzip` writes),
 and checks that they publish the same counts as the plain files.
 
+Then the `lambda` section (bench/lambda_bench.py): each Lambda function built
+alone with the `lambda` profile, its init and first-invocation milliseconds
+through a minimal Runtime API, and its package sizes.
+
 Environment: STEDI_BENCH_REPEATS (default 3), STEDI_BENCH_SCALES (e.g. "1x,10x"),
 STEDI_BENCH_PEERS (e.g. "duckdb,polars"), STEDI_BENCH_GZIP_SCALES (e.g. "" for
-none), STEDI_BENCH_DIR (work directory).
+none), STEDI_BENCH_DIR (work directory), STEDI_BENCH_SECTIONS ("pipeline,lambda"
+by default; a section left out keeps its figures from the last results.json).
 """
 import gzip
 import json
@@ -29,6 +34,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import lambda_bench
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -144,7 +151,27 @@ def main():
     scales = os.environ.get("STEDI_BENCH_SCALES", ",".join(SCALES)).split(",")
     peers = os.environ.get("STEDI_BENCH_PEERS", ",".join(PEERS)).split(",")
     gzip_scales = [s for s in os.environ.get("STEDI_BENCH_GZIP_SCALES", "50x").split(",") if s]
+    sections = os.environ.get("STEDI_BENCH_SECTIONS", "pipeline,lambda").split(",")
     stedi, parse_json = build()
+    previous = {}
+    if (BENCH / "results.json").exists():
+        previous = json.loads((BENCH / "results.json").read_text())
+    if "pipeline" in sections:
+        results = pipeline(stedi, parse_json, repeats, scales, peers)
+    else:
+        results = {k: v for k, v in previous.items() if k != "lambda"}
+    if "lambda" in sections:
+        results["lambda"] = lambda_bench.run(ROOT, stedi, WORK, log)
+    elif "lambda" in previous:
+        results["lambda"] = previous["lambda"]
+
+    (BENCH / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    markdown = render(results)
+    (BENCH / "results.md").write_text(markdown)
+    print(markdown)
+
+
+def pipeline(stedi, parse_json, repeats, scales, peers):
     python = venv_python()
     results = {"machine": {"cores": os.cpu_count(), "repeats": repeats}, "scales": {}}
 
@@ -217,33 +244,33 @@ def main():
         for name, measured in entry["engines"].items():
             measured["mb_per_s_per_core"] = round(input_mb / measured["seconds"] / CORES, 1)
             measured["time_ratio_to_stedi_rubric"] = round(measured["seconds"] / ours, 2)
-
-    (BENCH / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    markdown = render(results)
-    (BENCH / "results.md").write_text(markdown)
-    print(markdown)
+    return results
 
 
 def render(results):
-    lines = [
-        "# Benchmark results",
-        "",
-        "Produced by `make bench` (bench/bench.py). Rubric semantics for the peers, Parquet out, clean landing data "
-        f"from `stedi seed --clean`; median of {results['machine']['repeats']} runs (one per round of all engines) of wall "
-        "seconds and peak RSS "
-        f"(`/usr/bin/time -v`, and the whole process tree sampled every 10 ms) on a {results['machine']['cores']}-core machine. `ratio` is the engine's time divided "
-        "by `stedi rubric`'s (above 1: stedi is faster). `plain JSON parse` is a parallel serde_json parse of the same "
-        "files into nothing: the physical limit of reading the input once. `(gzip)` rows read the same landing "
-        "files gzip-compressed (`*.json.gz`; input MB is still the uncompressed size).",
-        "",
-        "| scale | input MB | engine | seconds | peak MiB | MB/s per core | ratio |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for scale, entry in results["scales"].items():
-        for name, m in entry["engines"].items():
-            lines.append(f"| {scale} | {entry['input_mb']} | {name} | {m['seconds']:.2f} | {m['peak_mib']:.0f} | "
-                         f"{m['mb_per_s_per_core']} | {m['time_ratio_to_stedi_rubric']:.2f} |")
-    lines.append("")
+    lines = ["# Benchmark results", ""]
+    if "machine" in results:
+        lines += [
+            "Produced by `make bench` (bench/bench.py). Rubric semantics for the peers, Parquet out, clean landing "
+            "data from `stedi seed --clean`; median of "
+            f"{results['machine']['repeats']} runs (one per round of all engines) of wall seconds and peak RSS "
+            f"(`/usr/bin/time -v`, and the whole process tree sampled every 10 ms) on a "
+            f"{results['machine']['cores']}-core machine. `ratio` is the engine's time divided "
+            "by `stedi rubric`'s (above 1: stedi is faster). `plain JSON parse` is a parallel serde_json parse of "
+            "the same files into nothing: the physical limit of reading the input once. `(gzip)` rows read the same "
+            "landing files gzip-compressed (`*.json.gz`; input MB is still the uncompressed size).",
+            "",
+            "| scale | input MB | engine | seconds | peak MiB | MB/s per core | ratio |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for scale, entry in results["scales"].items():
+            for name, m in entry["engines"].items():
+                lines.append(f"| {scale} | {entry['input_mb']} | {name} | {m['seconds']:.2f} | "
+                             f"{m['peak_mib']:.0f} | {m['mb_per_s_per_core']} | "
+                             f"{m['time_ratio_to_stedi_rubric']:.2f} |")
+        lines.append("")
+    if "lambda" in results:
+        lines.append(lambda_bench.render(results["lambda"]))
     return "\n".join(lines)
 
 

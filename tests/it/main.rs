@@ -3,6 +3,7 @@ mod browser;
 mod cases;
 mod consistency;
 mod end_to_end;
+mod lambda_runtime_api;
 mod landing;
 mod moto;
 mod run_safety;

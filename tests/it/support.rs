@@ -9,15 +9,20 @@ pub fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-/// The `stedi` binary of this build (`cargo build --workspace --bins` puts it
-/// next to the test binary's `deps/` folder).
+/// The `stedi` binary of this build.
 pub fn stedi_binary() -> PathBuf {
+    binary("stedi")
+}
+
+/// A binary of this build (`cargo build --workspace --bins` puts them next
+/// to the test binary's `deps/` folder): `stedi` or a Lambda function.
+pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     let dir = exe
         .parent()
         .and_then(Path::parent)
         .expect("target/<profile>/deps/<test>");
-    let bin = dir.join("stedi");
+    let bin = dir.join(name);
     assert!(
         bin.exists(),
         "{} is missing: build it first with `cargo build --workspace --bins`",

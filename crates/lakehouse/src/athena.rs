@@ -77,7 +77,11 @@ impl AthenaEngine {
         ))?;
         let id = started
             .query_execution_id()
-            .ok_or_else(|| Error::InvalidRequest("Athena returned no query execution id".into()))?
+            .ok_or_else(|| Error::UnexpectedAnswer {
+                service: "Athena",
+                op: "StartQueryExecution",
+                detail: "no query execution id".into(),
+            })?
             .to_string();
         self.wait(&id).await?;
         self.results(&id).await
@@ -185,12 +189,10 @@ pub fn frame(columns: &[ColumnInfo], rows: &[Row]) -> Result<DataFrame> {
                 .map(|r| r.data().get(i).and_then(|d| d.var_char_value()))
                 .collect();
             let name = PlSmallStr::from(c.name());
-            let parse_err = |v: &str| {
-                Error::InvalidRequest(format!(
-                    "Athena returned `{v}` in {} column `{}`",
-                    c.r#type(),
-                    c.name()
-                ))
+            let parse_err = |v: &str| Error::UnexpectedAnswer {
+                service: "Athena",
+                op: "GetQueryResults",
+                detail: format!("`{v}` in {} column `{}`", c.r#type(), c.name()),
             };
             let column: Column = match c.r#type() {
                 "tinyint" | "smallint" | "integer" | "int" | "bigint" => {
@@ -225,11 +227,7 @@ fn parse_all<T: std::str::FromStr>(
 
 impl QueryEngine for AthenaEngine {
     fn execute(&self, view: &CatalogState, sql: &str) -> Result<DataFrame> {
-        let database = view.database.as_deref().ok_or_else(|| {
-            Error::InvalidRequest(
-                "Athena queries tables registered in Glue; this view is not".into(),
-            )
-        })?;
+        let database = view.database.as_deref().ok_or(Error::ViewNotInGlue)?;
         self.aws.block_on(self.run(database, sql))
     }
 }

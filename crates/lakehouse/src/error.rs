@@ -116,20 +116,97 @@ pub enum Error {
     #[error("{0}")]
     Polars(#[from] polars::error::PolarsError),
 
-    #[error("invalid request: {0}")]
-    InvalidRequest(String),
+    /// The request is not the JSON of what the function serves.
+    #[error("the request is not a {expected}: {source}")]
+    Request {
+        expected: &'static str,
+        source: serde_json::Error,
+    },
+
+    /// The request asks a function for a table another function produces.
+    #[error("{function} does not produce `{transition}`")]
+    NotServed {
+        function: &'static str,
+        transition: zones::Table,
+    },
+
+    /// The request names no snapshot of a table its transition reads.
+    #[error("{transition} needs input `{input}`, which the request does not name")]
+    MissingInput {
+        transition: zones::Table,
+        input: zones::Table,
+    },
+
+    /// A strict request names no rubric shadow of a table its transition reads.
+    #[error(
+        "{transition} under strict needs the rubric shadow of `{input}`, which the request does not name"
+    )]
+    MissingShadow {
+        transition: zones::Table,
+        input: zones::Table,
+    },
+
+    /// The deployment's settings (`STEDI_*`): found at cold start, before
+    /// any request is served.
+    #[error("configuration: {setting} {problem}")]
+    Config {
+        setting: &'static str,
+        problem: String,
+    },
+
+    /// The operating system gave no random bytes for a new key.
+    #[error("no randomness for a new key: {0}")]
+    NoRandomness(getrandom::Error),
+
+    /// A worker task stopped before finishing (it panicked, or its runtime
+    /// was shutting down).
+    #[error("{task} did not finish: {source}")]
+    WorkerFailed {
+        task: &'static str,
+        source: tokio::task::JoinError,
+    },
+
+    /// An AWS answer lacks what the call promises, or holds what we cannot read.
+    #[error("{service} {op} gave an answer we do not understand: {detail}")]
+    UnexpectedAnswer {
+        service: &'static str,
+        op: &'static str,
+        detail: String,
+    },
+
+    /// An SDK request builder refused the input we built.
+    #[error("building the {service} {what}: {message}")]
+    BuildRequest {
+        service: &'static str,
+        what: &'static str,
+        message: String,
+    },
+
+    /// A catalog entry that this code did not write that way.
+    #[error("catalog entry `{table}`: {problem}")]
+    CatalogEntry { table: String, problem: String },
+
+    /// Athena was asked to query a catalog view that is not registered in Glue.
+    #[error("Athena queries tables registered in Glue; this catalog view is not")]
+    ViewNotInGlue,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// The stable name Step Functions routes on.
+    /// The stable name Step Functions routes on, by one rule: the input
+    /// data is wrong or unusable -> `InvalidInput` (a verdict: fix the data,
+    /// start a new run); a retry may succeed -> `Transient`; our bug, the
+    /// machine, or an AWS answer we do not understand -> `Internal` (fails
+    /// the Task; redrive after the fix). Configuration errors happen at cold
+    /// start and are reported as the init error, named `Internal` too.
     pub fn name(&self) -> ErrorName {
         match self {
             Error::Io { source, .. } if is_transient(source) => ErrorName::Transient,
             // The machine, not the data: fail the Task, so that a redrive
             // after the fix resumes here.
             Error::Io { source, .. } if is_environment(source) => ErrorName::Internal,
+            Error::WorkerFailed { .. } => ErrorName::Transient,
             Error::Aws { transient, .. } => {
                 if *transient {
                     ErrorName::Transient
@@ -150,15 +227,25 @@ impl Error {
             // A published part that no longer matches its manifest: storage,
             // not the landing data, is at fault; a retry reads it again.
             Error::Damaged { .. } => ErrorName::Internal,
-            Error::NoLandingData { .. } | Error::MissingTable { .. } | Error::InvalidRequest(_) => {
-                ErrorName::InvalidInput
-            }
+            Error::NoLandingData { .. }
+            | Error::MissingTable { .. }
+            | Error::Request { .. }
+            | Error::NotServed { .. }
+            | Error::MissingInput { .. }
+            | Error::MissingShadow { .. } => ErrorName::InvalidInput,
             Error::Query(_) | Error::QueryFailed { .. } => ErrorName::InvalidInput,
             Error::Io { .. }
             | Error::NotFound { .. }
             | Error::Read { .. }
             | Error::Write { .. } => ErrorName::InvalidInput,
-            Error::CatalogFormat { .. } | Error::Polars(_) => ErrorName::Internal,
+            Error::CatalogFormat { .. }
+            | Error::CatalogEntry { .. }
+            | Error::Polars(_)
+            | Error::Config { .. }
+            | Error::NoRandomness(_)
+            | Error::UnexpectedAnswer { .. }
+            | Error::BuildRequest { .. }
+            | Error::ViewNotInGlue => ErrorName::Internal,
         }
     }
 
@@ -193,16 +280,305 @@ impl From<Error> for TaskError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use zones::{Dataset, Table};
+
+    fn polars_error() -> polars::error::PolarsError {
+        polars::error::PolarsError::ComputeError("boom".into())
+    }
+
+    fn aws(status: Option<u16>, transient: bool) -> Error {
+        Error::Aws {
+            service: "S3",
+            op: "PutObject",
+            target: "s3://b/k".into(),
+            status,
+            code: None,
+            message: "m".into(),
+            transient,
+        }
+    }
+
+    /// A cancelled task's join error, as a panicked one would give.
+    fn join_error() -> tokio::task::JoinError {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        let task = runtime.spawn(std::future::pending::<()>());
+        task.abort();
+        runtime.block_on(task).expect_err("aborted")
+    }
+
+    /// The position of `e`'s variant in the table below. No wildcard arm:
+    /// a new variant does not compile until it is given a row.
+    fn variant(e: &Error) -> usize {
+        match e {
+            Error::Io { .. } => 0,
+            Error::NotFound { .. } => 1,
+            Error::NoLandingData { .. } => 2,
+            Error::MissingTable { .. } => 3,
+            Error::Read { .. } => 4,
+            Error::Write { .. } => 5,
+            Error::CatalogFormat { .. } => 6,
+            Error::PublishConflict { .. } => 7,
+            Error::TableConflict { .. } => 8,
+            Error::InvalidRunId(_) => 9,
+            Error::Query(_) => 10,
+            Error::QueryFailed { .. } => 11,
+            Error::Aws { .. } => 12,
+            Error::Polars(_) => 13,
+            Error::Request { .. } => 14,
+            Error::NotServed { .. } => 15,
+            Error::MissingInput { .. } => 16,
+            Error::MissingShadow { .. } => 17,
+            Error::Config { .. } => 18,
+            Error::NoRandomness(_) => 19,
+            Error::WorkerFailed { .. } => 20,
+            Error::UnexpectedAnswer { .. } => 21,
+            Error::BuildRequest { .. } => 22,
+            Error::CatalogEntry { .. } => 23,
+            Error::ViewNotInGlue => 24,
+            Error::RunIdUsed { .. } => 25,
+            Error::PolicyMismatch { .. } => 26,
+            Error::InvalidKey { .. } => 27,
+            Error::Damaged { .. } => 28,
+            Error::KeyGone { .. } => 29,
+            Error::ForeignResults { .. } => 30,
+        }
+    }
+    const VARIANTS: usize = 31;
+
+    /// Every variant with the name Step Functions sees: the data is wrong
+    /// -> InvalidInput; a retry may succeed -> Transient; our bug, the
+    /// machine or an AWS answer we do not understand -> Internal.
+    #[test]
+    fn every_variant_has_its_stable_name() {
+        let io = |kind: std::io::ErrorKind| Error::io("writing", "/w/part")(kind.into());
+        let table: Vec<(Error, &str)> = vec![
+            (io(std::io::ErrorKind::InvalidData), "Stedi.InvalidInput"),
+            (io(std::io::ErrorKind::NotFound), "Stedi.InvalidInput"),
+            (io(std::io::ErrorKind::TimedOut), "Stedi.Transient"),
+            (io(std::io::ErrorKind::Interrupted), "Stedi.Transient"),
+            (io(std::io::ErrorKind::StorageFull), "Stedi.Internal"),
+            (io(std::io::ErrorKind::PermissionDenied), "Stedi.Internal"),
+            (io(std::io::ErrorKind::ReadOnlyFilesystem), "Stedi.Internal"),
+            (
+                Error::NotFound {
+                    store: "s".into(),
+                    key: "k".into(),
+                },
+                "Stedi.InvalidInput",
+            ),
+            (
+                Error::NoLandingData {
+                    dataset: Dataset::Customer,
+                    prefix: "customer/landing/".into(),
+                    store: "s".into(),
+                },
+                "Stedi.InvalidInput",
+            ),
+            (
+                Error::MissingTable { table: "t".into() },
+                "Stedi.InvalidInput",
+            ),
+            (
+                Error::Read {
+                    key: "k".into(),
+                    source: polars_error(),
+                },
+                "Stedi.InvalidInput",
+            ),
+            (
+                Error::Write {
+                    key: "k".into(),
+                    source: polars_error(),
+                },
+                "Stedi.InvalidInput",
+            ),
+            (
+                Error::CatalogFormat {
+                    key: "k".into(),
+                    source: serde_json::from_str::<serde_json::Value>("{").unwrap_err(),
+                },
+                "Stedi.Internal",
+            ),
+            (
+                Error::PublishConflict {
+                    run_id: "a".into(),
+                    expected: 1,
+                    found: 2,
+                    published_by: Some("b".into()),
+                },
+                "Stedi.PublishConflict",
+            ),
+            (
+                Error::TableConflict {
+                    table: "t".into(),
+                    expected: None,
+                    found: None,
+                },
+                "Stedi.PublishConflict",
+            ),
+            (
+                Error::InvalidRunId(zones::RunId::parse("..").unwrap_err()),
+                "Stedi.InvalidInput",
+            ),
+            (
+                Error::RunIdUsed {
+                    run_id: "r".into(),
+                    why: "w".into(),
+                },
+                "Stedi.InvalidInput",
+            ),
+            (
+                Error::PolicyMismatch {
+                    run_id: "r".into(),
+                    started: zones::Policy::Strict,
+                    asked: zones::Policy::Rubric,
+                },
+                "Stedi.InvalidInput",
+            ),
+            (
+                Error::InvalidKey {
+                    key: "../k".into(),
+                    reason: "it has a `.` or `..` segment",
+                },
+                "Stedi.Internal",
+            ),
+            (
+                Error::Damaged {
+                    key: "k".into(),
+                    what: "w".into(),
+                },
+                "Stedi.Internal",
+            ),
+            (
+                Error::KeyGone {
+                    key: "k".into(),
+                    run_id: "r".into(),
+                },
+                "Stedi.InvalidInput",
+            ),
+            (
+                Error::ForeignResults {
+                    run_id: "r".into(),
+                    what: "w".into(),
+                },
+                "Stedi.InvalidInput",
+            ),
+            (Error::Query(polars_error()), "Stedi.InvalidInput"),
+            (
+                Error::QueryFailed {
+                    id: "q".into(),
+                    state: "FAILED".into(),
+                    reason: "r".into(),
+                },
+                "Stedi.InvalidInput",
+            ),
+            (aws(Some(503), true), "Stedi.Transient"),
+            (aws(None, true), "Stedi.Transient"),
+            (aws(Some(403), false), "Stedi.Internal"),
+            (Error::Polars(polars_error()), "Stedi.Internal"),
+            (
+                Error::Request {
+                    expected: "TransitionRequest",
+                    source: serde_json::from_str::<serde_json::Value>("{").unwrap_err(),
+                },
+                "Stedi.InvalidInput",
+            ),
+            (
+                Error::NotServed {
+                    function: "landing-to-trusted",
+                    transition: Table::CustomersCurated,
+                },
+                "Stedi.InvalidInput",
+            ),
+            (
+                Error::MissingInput {
+                    transition: Table::CustomersCurated,
+                    input: Table::CustomerTrusted,
+                },
+                "Stedi.InvalidInput",
+            ),
+            (
+                Error::MissingShadow {
+                    transition: Table::CustomersCurated,
+                    input: Table::CustomerTrusted,
+                },
+                "Stedi.InvalidInput",
+            ),
+            (
+                Error::Config {
+                    setting: "STEDI_WAREHOUSE",
+                    problem: "is not set".into(),
+                },
+                "Stedi.Internal",
+            ),
+            (
+                Error::NoRandomness(getrandom::Error::UNSUPPORTED),
+                "Stedi.Internal",
+            ),
+            (
+                Error::WorkerFailed {
+                    task: "an S3 part upload",
+                    source: join_error(),
+                },
+                "Stedi.Transient",
+            ),
+            (
+                Error::UnexpectedAnswer {
+                    service: "S3",
+                    op: "CreateMultipartUpload",
+                    detail: "no upload id".into(),
+                },
+                "Stedi.Internal",
+            ),
+            (
+                Error::BuildRequest {
+                    service: "Glue",
+                    what: "table input",
+                    message: "m".into(),
+                },
+                "Stedi.Internal",
+            ),
+            (
+                Error::CatalogEntry {
+                    table: "t".into(),
+                    problem: "p".into(),
+                },
+                "Stedi.Internal",
+            ),
+            (Error::ViewNotInGlue, "Stedi.Internal"),
+        ];
+        let mut seen = [false; VARIANTS];
+        for (error, name) in table {
+            seen[variant(&error)] = true;
+            assert_eq!(error.name().as_str(), name, "{error:?}");
+            // What crosses into the state machine carries the same name.
+            let cause = error.to_string();
+            let task = TaskError::from(error);
+            assert_eq!((task.name.as_str(), task.cause), (name, cause));
+        }
+        let missing: Vec<usize> = (0..VARIANTS).filter(|&i| !seen[i]).collect();
+        assert!(missing.is_empty(), "variants without a row: {missing:?}");
+    }
 
     #[test]
-    fn a_full_disk_fails_the_task_rather_than_the_data() {
-        let io = |kind: std::io::ErrorKind| Error::io("writing", "/w/part")(kind.into()).name();
-        assert_eq!(io(std::io::ErrorKind::StorageFull), ErrorName::Internal);
+    fn messages_name_what_went_wrong() {
+        let shadow = Error::MissingShadow {
+            transition: Table::CustomersCurated,
+            input: Table::CustomerTrusted,
+        };
         assert_eq!(
-            io(std::io::ErrorKind::PermissionDenied),
-            ErrorName::Internal
+            shadow.to_string(),
+            "customers_curated under strict needs the rubric shadow of `customer_trusted`, which the request does not name"
         );
-        assert_eq!(io(std::io::ErrorKind::TimedOut), ErrorName::Transient);
-        assert_eq!(io(std::io::ErrorKind::InvalidData), ErrorName::InvalidInput);
+        let config = Error::Config {
+            setting: "STEDI_WAREHOUSE",
+            problem: "is not set".into(),
+        };
+        assert_eq!(
+            config.to_string(),
+            "configuration: STEDI_WAREHOUSE is not set"
+        );
     }
 }

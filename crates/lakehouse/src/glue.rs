@@ -90,7 +90,11 @@ impl GlueCatalog {
             .name(database)
             .description(description)
             .build()
-            .map_err(|e| Error::InvalidRequest(e.to_string()))?;
+            .map_err(|e| Error::BuildRequest {
+                service: "Glue",
+                what: "database input",
+                message: e.to_string(),
+            })?;
         match self
             .client
             .create_database()
@@ -116,7 +120,11 @@ impl GlueCatalog {
             .parameters(VERSION_PARAMETER, version.to_string())
             .parameters(PUBLISHED_BY_PARAMETER, run_id)
             .build()
-            .map_err(|e| Error::InvalidRequest(e.to_string()))?;
+            .map_err(|e| Error::BuildRequest {
+                service: "Glue",
+                what: "database input",
+                message: e.to_string(),
+            })?;
         self.client
             .update_database()
             .name(&self.database)
@@ -229,7 +237,11 @@ impl GlueCatalog {
             .iter()
             .map(|c| Column::builder().name(&c.name).r#type(&c.ty).build())
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| Error::InvalidRequest(e.to_string()))?;
+            .map_err(|e| Error::BuildRequest {
+                service: "Glue",
+                what: "column",
+                message: e.to_string(),
+            })?;
         let (input_format, output_format, serde, classification) = match entry.format {
             Format::Parquet => (
                 "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
@@ -277,9 +289,11 @@ impl GlueCatalog {
         if let Some(policy) = entry.policy {
             table = table.parameters("stedi.policy", policy.to_string());
         }
-        table
-            .build()
-            .map_err(|e| Error::InvalidRequest(e.to_string()))
+        table.build().map_err(|e| Error::BuildRequest {
+            service: "Glue",
+            what: "table input",
+            message: e.to_string(),
+        })
     }
 
     /// An entry from its Glue table (the inverse of `table_input`).
@@ -288,12 +302,15 @@ impl GlueCatalog {
         let param = |k: &str| params.and_then(|p| p.get(k)).cloned();
         let sd = table.storage_descriptor();
         let url = sd.and_then(|s| s.location()).unwrap_or_default();
-        let location = url.strip_prefix(&self.warehouse_url).ok_or_else(|| {
-            Error::InvalidRequest(format!(
-                "Glue table {}.{name} points at `{url}`, outside the warehouse {}",
-                self.database, self.warehouse_url
-            ))
-        })?;
+        let location =
+            url.strip_prefix(&self.warehouse_url)
+                .ok_or_else(|| Error::CatalogEntry {
+                    table: format!("{}.{name}", self.database),
+                    problem: format!(
+                        "points at `{url}`, outside the warehouse {}",
+                        self.warehouse_url
+                    ),
+                })?;
         let format = match param("classification").as_deref() {
             Some("json") => Format::Json,
             _ => Format::Parquet,

@@ -16,11 +16,9 @@ use crate::tables;
 
 /// An input snapshot produced earlier in this run, named in the request.
 pub fn input(store: &dyn Store, request: &TransitionRequest, table: Table) -> Result<LazyFrame> {
-    let table_ref = request.inputs.get(&table).ok_or_else(|| {
-        Error::InvalidRequest(format!(
-            "{} needs input `{table}`, which the request does not name",
-            request.transition
-        ))
+    let table_ref = request.inputs.get(&table).ok_or(Error::MissingInput {
+        transition: request.transition,
+        input: table,
     })?;
     tables::read_table(store, table_ref)
 }
@@ -31,12 +29,14 @@ pub fn rubric_input(
     request: &TransitionRequest,
     table: Table,
 ) -> Result<LazyFrame> {
-    let table_ref = request.rubric_inputs.get(&table).and_then(Option::as_ref).ok_or_else(|| {
-        Error::InvalidRequest(format!(
-            "{} under strict needs the rubric shadow of `{table}`, which the request does not name",
-            request.transition
-        ))
-    })?;
+    let table_ref = request
+        .rubric_inputs
+        .get(&table)
+        .and_then(Option::as_ref)
+        .ok_or(Error::MissingShadow {
+            transition: request.transition,
+            input: table,
+        })?;
     tables::read_table(store, table_ref)
 }
 

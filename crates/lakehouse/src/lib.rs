@@ -8,15 +8,23 @@
 //! Deliberately absent: business rules (they live in `zones`) and reading
 //! the environment outside [`Config::from_env`].
 
+// Each AWS service is a feature, so a Lambda function links only the SDKs
+// it uses: the transitions `s3`, the quality gate `athena` (with `glue` and
+// `s3`), the CLI all of them. `lambda` is the functions' shared `main`.
+#[cfg(feature = "athena")]
 pub mod athena;
+#[cfg(feature = "s3")]
 pub mod aws;
 pub mod catalog;
 pub mod error;
+#[cfg(feature = "glue")]
 pub mod glue;
 pub mod handler;
+#[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod query;
 pub mod runs;
+#[cfg(feature = "s3")]
 pub mod s3;
 pub mod store;
 pub mod tables;
@@ -48,8 +56,10 @@ impl Config {
     pub fn from_env() -> Result<Config> {
         let var = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
         Ok(Config {
-            warehouse: var("STEDI_WAREHOUSE")
-                .ok_or_else(|| Error::InvalidRequest("STEDI_WAREHOUSE is not set".into()))?,
+            warehouse: var("STEDI_WAREHOUSE").ok_or_else(|| Error::Config {
+                setting: "STEDI_WAREHOUSE",
+                problem: "is not set".into(),
+            })?,
             glue_database: var("STEDI_GLUE_DATABASE"),
             athena_workgroup: var("STEDI_ATHENA_WORKGROUP"),
             athena_output: var("STEDI_ATHENA_OUTPUT"),
@@ -86,36 +96,60 @@ impl Env {
     pub fn open(config: &Config) -> Result<Env> {
         if !config.warehouse.starts_with("s3://") {
             if config.glue_database.is_some() || config.athena_workgroup.is_some() {
-                return Err(Error::InvalidRequest(format!(
-                    "Glue and Athena need the warehouse in S3, not `{}`",
-                    config.warehouse
-                )));
+                return Err(Error::Config {
+                    setting: "STEDI_GLUE_DATABASE / STEDI_ATHENA_WORKGROUP",
+                    problem: format!("need the warehouse in S3, not `{}`", config.warehouse),
+                });
             }
             return Ok(Env::local(&config.warehouse));
         }
+        if config.athena_workgroup.is_some() && config.glue_database.is_none() {
+            return Err(Error::Config {
+                setting: "STEDI_ATHENA_WORKGROUP",
+                problem: "needs STEDI_GLUE_DATABASE: Athena reads tables from Glue".into(),
+            });
+        }
+        Env::open_aws(config)
+    }
+
+    #[cfg(feature = "s3")]
+    fn open_aws(config: &Config) -> Result<Env> {
         let aws = aws::Aws::from_env()?;
         let store: Arc<dyn Store> = Arc::new(s3::S3Store::new(aws.clone(), &config.warehouse)?);
-        let mut env = Env::with_store(store.clone());
-        if let Some(database) = &config.glue_database {
-            env.catalog = Arc::new(glue::GlueCatalog::new(
-                aws.clone(),
-                database,
-                &store.url(""),
-            ));
+        let env = Env::with_store(store.clone());
+        let env = match &config.glue_database {
+            None => env,
+            #[cfg(feature = "glue")]
+            Some(database) => Env {
+                catalog: Arc::new(glue::GlueCatalog::new(
+                    aws.clone(),
+                    database,
+                    &store.url(""),
+                )),
+                ..env
+            },
+            #[cfg(not(feature = "glue"))]
+            Some(database) => return Err(not_built("STEDI_GLUE_DATABASE", database, "glue")),
+        };
+        match &config.athena_workgroup {
+            None => Ok(env),
+            #[cfg(feature = "athena")]
+            Some(workgroup) => Ok(Env {
+                query: Arc::new(athena::AthenaEngine::new(
+                    aws,
+                    workgroup,
+                    config.athena_output.clone(),
+                )),
+                ..env
+            }),
+            #[cfg(not(feature = "athena"))]
+            Some(workgroup) => Err(not_built("STEDI_ATHENA_WORKGROUP", workgroup, "athena")),
         }
-        if let Some(workgroup) = &config.athena_workgroup {
-            if config.glue_database.is_none() {
-                return Err(Error::InvalidRequest(
-                    "Athena reads tables from Glue: set a Glue database too".into(),
-                ));
-            }
-            env.query = Arc::new(athena::AthenaEngine::new(
-                aws,
-                workgroup,
-                config.athena_output.clone(),
-            ));
-        }
-        Ok(env)
+    }
+
+    #[cfg(not(feature = "s3"))]
+    fn open_aws(config: &Config) -> Result<Env> {
+        Err(not_built("STEDI_WAREHOUSE", &config.warehouse, "s3"))
     }
 
     /// The warehouse's pseudonym key, created on first use. Once a strict
@@ -135,6 +169,18 @@ impl Env {
             }
         }
         load_or_create_key(store)
+    }
+}
+
+/// A setting that asks for a service this build leaves out (a Lambda
+/// function links only the AWS SDKs it uses).
+#[cfg(not(all(feature = "s3", feature = "glue", feature = "athena")))]
+fn not_built(setting: &'static str, value: &str, feature: &str) -> Error {
+    Error::Config {
+        setting,
+        problem: format!(
+            "is `{value}`, but this build has no {feature} support (lakehouse feature `{feature}`)"
+        ),
     }
 }
 
@@ -164,8 +210,7 @@ pub fn load_or_create_key(store: &dyn Store) -> Result<PseudonymKey> {
         Err(e) => return Err(e),
     }
     let mut secret = [0u8; 32];
-    getrandom::fill(&mut secret)
-        .map_err(|e| Error::InvalidRequest(format!("no randomness for a key: {e}")))?;
+    getrandom::fill(&mut secret).map_err(Error::NoRandomness)?;
     // put_if_absent: two first runs racing agree on one key.
     store.put_if_absent(key, &secret)?;
     checked(store.get(key)?)
@@ -196,9 +241,12 @@ pub fn map_bounded<T: Sync, R: Send, E: Send>(
     let next = AtomicUsize::new(0);
     let results: Vec<Mutex<Option<std::result::Result<R, E>>>> =
         items.iter().map(|_| Mutex::new(None)).collect();
+    // The workers log in the caller's span (the invocation's).
+    let span = tracing::Span::current();
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| {
+                let _entered = span.enter();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(item) = items.get(i) else { break };

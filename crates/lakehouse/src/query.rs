@@ -51,8 +51,9 @@ fn frame(store: &dyn Store, entry: &Entry) -> Result<LazyFrame> {
             let dataset = zones::Dataset::ALL
                 .into_iter()
                 .find(|d| Table::landing(*d) == entry.table.table)
-                .ok_or_else(|| {
-                    Error::InvalidRequest(format!("{} is not a landing table", entry.table.table))
+                .ok_or_else(|| Error::CatalogEntry {
+                    table: entry.table.table.to_string(),
+                    problem: "is JSON lines, but not a landing table".into(),
                 })?;
             Ok(tables::read_landing(store, dataset)?.rows.lazy())
         }

@@ -29,12 +29,16 @@ pub struct S3Store {
 
 /// Splits `s3://bucket/some/prefix` into the bucket and a `/`-terminated prefix.
 pub fn parse_url(url: &str) -> Result<(String, String)> {
-    let rest = url.strip_prefix("s3://").ok_or_else(|| {
-        Error::InvalidRequest(format!("`{url}` is not an s3://bucket/prefix URL"))
+    let rest = url.strip_prefix("s3://").ok_or_else(|| Error::Config {
+        setting: "STEDI_WAREHOUSE",
+        problem: format!("`{url}` is not an s3://bucket/prefix URL"),
     })?;
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     if bucket.is_empty() {
-        return Err(Error::InvalidRequest(format!("`{url}` names no bucket")));
+        return Err(Error::Config {
+            setting: "STEDI_WAREHOUSE",
+            problem: format!("`{url}` names no bucket"),
+        });
     }
     let prefix = prefix.trim_matches('/');
     let prefix = if prefix.is_empty() {
@@ -85,8 +89,10 @@ impl S3Store {
             .map_err(sdk_error("S3", "CreateMultipartUpload", self.url(key)))?;
         let upload_id = upload
             .upload_id()
-            .ok_or_else(|| {
-                Error::InvalidRequest(format!("S3 gave no upload id for {}", self.url(key)))
+            .ok_or_else(|| Error::UnexpectedAnswer {
+                service: "S3",
+                op: "CreateMultipartUpload",
+                detail: format!("no upload id for {}", self.url(key)),
             })?
             .to_string();
         let result = self.upload_parts(&object, &upload_id, bytes).await;
@@ -168,7 +174,10 @@ fn joined(
     done: Option<std::result::Result<Result<CompletedPart>, tokio::task::JoinError>>,
 ) -> Result<CompletedPart> {
     done.expect("a part is in flight")
-        .map_err(|e| Error::InvalidRequest(format!("an upload task failed: {e}")))?
+        .map_err(|source| Error::WorkerFailed {
+            task: "an S3 part upload",
+            source,
+        })?
 }
 
 impl Store for S3Store {

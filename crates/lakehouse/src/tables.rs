@@ -72,7 +72,19 @@ pub fn read_landing_object(
             "the name is not valid UTF-8 (shown lossily)",
             rules,
         ),
-        None => landing::read_judged(dataset, key, &store.get(key)?, rules),
+        None => {
+            let bytes = store.get(key)?;
+            let judged = landing::read_judged(dataset, key, &bytes, rules);
+            tracing::debug!(
+                key,
+                bytes = bytes.len(),
+                records = judged.records,
+                rows = judged.records - judged.quarantined.len() as u64,
+                quarantined = judged.quarantined.len(),
+                "parsed landing object"
+            );
+            judged
+        }
     })
 }
 
@@ -80,9 +92,11 @@ pub fn read_landing_object(
 /// objects; rows keep the order of (object key, line).
 pub fn read_landing(store: &dyn Store, dataset: Dataset) -> Result<Landing> {
     let objects = landing_objects(store, dataset)?;
+    // Rayon's threads log in the caller's span (the invocation's).
+    let span = tracing::Span::current();
     let parsed: Vec<JudgedObject> = objects
         .par_iter()
-        .map(|o| read_landing_object(store, dataset, o, &[]))
+        .map(|o| span.in_scope(|| read_landing_object(store, dataset, o, &[])))
         .collect::<Result<_>>()?;
     let mut rows = landing::empty_rows(dataset);
     let mut quarantined = Vec::new();
@@ -327,11 +341,19 @@ pub fn verify(store: &dyn Store, table: &TableRef) -> Result<(usize, u64)> {
 /// listed instead.
 pub fn read_table(store: &dyn Store, table: &TableRef) -> Result<LazyFrame> {
     let prefix = &table.location;
+    // Rayon's threads log in the caller's span (the invocation's).
+    let span = tracing::Span::current();
     let buffers = match pinned_manifest(store, table)? {
         Some(manifest) => manifest
             .parts
             .par_iter()
-            .map(|p| Ok(polars_buffer::Buffer::from(read_part(store, prefix, p)?)))
+            .map(|p| {
+                span.in_scope(|| {
+                    let bytes = read_part(store, prefix, p)?;
+                    tracing::debug!(prefix, part = p.name, bytes = bytes.len(), "read part");
+                    Ok(polars_buffer::Buffer::from(bytes))
+                })
+            })
             .collect::<Result<Vec<_>>>()?,
         None => store
             .list(prefix)?

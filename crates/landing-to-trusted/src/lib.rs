@@ -51,9 +51,10 @@ fn run_inner(env: &Env, request: &TransitionRequest) -> Result<TransitionResult,
             Table::CustomersCurated,
         )?,
         other => {
-            return Err(Error::InvalidRequest(format!(
-                "landing-to-trusted does not produce `{other}`"
-            )));
+            return Err(Error::NotServed {
+                function: "landing-to-trusted",
+                transition: other,
+            });
         }
     };
     handler::finish(store, request, started, produced)
@@ -129,6 +130,14 @@ fn readings(
             }
             None => None,
         };
+        tracing::debug!(
+            key = object.key,
+            bytes = object.size,
+            records = parsed.records,
+            rows = rows.height(),
+            quarantined = parsed.quarantined.len(),
+            "judged landing object"
+        );
         Ok(Part {
             schema: rows.schema().clone(),
             part,

@@ -189,9 +189,12 @@ pub fn load(
         key: &str,
     ) -> lakehouse::Result<Option<T>> {
         match store.get(key) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-                Error::InvalidRequest(format!("{} is not readable: {e}", store.url(key)))
-            }),
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| Error::Damaged {
+                    key: store.url(key),
+                    what: format!("not readable: {e}"),
+                }),
             Err(Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(e),
         }

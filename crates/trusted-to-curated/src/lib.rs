@@ -89,9 +89,10 @@ fn run_inner(env: &Env, request: &TransitionRequest) -> Result<TransitionResult,
             produced
         }
         other => {
-            return Err(Error::InvalidRequest(format!(
-                "trusted-to-curated does not produce `{other}`"
-            )));
+            return Err(Error::NotServed {
+                function: "trusted-to-curated",
+                transition: other,
+            });
         }
     };
     handler::finish(store, request, started, produced)
@@ -117,7 +118,9 @@ fn training_table(
     // step readings took 0.8 s and 240 MiB, of 100k 1.05 s and 300 MiB.
     let written = std::thread::scope(|scope| -> Result<Vec<tables::PartInfo>, Error> {
         let (parts, to_write) = std::sync::mpsc::sync_channel::<(usize, DataFrame)>(0);
+        let span = tracing::Span::current();
         let writer = scope.spawn(move || -> Result<Vec<tables::PartInfo>, Error> {
+            let _entered = span.enter();
             let mut written = Vec::new();
             for (n, mut part) in to_write {
                 written.push(tables::write_part(store, prefix, n, &mut part)?);
@@ -131,6 +134,14 @@ fn training_table(
                 readings.take(reading_rows)?.lazy(),
                 keyed_customers.clone().lazy(),
             )?;
+            tracing::debug!(
+                bucket = n,
+                step_rows = step_rows.len(),
+                accelerometer_rows = reading_rows.len(),
+                rows = outcome.table.height(),
+                quarantined = outcome.quarantine.as_ref().map_or(0, |q| q.height()),
+                "joined time bucket"
+            );
             rows += outcome.table.height() as u64;
             schema.get_or_insert_with(|| outcome.table.schema().clone());
             input_rows += outcome.input_rows;
