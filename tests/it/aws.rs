@@ -236,7 +236,7 @@ fn glue_publishers_racing_cannot_silently_overwrite() {
     );
     assert!(
         err.to_string()
-            .contains("run seen_by_second is not published: it started from catalog version 1, and run seen_by_first published version 2 since"),
+            .contains("run seen_by_second started from catalog version 1, and run seen_by_first published version 2 since"),
         "{err}"
     );
     assert_eq!(err.name(), ErrorName::PublishConflict);

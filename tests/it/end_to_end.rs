@@ -221,3 +221,54 @@ fn rubric_run_and_unusable_input() {
         r["transitions"][2]["rows"].as_u64().unwrap()
     );
 }
+
+#[test]
+fn read_commands_refuse_a_warehouse_that_does_not_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("typo");
+    let commands: [&[&str]; 5] = [
+        &["tables"],
+        &["verify"],
+        &["report"],
+        &["history"],
+        &["query", "SELECT 1"],
+    ];
+    for args in commands {
+        let out = stedi(&missing, args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!(
+                "the warehouse {} does not exist",
+                missing.display()
+            )),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert!(!missing.exists(), "nothing was created");
+    let out = stedi(Path::new("s3:/bucket"), &["seed"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("`s3:/bucket` is neither a directory nor an S3 URL"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_report_of_a_run_that_ended_before_its_gate_points_at_its_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path();
+    stedi_ok(wh, &["seed", "--customers", "60"]);
+    std::fs::remove_dir_all(wh.join("step_trainer/landing")).unwrap();
+    assert!(!stedi(wh, &["run", "--run-id", "early"]).status.success());
+    let out = stedi(wh, &["report", "early"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(
+            "run early ended before its quality gate, so it has no report.json; its page shows how far it got: `stedi report early --html`"
+        ),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

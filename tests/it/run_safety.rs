@@ -181,9 +181,8 @@ fn a_run_overtaken_by_a_later_run_does_not_publish_over_it() {
     let err = quality_gate::run(&env, &request).unwrap_err();
     assert_eq!(err.name, ErrorName::PublishConflict, "{err}");
     assert!(
-        err.cause.contains(
-            "run A is not published: it started from catalog version 0, and run B published version 1 since"
-        ),
+        err.cause
+            .contains("run A started from catalog version 0, and run B published version 1 since"),
         "{err}"
     );
     // B's tables are still the published ones.
@@ -198,7 +197,7 @@ fn a_run_overtaken_by_a_later_run_does_not_publish_over_it() {
         a_report["publication"]["detail"]
             .as_str()
             .unwrap()
-            .starts_with("not published: run A is not published"),
+            .starts_with("not published: run A started from catalog version 0"),
         "{a_report}"
     );
     let summary = stedi_ok(wh, &["report", "A"]);
@@ -236,7 +235,9 @@ fn an_overtaken_run_stops_at_its_next_state_naming_both_runs() {
     let err = stderr(&out);
     assert!(
         err.contains("Stedi.PublishConflict")
-            && err.contains("run A is not published: it started from catalog version 0, and run B published version 1 since"),
+            && err.contains(
+                "run A started from catalog version 0, and run B published version 1 since"
+            ),
         "{err}"
     );
     let changed: Vec<_> = files(wh)

@@ -44,7 +44,7 @@ pub enum Error {
     },
 
     #[error(
-        "run {run_id} is not published: it started from catalog version {expected}, and {} published version {found} since; start a new run on the current data",
+        "run {run_id} started from catalog version {expected}, and {} published version {found} since: start a new run on the current data",
         published_by.as_deref().map_or("another run".to_string(), |r| format!("run {r}"))
     )]
     PublishConflict {

@@ -94,6 +94,15 @@ impl Env {
     }
 
     pub fn open(config: &Config) -> Result<Env> {
+        if !config.warehouse.starts_with("s3://") && config.warehouse.starts_with("s3:") {
+            return Err(Error::Config {
+                setting: "STEDI_WAREHOUSE",
+                problem: format!(
+                    "`{}` is neither a directory nor an S3 URL (s3://bucket/prefix)",
+                    config.warehouse
+                ),
+            });
+        }
         if !config.warehouse.starts_with("s3://") {
             if config.glue_database.is_some() || config.athena_workgroup.is_some() {
                 return Err(Error::Config {

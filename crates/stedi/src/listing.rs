@@ -99,12 +99,15 @@ pub fn table(catalog: &CatalogState, store: &dyn Store, table: Table) -> Result<
 pub struct PublishedRun {
     pub run_id: String,
     pub time: String,
+    /// When it published, epoch milliseconds (0 if unknown): the order of `history`.
+    pub at_ms: u64,
     pub policy: String,
     pub rows: BTreeMap<String, u64>,
 }
 
-/// When a run published: its record's finish time, else the facts' time.
-fn run_time(store: &dyn Store, run_id: &RunId) -> String {
+/// When a run published (epoch milliseconds, and as text): its record's
+/// finish time, else the facts' time (then 0 ms: runs from before records).
+fn run_time(store: &dyn Store, run_id: &RunId) -> (u64, String) {
     let at_ms = match lakehouse::runs::load(store, run_id) {
         Ok(Some(record)) => record.finished.map_or(record.started_at_ms, |f| f.at_ms),
         _ => {
@@ -112,15 +115,16 @@ fn run_time(store: &dyn Store, run_id: &RunId) -> String {
                 && let Ok(facts) = serde_json::from_slice::<Value>(&bytes)
                 && let Some(at) = facts["written_at"].as_str()
             {
-                return at.to_string();
+                return (0, at.to_string());
             }
-            return "-".into();
+            return (0, "-".into());
         }
     };
-    humantime::format_rfc3339_seconds(
+    let text = humantime::format_rfc3339_seconds(
         std::time::UNIX_EPOCH + std::time::Duration::from_millis(at_ms),
     )
-    .to_string()
+    .to_string();
+    (at_ms, text)
 }
 
 /// Every run whose report says it passed the gate (and so published), oldest first.
@@ -153,14 +157,16 @@ pub fn published_runs(store: &dyn Store) -> Result<Vec<PublishedRun>> {
             .flatten()
             .filter_map(|t| Some((t["table"].as_str()?.to_string(), t["rows"].as_u64()?)))
             .collect();
+        let (at_ms, time) = run_time(store, &run_id);
         runs.push(PublishedRun {
             run_id: run_id.to_string(),
-            time: run_time(store, &run_id),
+            at_ms,
+            time,
             policy: report["policy"].as_str().unwrap_or("-").to_string(),
             rows,
         });
     }
-    runs.sort_by(|a, b| (&a.time, &a.run_id).cmp(&(&b.time, &b.run_id)));
+    runs.sort_by(|a, b| (a.at_ms, &a.time, &a.run_id).cmp(&(b.at_ms, &b.time, &b.run_id)));
     Ok(runs)
 }
 

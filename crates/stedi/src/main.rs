@@ -130,6 +130,7 @@ enum Command {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("STEDI_LOG")
                 .unwrap_or_else(|_| "warn".into()),
@@ -164,6 +165,23 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             athena_output: cli.athena_output.clone(),
         },
     };
+    // Commands that only read: a local warehouse that does not exist is a
+    // typo, not an empty lakehouse.
+    if matches!(
+        cli.command,
+        Command::Query { .. }
+            | Command::Tables { .. }
+            | Command::History { .. }
+            | Command::Report { .. }
+            | Command::Verify { .. }
+    ) && !config.warehouse.starts_with("s3://")
+        && !std::path::Path::new(&config.warehouse).is_dir()
+    {
+        bail!(
+            "the warehouse {} does not exist (give --warehouse or STEDI_WAREHOUSE)",
+            config.warehouse
+        );
+    }
     match cli.command {
         Command::Seed {
             customers,
@@ -484,7 +502,16 @@ fn print_report(store: &dyn Store, run_id: &RunId) {
 
 fn load_report(store: &dyn Store, run_id: &RunId) -> Result<(Report, String)> {
     let key = layout::report_key(run_id);
-    let bytes = store.get(&key)?;
+    let bytes = match store.get(&key) {
+        Err(lakehouse::Error::NotFound { .. })
+            if store.get(&layout::run_facts_key(run_id)).is_ok() =>
+        {
+            bail!(
+                "run {run_id} ended before its quality gate, so it has no report.json; its page shows how far it got: `stedi report {run_id} --html`"
+            )
+        }
+        other => other?,
+    };
     let report =
         serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", store.url(&key)))?;
     Ok((report, store.url(&key)))

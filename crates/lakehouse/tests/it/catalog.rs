@@ -178,8 +178,9 @@ fn the_compare_and_swap_refuses_a_version_created_after_the_check() {
         .publish(&at(0), "late", vec![entry(Table::CustomerTrusted, "late")])
         .unwrap_err();
     assert!(
-        err.to_string()
-            .contains("run late is not published: it started from catalog version 0, and run racer published version 1 since"),
+        err.to_string().contains(
+            "run late started from catalog version 0, and run racer published version 1 since"
+        ),
         "{err}"
     );
     let state = LocalCatalog::new(store).load().unwrap();
