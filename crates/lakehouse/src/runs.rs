@@ -65,9 +65,10 @@ pub fn load(store: &dyn Store, run_id: &RunId) -> Result<Option<RunRecord>> {
     }
 }
 
-/// Refuses `run_id` if it cannot be started, or resumed: it finished, or the
-/// catalog points at its snapshots. Returns its record if it started and
-/// can resume. `catalog` is the catalog as loaded now.
+/// Refuses `run_id` if it cannot be started, or resumed: it finished, the
+/// catalog points at its snapshots, or (with no record) objects of its
+/// snapshots exist. Returns its record if it started and can resume.
+/// `catalog` is the catalog as loaded now.
 pub fn check_reusable(
     env: &Env,
     run_id: &RunId,
