@@ -65,6 +65,12 @@ pub enum Event {
         state: String,
         error: String,
     },
+    /// The state failed, and a Catch routed the error to `next`.
+    Caught {
+        state: String,
+        error: String,
+        next: String,
+    },
 }
 
 /// How one state ended.
@@ -132,14 +138,15 @@ impl<'a> Interpreter<'a> {
         self.timeline.lock().expect("not poisoned").runs.clone()
     }
 
-    fn record(&self, name: &str, entered: Instant, failure: Option<&Failure>) {
+    /// Records how state `name` ended; returns the error a Catch routed, if one did.
+    fn record(&self, name: &str, entered: Instant, failure: Option<&Failure>) -> Option<Failure> {
         let mut timeline = self.timeline.lock().expect("not poisoned");
         let retries = timeline.retries.remove(name).unwrap_or(0);
         let caught = timeline.caught.remove(name);
-        let outcome = match (failure, caught) {
-            (Some(f), _) => Outcome::Failed(f.clone()),
-            (None, Some(f)) => Outcome::Caught(f),
-            (None, None) => Outcome::Succeeded,
+        let (outcome, routed) = match (failure, caught) {
+            (Some(f), _) => (Outcome::Failed(f.clone()), None),
+            (None, Some(f)) => (Outcome::Caught(f.clone()), Some(f)),
+            (None, None) => (Outcome::Succeeded, None),
         };
         timeline.runs.push(StateRun {
             name: name.to_string(),
@@ -148,6 +155,7 @@ impl<'a> Interpreter<'a> {
             retries,
             outcome,
         });
+        routed
     }
 
     /// Executes a state machine (or a Parallel branch / Map processor) definition.
@@ -171,12 +179,19 @@ impl<'a> Interpreter<'a> {
             });
             let started = Instant::now();
             let step = self.step(&name, state, data);
-            self.record(&name, started, step.as_ref().err());
+            let routed = self.record(&name, started, step.as_ref().err());
             match step {
                 Ok(Step::Next(next, output)) => {
-                    (self.observer)(&Event::Succeeded {
-                        state: name.clone(),
-                        seconds: started.elapsed().as_secs_f64(),
+                    (self.observer)(&match routed {
+                        Some(failure) => Event::Caught {
+                            state: name.clone(),
+                            error: failure.error,
+                            next: next.clone(),
+                        },
+                        None => Event::Succeeded {
+                            state: name.clone(),
+                            seconds: started.elapsed().as_secs_f64(),
+                        },
                     });
                     name = next;
                     data = output;

@@ -387,6 +387,9 @@ fn run(
                 )
             }
             Event::Failed { state, error } => format!("  failed {state:<24} {error}"),
+            Event::Caught { state, error, next } => {
+                format!("  failed {state:<24} {error} (caught: next {next})")
+            }
         };
         print(line);
     };

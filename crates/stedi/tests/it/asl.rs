@@ -157,7 +157,7 @@ fn exhausted_retries_fall_to_catch_and_fail_records_the_cause() {
         }
     });
     let invoker = fake(|_, _, n| Err(transient(&n.to_string())));
-    let (result, _) = execute(definition, json!({ "run_id": "r" }), &invoker);
+    let (result, events) = execute(definition, json!({ "run_id": "r" }), &invoker);
     assert_eq!(
         result.unwrap_err(),
         Failure {
@@ -166,6 +166,18 @@ fn exhausted_retries_fall_to_catch_and_fail_records_the_cause() {
         }
     );
     assert_eq!(invoker.calls.borrow().len(), 3, "one try and two retries");
+    // The caught state is reported as caught, not as done.
+    assert!(events.contains(&Event::Caught {
+        state: "T".into(),
+        error: "Stedi.Transient".into(),
+        next: "Failed".into(),
+    }));
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::Succeeded { state, .. } if state == "T")),
+        "{events:?}"
+    );
 }
 
 #[test]
