@@ -219,7 +219,22 @@ fn describe(
         let seconds = entered.get(details.name()).map_or(0.0, |t| at - t);
         return Some(format!("  done   {:<24} {seconds:>7.2}s", details.name()));
     }
-    let failure = match event.r#type() {
+    if *event.r#type() == HistoryEventType::ExecutionRedriven {
+        return Some("  redriven".to_string());
+    }
+    let failure = failure_of(event)?;
+    let (error, cause) = failure;
+    Some(format!(
+        "  failed {current:<24} {}: {}",
+        error.unwrap_or("(no error name)"),
+        cause.unwrap_or("(no cause)")
+    ))
+}
+
+/// The error name and cause of a history event that reports a failure (a
+/// Task, a Lambda function, or the execution failed); None for any other event.
+fn failure_of(event: &HistoryEvent) -> Option<(Option<&str>, Option<&str>)> {
+    match event.r#type() {
         HistoryEventType::TaskFailed => event
             .task_failed_event_details()
             .map(|d| (d.error(), d.cause())),
@@ -229,17 +244,8 @@ fn describe(
         HistoryEventType::ExecutionFailed => event
             .execution_failed_event_details()
             .map(|d| (d.error(), d.cause())),
-        HistoryEventType::ExecutionRedriven => {
-            return Some("  redriven".to_string());
-        }
         _ => None,
-    }?;
-    let (error, cause) = failure;
-    Some(format!(
-        "  failed {current:<24} {}: {}",
-        error.unwrap_or("(no error name)"),
-        cause.unwrap_or("(no cause)")
-    ))
+    }
 }
 
 /// The states of an execution history as they ran: entered, exited (a Task
@@ -313,19 +319,7 @@ pub fn timeline_of(events: &[HistoryEvent]) -> (Vec<StateRun>, BTreeMap<Table, T
                 o.last_failed = false;
             }
         } else {
-            let failure = match event.r#type() {
-                HistoryEventType::TaskFailed => event
-                    .task_failed_event_details()
-                    .map(|d| (d.error(), d.cause())),
-                HistoryEventType::LambdaFunctionFailed => event
-                    .lambda_function_failed_event_details()
-                    .map(|d| (d.error(), d.cause())),
-                HistoryEventType::ExecutionFailed => event
-                    .execution_failed_event_details()
-                    .map(|d| (d.error(), d.cause())),
-                _ => None,
-            };
-            if let (Some((error, cause)), Some(o)) = (failure, open.as_mut()) {
+            if let (Some((error, cause)), Some(o)) = (failure_of(event), open.as_mut()) {
                 let failure = Failure {
                     error: error.unwrap_or("States.Failed").to_string(),
                     cause: cause.unwrap_or_default().to_string(),
