@@ -346,9 +346,9 @@ fn rubric_section(report: &Report) -> Markup {
     html! {
         section #rubric {
             h2 { "Strict vs rubric" }
-            p.note { "The rows the rubric policy gives on the same input, and the difference explained by rule (strict minus rubric)." }
+            p.note { "The rows the rubric policy writes from the same input, and, by rule, the input rows strict drops or quarantines beyond rubric (+ more, − fewer). For a join, input rows are not rows written: one kept input row may pair with several." }
             table.rubric {
-                thead { tr { th { "table" } th.num { "strict" } th.num { "rubric" } th.num { "difference" } th { "by rule" } } }
+                thead { tr { th { "table" } th.num { "strict" } th.num { "rubric" } th.num { "difference" } th { "strict drops vs rubric, by rule" } } }
                 tbody {
                     @for c in &report.rubric_comparison {
                         tr data-table=(c.table.to_string()) {

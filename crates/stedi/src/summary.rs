@@ -23,26 +23,36 @@ pub fn render(report: &Report, report_location: &str) -> String {
     tables.load_preset(presets::NOTHING).set_header([
         "table",
         "zone",
-        "rows",
-        "snapshot",
-        "seconds",
         "in",
+        "kept",
         "quarantined",
         "dropped",
+        "rows written",
+        "snapshot",
+        "seconds",
     ]);
     for t in &report.transitions {
         tables.add_row([
             t.table.to_string(),
             t.zone.as_str().to_string(),
+            t.input_rows.to_string(),
+            t.kept_rows.to_string(),
+            t.quarantined.values().sum::<u64>().to_string(),
+            t.dropped.values().sum::<u64>().to_string(),
             t.rows.to_string(),
             t.snapshot.clone(),
             format!("{:.2}", t.seconds),
-            t.input_rows.to_string(),
-            t.quarantined.values().sum::<u64>().to_string(),
-            t.dropped.values().sum::<u64>().to_string(),
         ]);
     }
     let _ = writeln!(out, "{tables}");
+    // A join writes a row per match, so its rows are not its kept input rows.
+    for t in report.transitions.iter().filter(|t| t.rows != t.kept_rows) {
+        let _ = writeln!(
+            out,
+            "{}: {} kept input rows joined into {} rows written",
+            t.table, t.kept_rows, t.rows
+        );
+    }
 
     let _ = writeln!(
         out,
@@ -81,7 +91,11 @@ pub fn render(report: &Report, report_location: &str) -> String {
     }
 
     if !report.rubric_comparison.is_empty() {
-        let _ = writeln!(out, "\nstrict vs rubric on the same input:");
+        let _ = writeln!(
+            out,
+            "\nstrict vs rubric on the same input (rows written; by rule, the input rows strict drops or \
+             quarantines beyond rubric):"
+        );
         for c in &report.rubric_comparison {
             let by_rule = if c.by_rule.is_empty() {
                 "-".to_string()
@@ -94,7 +108,7 @@ pub fn render(report: &Report, report_location: &str) -> String {
             };
             let _ = writeln!(
                 out,
-                "  {:<26} strict {:>9}  rubric {:>9}  ({:+})  by rule: {by_rule}",
+                "  {:<26} strict {:>9}  rubric {:>9}  ({:+})  strict drops vs rubric: {by_rule}",
                 c.table.to_string(),
                 c.strict_rows,
                 c.rubric_rows,
