@@ -72,12 +72,14 @@ impl Config {
 pub struct Env {
     pub store: Arc<dyn Store>,
     pub catalog: Arc<dyn Catalog>,
-    pub query: Arc<dyn QueryEngine>,
+    /// Absent in a build without a query engine (a transition function:
+    /// no `sql` feature, no Athena configured); see [`Env::query`].
+    pub query: Option<Arc<dyn QueryEngine>>,
 }
 
 impl Env {
     /// A local warehouse: the directory is the bucket, the catalog a
-    /// document in it, Polars SQL the query engine.
+    /// document in it, Polars SQL the query engine (feature `sql`).
     pub fn local(root: impl Into<std::path::PathBuf>) -> Env {
         Env::with_store(Arc::new(LocalStore::new(root)))
     }
@@ -86,11 +88,27 @@ impl Env {
     pub fn with_store(store: Arc<dyn Store>) -> Env {
         Env {
             catalog: Arc::new(catalog::LocalCatalog::new(store.clone())),
-            query: Arc::new(query::PolarsSql {
+            #[cfg(feature = "sql")]
+            query: Some(Arc::new(query::PolarsSql {
                 store: store.clone(),
-            }),
+            })),
+            #[cfg(not(feature = "sql"))]
+            query: None,
             store,
         }
+    }
+
+    /// The query engine: Athena when configured, else Polars SQL.
+    ///
+    /// Errors: [`Error::Config`] in a build without the `sql` feature and
+    /// without Athena configured (a transition function, which never queries).
+    pub fn query(&self) -> Result<&dyn QueryEngine> {
+        self.query.as_deref().ok_or(Error::Config {
+            setting: "STEDI_ATHENA_WORKGROUP",
+            problem:
+                "is not set, and this build has no local query engine (lakehouse feature `sql`)"
+                    .into(),
+        })
     }
 
     pub fn open(config: &Config) -> Result<Env> {
@@ -144,11 +162,11 @@ impl Env {
             None => Ok(env),
             #[cfg(feature = "athena")]
             Some(workgroup) => Ok(Env {
-                query: Arc::new(athena::AthenaEngine::new(
+                query: Some(Arc::new(athena::AthenaEngine::new(
                     aws,
                     workgroup,
                     config.athena_output.clone(),
-                )),
+                ))),
                 ..env
             }),
             #[cfg(not(feature = "athena"))]

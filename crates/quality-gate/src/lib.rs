@@ -28,6 +28,7 @@ pub fn run(env: &Env, request: &GateRequest) -> Result<GateResult, TaskError> {
         // A retry of a gate whose publish went through before it could answer.
         return already_published(env, request, current.version);
     }
+    let query = env.query().map_err(TaskError::from)?;
     let (record, current) = runs::start(env, run_id, request.policy).map_err(TaskError::from)?;
     own_snapshots(env, request).map_err(TaskError::from)?;
     let entries = entries(request);
@@ -40,7 +41,7 @@ pub fn run(env: &Env, request: &GateRequest) -> Result<GateResult, TaskError> {
     let staged = env.catalog.stage(run_id, &view).map_err(TaskError::from)?;
     let outcomes: Vec<CheckOutcome> = checks::checks(request.policy, &request.results)
         .iter()
-        .map(|c| evaluate(env.query.as_ref(), &staged, c))
+        .map(|c| evaluate(query, &staged, c))
         .collect();
     if let Err(e) = env.catalog.unstage(&staged) {
         tracing::warn!(error = %e, "could not remove the staged view");

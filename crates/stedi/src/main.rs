@@ -250,9 +250,9 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             let mut env = Env::open(&config)?;
             if !aws {
                 // Polars SQL over whichever catalog, unless Athena was asked for.
-                env.query = Arc::new(PolarsSql {
+                env.query = Some(Arc::new(PolarsSql {
                     store: env.store.clone(),
-                });
+                }));
             }
             let catalog = env.catalog.load()?;
             if catalog.tables.is_empty() {
@@ -261,7 +261,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     config.warehouse
                 );
             }
-            let df = env.query.execute(&catalog, &sql)?;
+            let df = env.query()?.execute(&catalog, &sql)?;
             output::print(&df, format, &mut std::io::stdout().lock())?;
             Ok(ExitCode::SUCCESS)
         }
