@@ -46,7 +46,7 @@ impl Invoker for LocalInvoker<'_> {
         let output = match resource {
             "${LandingToTrustedFunctionArn}" => call(self.env, landing_to_trusted::run, input),
             "${TrustedToCuratedFunctionArn}" => call(self.env, trusted_to_curated::run, input),
-            "${QualityGateFunctionArn}" => call(self.env, quality_gate::run, input),
+            "${QualityGateFunctionArn}" => call(self.env, quality_gate::handle, input),
             other => Err(Failure {
                 error: "States.Runtime".into(),
                 cause: format!("the local runner has no handler for resource `{other}`"),
@@ -67,7 +67,11 @@ fn save_request(dir: &Path, resource: &str, input: &Value) -> std::io::Result<()
         .iter()
         .find(|(r, _)| *r == resource)
         .map_or("unknown", |(_, f)| f);
-    let name = input["transition"].as_str().unwrap_or("request");
+    let name = match input["transition"].as_str() {
+        Some(transition) => transition,
+        None if input.get("vacuum").is_some() => "vacuum",
+        None => "request",
+    };
     let dir = dir.join(function);
     std::fs::create_dir_all(&dir)?;
     let text = serde_json::to_string_pretty(input).expect("values serialize");
