@@ -47,7 +47,11 @@ fn every_task_resource_has_a_handler_crate() {
         let ident = krate.replace('-', "_");
         // The quality-gate function also serves the Vacuum state: its entry
         // point tells the two requests apart.
-        let entry = if krate == "quality-gate" { "handle" } else { "run" };
+        let entry = if krate == "quality-gate" {
+            "handle"
+        } else {
+            "run"
+        };
         assert!(
             main.contains(&format!("lakehouse::lambda::serve({ident}::{entry})")),
             "crates/{krate}/src/main.rs"
@@ -121,10 +125,12 @@ fn tasks_run_the_transitions_in_design_order_then_the_gate() {
         // so it catches nothing (a redrive vacuums again).
         if name == "Vacuum" {
             assert!(state["Catch"].is_null(), "Vacuum catches nothing");
-            assert!(state["Retry"][0]["ErrorEquals"]
-                .as_array()
-                .unwrap()
-                .contains(&Value::from(ErrorName::Transient.as_str())));
+            assert!(
+                state["Retry"][0]["ErrorEquals"]
+                    .as_array()
+                    .unwrap()
+                    .contains(&Value::from(ErrorName::Transient.as_str()))
+            );
         } else if state["Type"] == "Task" {
             let caught: Vec<&str> = state["Catch"]
                 .as_array()

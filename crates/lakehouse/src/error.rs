@@ -191,7 +191,7 @@ pub enum Error {
     ViewNotInGlue,
 
     /// A vacuum asked for a retention window under one hour without force.
-    #[error("{0}")]
+    #[error(transparent)]
     RetentionTooShort(#[from] zones::retention::WindowTooShort),
 }
 

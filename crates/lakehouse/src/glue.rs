@@ -503,7 +503,9 @@ pub fn is_staging_database(database: &str, name: &str) -> bool {
                     .chars()
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
                 && hash.len() == 8
-                && hash.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+                && hash
+                    .chars()
+                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
         }
         None => false,
     }

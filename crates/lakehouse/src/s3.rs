@@ -334,7 +334,12 @@ impl Store for S3Store {
                     what: "DeleteObjects request",
                     message: e.to_string(),
                 })?;
-            let target = format!("s3://{}/{} ({} keys)", self.bucket, self.prefix, batch.len());
+            let target = format!(
+                "s3://{}/{} ({} keys)",
+                self.bucket,
+                self.prefix,
+                batch.len()
+            );
             let answer = self.aws.block_on(async {
                 self.client
                     .delete_objects()
@@ -358,9 +363,9 @@ impl Store for S3Store {
                         batch.len(),
                         failed.message().unwrap_or("no message")
                     ),
-                    transient: failed
-                        .code()
-                        .is_some_and(|c| matches!(c, "SlowDown" | "InternalError" | "ServiceUnavailable")),
+                    transient: failed.code().is_some_and(|c| {
+                        matches!(c, "SlowDown" | "InternalError" | "ServiceUnavailable")
+                    }),
                 });
             }
         }

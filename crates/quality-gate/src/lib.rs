@@ -30,10 +30,7 @@ use zones::report::{Publication, Report};
 use zones::{Dataset, ErrorName, Table, layout};
 
 /// The function's entry point: the gate, or a vacuum.
-pub fn handle(
-    env: &Env,
-    request: &GateFunctionRequest,
-) -> Result<GateFunctionResult, TaskError> {
+pub fn handle(env: &Env, request: &GateFunctionRequest) -> Result<GateFunctionResult, TaskError> {
     match request {
         GateFunctionRequest::Gate(gate) => run(env, gate).map(GateFunctionResult::Gate),
         GateFunctionRequest::Vacuum(vacuum) => {

@@ -249,9 +249,11 @@ pub fn write_page(env: &Env, run: &RunSeen) -> anyhow::Result<String> {
     Ok(page::write(store, report.as_ref(), &facts, run.definition)?)
 }
 
-/// A fresh run id: the UTC time and a random suffix, e.g. `20261123T095013Z-3fa2`.
-pub fn new_run_id() -> RunId {
-    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+/// A fresh run id: the UTC time `now_ms` (epoch milliseconds) and a random
+/// suffix, e.g. `20261123T095013Z-3fa2`.
+pub fn new_run_id(now_ms: u64) -> RunId {
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(now_ms);
+    let now = humantime::format_rfc3339_seconds(time).to_string();
     let compact: String = now.chars().filter(|c| *c != '-' && *c != ':').collect();
     RunId::parse(&format!("{compact}-{:04x}", fastrand::u16(..)))
         .expect("a time and hex digits make a valid run id")

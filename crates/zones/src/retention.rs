@@ -62,10 +62,33 @@ impl Default for Retention {
 /// A window shorter than [`MIN_RETAIN_MS`] asked for without `force`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "a retention window of {retain_ms} ms is shorter than 1 hour: a run still writing could lose its snapshots; pass --force if no run is running"
+    "a retention window of {} is shorter than 1 hour: a run still writing could lose its snapshots; pass --force if no run is running",
+    duration(*.retain_ms)
 )]
 pub struct WindowTooShort {
     pub retain_ms: u64,
+}
+
+/// Milliseconds as `1h30m`, `45s`, `250ms`, `0s`.
+pub fn duration(ms: u64) -> String {
+    if ms == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    let mut rest = ms;
+    for (unit, size) in [
+        ("d", 24 * HOUR_MS),
+        ("h", HOUR_MS),
+        ("m", 60_000),
+        ("s", 1000),
+        ("ms", 1),
+    ] {
+        if rest >= size {
+            out.push_str(&format!("{}{unit}", rest / size));
+            rest %= size;
+        }
+    }
+    out
 }
 
 impl Retention {
@@ -408,7 +431,10 @@ mod tests {
                 "accelerometer/trusted/orphan/part-00000.parquet",
             ]
         );
-        assert_eq!(plan.drop_staging, ["stedi_run_old_2", "stedi_run_unknown_3"]);
+        assert_eq!(
+            plan.drop_staging,
+            ["stedi_run_old_2", "stedi_run_unknown_3"]
+        );
         assert_eq!(
             plan.kept[&Table::AccelerometerTrusted],
             BTreeMap::from([
@@ -471,12 +497,15 @@ mod tests {
                 "customer/trusted/b/part-00000.parquet"
             ]
         );
+        assert_eq!(deleted(&with(2)), ["customer/trusted/a/part-00000.parquet"]);
         assert_eq!(
-            deleted(&with(2)),
-            ["customer/trusted/a/part-00000.parquet"]
+            with(2).kept[&Table::CustomerTrusted][&id("b")],
+            Kept::RecentRun
         );
-        assert_eq!(with(2).kept[&Table::CustomerTrusted][&id("b")], Kept::RecentRun);
-        assert!(deleted(&with(0)).len() == 2, "the current snapshot stays even with 0");
+        assert!(
+            deleted(&with(0)).len() == 2,
+            "the current snapshot stays even with 0"
+        );
     }
 
     #[test]
@@ -553,6 +582,12 @@ mod tests {
             })
         );
         assert_eq!(short.check(true), Ok(()));
+        assert_eq!(
+            short.check(false).unwrap_err().to_string(),
+            "a retention window of 59m59s999ms is shorter than 1 hour: a run still writing could lose its snapshots; pass --force if no run is running"
+        );
+        assert_eq!(duration(DEFAULT_RETAIN_MS + 90 * 60_000), "7d1h30m");
+        assert_eq!(duration(0), "0s");
         assert_eq!(Retention::default().check(false), Ok(()));
     }
 
@@ -569,7 +604,10 @@ mod tests {
             layout::run_object("_runs/r1/rubric/customers_curated/part-00000.parquet"),
             Some((id("r1"), Some(Table::CustomersCurated)))
         );
-        assert_eq!(layout::run_object("_runs/r1/report.json"), Some((id("r1"), None)));
+        assert_eq!(
+            layout::run_object("_runs/r1/report.json"),
+            Some((id("r1"), None))
+        );
         for table in layout::snapshot_tables() {
             let key = layout::part_key(&layout::snapshot_prefix(table, &id("r9")), 0);
             assert_eq!(layout::snapshot_of(&key), Some((table, id("r9"))));
