@@ -45,7 +45,7 @@ bench:
 .venv/bin/python:
 	python3 -m venv .venv
 
-# moto_server and cfn-lint: what `make test` needs.
+# moto_server, cfn-lint and checkov: what `make test` needs.
 .venv/.test-tools: infra/requirements-test.txt | .venv/bin/python
 	.venv/bin/pip install --quiet --disable-pip-version-check -r infra/requirements-test.txt
 	touch $@
@@ -56,9 +56,13 @@ bench:
 	.venv/bin/pip install --quiet --disable-pip-version-check -r infra/requirements.txt
 	touch $@
 
-# Lints the SAM template (Transform included), offline.
+# Lints the SAM template (Transform included), then checkov's policies over
+# it: failed checks only, one line each, non-zero on any. Offline
+# (--skip-download). A finding is fixed, or skipped in the resource's
+# Metadata with the reason it does not apply.
 validate: .venv/.test-tools
 	.venv/bin/cfn-lint infra/template.yaml
+	.venv/bin/checkov --file infra/template.yaml --framework cloudformation --quiet --compact --skip-download
 
 # The three Lambda functions as arm64 zips, and their sizes. One build per
 # function: Cargo unifies features within a build, and built together every

@@ -476,3 +476,71 @@ fn sample_events_are_requests_each_function_serves() {
         other => panic!("vacuum.json is not a vacuum request: {other:?}"),
     }
 }
+
+/// The quality-gate function serves Vacuum: its role may delete exactly the
+/// snapshot folders of every table `zones::layout` gives and the rubric
+/// shadows, nothing else (no landing data, reports, catalog or key).
+#[test]
+fn the_vacuum_role_deletes_exactly_the_snapshot_and_shadow_prefixes() {
+    let lines = template_lines();
+    let resources = template_resources(&lines);
+    let mut deletable: BTreeSet<String> = BTreeSet::new();
+    let (_, _, gate) = resources
+        .iter()
+        .find(|(name, _, _)| *name == "QualityGateFunction")
+        .expect("QualityGateFunction");
+    let text: Vec<&str> = gate.iter().map(|l| l.text.as_str()).collect();
+    // Each statement starts with `- Effect: Allow`; take the one whose action
+    // is s3:DeleteObject alone.
+    let starts: Vec<usize> = (0..text.len())
+        .filter(|&i| text[i].starts_with("- Effect:"))
+        .collect();
+    for (n, &start) in starts.iter().enumerate() {
+        let end = starts.get(n + 1).copied().unwrap_or(text.len());
+        let statement = &text[start..end];
+        if statement.iter().any(|l| *l == "Action: s3:DeleteObject") {
+            deletable.extend(
+                statement
+                    .iter()
+                    .filter_map(|l| l.strip_prefix("- !Sub ${DataBucket.Arn}/warehouse/"))
+                    .map(str::to_string),
+            );
+        }
+        assert!(
+            !statement
+                .iter()
+                .any(|l| l.contains("s3:DeleteObject") && l.contains(',')),
+            "the gate's deletes are in one statement of their own: {statement:?}"
+        );
+    }
+    let mut expected: BTreeSet<String> = zones::layout::snapshot_tables()
+        .map(|t| format!("{}*", zones::layout::snapshots_prefix(t)))
+        .collect();
+    expected.insert("_runs/*/rubric/*".into());
+    assert_eq!(deletable, expected);
+}
+
+/// A vacuumed object lives on as a noncurrent version until the bucket's
+/// lifecycle rule expires it: that must stay well under the Vacuum state's
+/// window, or deleted snapshots (and the data of customers who revoked
+/// consent) would outlive it by weeks.
+#[test]
+fn noncurrent_versions_expire_within_a_day_of_the_vacuum_window() {
+    let lines = template_lines();
+    let resources = template_resources(&lines);
+    let (_, _, bucket) = resources
+        .iter()
+        .find(|(name, _, _)| *name == "DataBucket")
+        .expect("DataBucket");
+    let days: Vec<u64> = bucket
+        .iter()
+        .filter_map(|l| l.text.strip_prefix("NoncurrentDays:"))
+        .map(|d| d.trim().parse().unwrap())
+        .collect();
+    assert_eq!(days, [1], "one noncurrent-version rule, of 1 day");
+    let definition = definition();
+    let retain_ms = definition["States"]["Vacuum"]["Parameters"]["vacuum"]["retain_ms"]
+        .as_u64()
+        .unwrap();
+    assert!(days[0] * 24 * zones::retention::HOUR_MS <= retain_ms / 7);
+}
