@@ -4,7 +4,7 @@ POLICY    ?= strict
 CUSTOMERS ?= 1000
 STEDI     := cargo run --quiet --bin stedi --
 
-.PHONY: build run seed test lint fmt clean bench validate lambdas deploy
+.PHONY: build run seed test lint fmt clean bench bench-retention validate lambdas deploy
 
 build:
 	cargo build --bin stedi
@@ -39,6 +39,11 @@ clean:
 # writes bench/results.md and bench/results.json.
 bench:
 	python3 bench/bench.py
+
+# 30 simulated days of daily runs with and without the Vacuum state (snapshots
+# per table, warehouse bytes, vacuum time); writes bench/retention.md/.json.
+bench-retention:
+	python3 bench/retention.py
 
 # Python tools, pinned in infra/requirements*.txt, live in .venv. Each stamp
 # file is a target, so pip runs once and again only when a pin changes.
