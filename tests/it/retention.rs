@@ -522,3 +522,31 @@ fn vacuum_on_a_versioned_bucket_and_glue_deletes_in_batches_and_drops_staging_da
     assert!(again.contains("deleted 0 objects"), "{again}");
     let _: &dyn Store = &store;
 }
+
+/// The gate deletes the rubric shadows whether its checks pass or fail: a
+/// miswired definition hands the accelerometer transition the rubric shadow
+/// of customer_trusted, the gate's checks fail, nothing is published, and
+/// no shadow is left; the report keeps the strict-vs-rubric counts.
+#[test]
+fn the_shadows_are_gone_after_a_gate_that_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path();
+    stedi_ok(wh, &["seed", "--customers", "40", "--seed", "3"]);
+    let mut miswired: Value = serde_json::from_str(stedi::runner::DEFINITION).unwrap();
+    miswired["States"]["AccelerometerTrusted"]["Parameters"]["inputs"]["customer_trusted.$"] =
+        json!("$.results.customer_trusted.rubric");
+    let definition = wh.join("miswired.asl.json");
+    std::fs::write(&definition, miswired.to_string()).unwrap();
+    let out = run_at(wh, "bad", &day(1), Some(&definition));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Stedi.QualityGateFailed"), "{stderr}");
+    assert!(
+        !files(wh).iter().any(|f| f.contains("/rubric/")),
+        "{:?}",
+        files(wh)
+    );
+    let report = crate::support::report(wh, "bad");
+    assert_eq!(report["publication"]["published"], false);
+    assert!(!report["rubric_comparison"].as_array().unwrap().is_empty());
+}
