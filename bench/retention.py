@@ -65,6 +65,12 @@ def size(warehouse):
     return sum(p.stat().st_size for p in warehouse.rglob("*") if p.is_file())
 
 
+def landing_size(warehouse):
+    return sum(
+        p.stat().st_size for p in warehouse.glob("*/landing/**/*") if p.is_file()
+    )
+
+
 def without_vacuum(path):
     definition = json.loads((ROOT / "statemachine.asl.json").read_text())
     states = definition["States"]
@@ -132,6 +138,7 @@ def main():
             name: {
                 "snapshots_per_table": snapshot_counts(w),
                 "bytes": size(w),
+                "landing_bytes": landing_size(w),
             }
             for name, w in warehouses.items()
         },
@@ -148,13 +155,14 @@ def main():
     lines = [
         f"# Retention: {DAYS} simulated days, {CUSTOMERS} customers, daily runs",
         "",
-        "| | snapshots per table (max) | warehouse bytes |",
-        "|---|---:|---:|",
+        "| | snapshots per table (max) | warehouse bytes | of which landing |",
+        "|---|---:|---:|---:|",
     ]
-    for name in warehouses:
+    for name, warehouse in warehouses.items():
+        landing = results["final"][name]["landing_bytes"]
         lines.append(
             f"| {name} | {last[name]['max_snapshots']} | {last[name]['bytes']:,} "
-            f"({last[name]['bytes'] / 2**20:.1f} MiB) |"
+            f"({last[name]['bytes'] / 2**20:.1f} MiB) | {landing / 2**20:.1f} MiB |"
         )
     lines += [
         "",

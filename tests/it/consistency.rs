@@ -498,7 +498,7 @@ fn the_vacuum_role_deletes_exactly_the_snapshot_and_shadow_prefixes() {
     for (n, &start) in starts.iter().enumerate() {
         let end = starts.get(n + 1).copied().unwrap_or(text.len());
         let statement = &text[start..end];
-        if statement.iter().any(|l| *l == "Action: s3:DeleteObject") {
+        if statement.contains(&"Action: s3:DeleteObject") {
             deletable.extend(
                 statement
                     .iter()

@@ -300,7 +300,7 @@ pub fn plan(inputs: &Inputs) -> Plan {
         .sort_by(|a, b| (!is_manifest(&a.key), &a.key).cmp(&(!is_manifest(&b.key), &b.key)));
     plan.drop_staging = staging
         .iter()
-        .filter(|(_, run)| !run.as_ref().is_some_and(|r| live(r)))
+        .filter(|(_, run)| !run.as_ref().is_some_and(&live))
         .map(|(name, _)| name.clone())
         .collect();
     plan.drop_staging.sort();
