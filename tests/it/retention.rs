@@ -274,6 +274,29 @@ fn vacuum_keeps_exactly_what_the_catalog_the_window_and_a_running_run_need() {
             "{d} is empty"
         );
     }
+    // History still lists every published run, and says which snapshots went.
+    let history = stedi_ok(wh, &["history", "customer_trusted"]);
+    let marks: Vec<(String, String)> = history
+        .lines()
+        .filter(|l| l.contains('┆') && !l.contains("policy"))
+        .map(|l| {
+            let cells: Vec<&str> = l
+                .split('┆')
+                .map(|c| c.trim_matches(|c: char| c == '│' || c.is_whitespace()))
+                .collect();
+            (cells[0].to_string(), cells[5].to_string())
+        })
+        .collect();
+    let expected_marks: Vec<(String, String)> = [
+        ("r1", "vacuumed"),
+        ("r2", "vacuumed"),
+        ("r3", "vacuumed"),
+        ("r5", "*"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(marks, expected_marks, "{history}");
     // Queries and verify still work on what the catalog points at.
     assert_eq!(
         query_csv(wh, "SELECT COUNT(*) AS n FROM machine_learning_curated"),
