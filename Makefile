@@ -4,7 +4,7 @@ POLICY    ?= strict
 CUSTOMERS ?= 1000
 STEDI     := cargo run --quiet --bin stedi --
 
-.PHONY: build run seed test lint fmt clean bench validate lambdas deploy
+.PHONY: build run seed test lint fmt clean bench bench-retention validate lambdas deploy
 
 build:
 	cargo build --bin stedi
@@ -40,12 +40,17 @@ clean:
 bench:
 	python3 bench/bench.py
 
+# 30 simulated days of daily runs with and without the Vacuum state (snapshots
+# per table, warehouse bytes, vacuum time); writes bench/retention.md/.json.
+bench-retention:
+	python3 bench/retention.py
+
 # Python tools, pinned in infra/requirements*.txt, live in .venv. Each stamp
 # file is a target, so pip runs once and again only when a pin changes.
 .venv/bin/python:
 	python3 -m venv .venv
 
-# moto_server and cfn-lint: what `make test` needs.
+# moto_server, cfn-lint and checkov: what `make test` needs.
 .venv/.test-tools: infra/requirements-test.txt | .venv/bin/python
 	.venv/bin/pip install --quiet --disable-pip-version-check -r infra/requirements-test.txt
 	touch $@
@@ -56,9 +61,13 @@ bench:
 	.venv/bin/pip install --quiet --disable-pip-version-check -r infra/requirements.txt
 	touch $@
 
-# Lints the SAM template (Transform included), offline.
+# Lints the SAM template (Transform included), then checkov's policies over
+# it: failed checks only, one line each, non-zero on any. Offline
+# (--skip-download). A finding is fixed, or skipped in the resource's
+# Metadata with the reason it does not apply.
 validate: .venv/.test-tools
 	.venv/bin/cfn-lint infra/template.yaml
+	.venv/bin/checkov --file infra/template.yaml --framework cloudformation --quiet --compact --skip-download
 
 # The three Lambda functions as arm64 zips, and their sizes. One build per
 # function: Cargo unifies features within a build, and built together every

@@ -45,8 +45,15 @@ fn every_task_resource_has_a_handler_crate() {
                     panic!("{resource} is served by crates/{krate}, which has no src/main.rs")
                 });
         let ident = krate.replace('-', "_");
+        // The quality-gate function also serves the Vacuum state: its entry
+        // point tells the two requests apart.
+        let entry = if krate == "quality-gate" {
+            "handle"
+        } else {
+            "run"
+        };
         assert!(
-            main.contains(&format!("lakehouse::lambda::serve({ident}::run)")),
+            main.contains(&format!("lakehouse::lambda::serve({ident}::{entry})")),
             "crates/{krate}/src/main.rs"
         );
     }
@@ -72,9 +79,33 @@ fn tasks_run_the_transitions_in_design_order_then_the_gate() {
         .map(|t| Table::from_name(t).unwrap())
         .collect();
     assert_eq!(transitions, Table::PRODUCED);
-    let (last, state) = order.last().unwrap();
-    assert_eq!(last, "QualityGate");
-    assert_eq!(state["Resource"], "${QualityGateFunctionArn}");
+    // The gate comes after every transition, Vacuum last (other states may
+    // stand between them: each runs only after a publish).
+    let position = |wanted: &str| order.iter().position(|(n, _)| n == wanted).unwrap();
+    let gate = position("QualityGate");
+    assert_eq!(order[gate].1["Resource"], "${QualityGateFunctionArn}");
+    assert!(
+        order[..gate]
+            .iter()
+            .filter(|(_, s)| s["Parameters"]["transition"].is_string())
+            .count()
+            == Table::PRODUCED.len()
+    );
+    let (last, vacuum) = order.last().unwrap();
+    assert_eq!(last, "Vacuum");
+    assert!(position("Vacuum") > gate);
+    assert_eq!(vacuum["Resource"], "${QualityGateFunctionArn}");
+    assert_eq!(vacuum["End"], true);
+    // What the state sends is a vacuum request of the function's contract.
+    let request: zones::contract::GateFunctionRequest = serde_json::from_value(serde_json::json!({
+        "run_id": "r1",
+        "vacuum": vacuum["Parameters"]["vacuum"],
+    }))
+    .unwrap();
+    let zones::contract::GateFunctionRequest::Vacuum(request) = request else {
+        panic!("the Vacuum state's parameters are not a vacuum request");
+    };
+    assert_eq!(request.vacuum, zones::contract::VacuumOptions::default());
     for (name, state) in &order {
         let produced = state["Parameters"]["transition"]
             .as_str()
@@ -89,8 +120,18 @@ fn tasks_run_the_transitions_in_design_order_then_the_gate() {
             assert_eq!(state["Resource"], expected, "{name}");
         }
         // Tasks route the verdicts on the data to the failure state and let
-        // everything else fail the Task, where a redrive resumes.
-        if state["Type"] == "Task" {
+        // everything else fail the Task, where a redrive resumes. Vacuum
+        // runs after the publish: nothing it meets is a verdict on the data,
+        // so it catches nothing (a redrive vacuums again).
+        if name == "Vacuum" {
+            assert!(state["Catch"].is_null(), "Vacuum catches nothing");
+            assert!(
+                state["Retry"][0]["ErrorEquals"]
+                    .as_array()
+                    .unwrap()
+                    .contains(&Value::from(ErrorName::Transient.as_str()))
+            );
+        } else if state["Type"] == "Task" {
             let caught: Vec<&str> = state["Catch"]
                 .as_array()
                 .into_iter()
@@ -417,8 +458,89 @@ fn sample_events_are_requests_each_function_serves() {
             assert_eq!(request.transition.to_string(), name);
         }
     }
+    use zones::contract::GateFunctionRequest;
     let gate = events("quality-gate");
-    assert_eq!(gate.len(), 1);
+    let names: Vec<&str> = gate.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["request", "vacuum"]);
     let request: GateRequest = serde_json::from_value(gate[0].1.clone()).unwrap();
     assert_eq!(request.results.len(), Table::PRODUCED.len());
+    // The function tells the two apart.
+    assert!(matches!(
+        serde_json::from_value(gate[0].1.clone()).unwrap(),
+        GateFunctionRequest::Gate(_)
+    ));
+    match serde_json::from_value(gate[1].1.clone()).unwrap() {
+        GateFunctionRequest::Vacuum(v) => {
+            assert_eq!(v.vacuum, zones::contract::VacuumOptions::default())
+        }
+        other => panic!("vacuum.json is not a vacuum request: {other:?}"),
+    }
+}
+
+/// The quality-gate function serves Vacuum: its role may delete exactly the
+/// snapshot folders of every table `zones::layout` gives and the rubric
+/// shadows, nothing else (no landing data, reports, catalog or key).
+#[test]
+fn the_vacuum_role_deletes_exactly_the_snapshot_and_shadow_prefixes() {
+    let lines = template_lines();
+    let resources = template_resources(&lines);
+    let mut deletable: BTreeSet<String> = BTreeSet::new();
+    let (_, _, gate) = resources
+        .iter()
+        .find(|(name, _, _)| *name == "QualityGateFunction")
+        .expect("QualityGateFunction");
+    let text: Vec<&str> = gate.iter().map(|l| l.text.as_str()).collect();
+    // Each statement starts with `- Effect: Allow`; take the one whose action
+    // is s3:DeleteObject alone.
+    let starts: Vec<usize> = (0..text.len())
+        .filter(|&i| text[i].starts_with("- Effect:"))
+        .collect();
+    for (n, &start) in starts.iter().enumerate() {
+        let end = starts.get(n + 1).copied().unwrap_or(text.len());
+        let statement = &text[start..end];
+        if statement.contains(&"Action: s3:DeleteObject") {
+            deletable.extend(
+                statement
+                    .iter()
+                    .filter_map(|l| l.strip_prefix("- !Sub ${DataBucket.Arn}/warehouse/"))
+                    .map(str::to_string),
+            );
+        }
+        assert!(
+            !statement
+                .iter()
+                .any(|l| l.contains("s3:DeleteObject") && l.contains(',')),
+            "the gate's deletes are in one statement of their own: {statement:?}"
+        );
+    }
+    let mut expected: BTreeSet<String> = zones::layout::snapshot_tables()
+        .map(|t| format!("{}*", zones::layout::snapshots_prefix(t)))
+        .collect();
+    expected.insert("_runs/*/rubric/*".into());
+    assert_eq!(deletable, expected);
+}
+
+/// A vacuumed object lives on as a noncurrent version until the bucket's
+/// lifecycle rule expires it: that must stay well under the Vacuum state's
+/// window, or deleted snapshots (and the data of customers who revoked
+/// consent) would outlive it by weeks.
+#[test]
+fn noncurrent_versions_expire_within_a_day_of_the_vacuum_window() {
+    let lines = template_lines();
+    let resources = template_resources(&lines);
+    let (_, _, bucket) = resources
+        .iter()
+        .find(|(name, _, _)| *name == "DataBucket")
+        .expect("DataBucket");
+    let days: Vec<u64> = bucket
+        .iter()
+        .filter_map(|l| l.text.strip_prefix("NoncurrentDays:"))
+        .map(|d| d.trim().parse().unwrap())
+        .collect();
+    assert_eq!(days, [1], "one noncurrent-version rule, of 1 day");
+    let definition = definition();
+    let retain_ms = definition["States"]["Vacuum"]["Parameters"]["vacuum"]["retain_ms"]
+        .as_u64()
+        .unwrap();
+    assert!(days[0] * 24 * zones::retention::HOUR_MS <= retain_ms / 7);
 }

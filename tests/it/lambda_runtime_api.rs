@@ -532,14 +532,25 @@ fn the_functions_run_the_pipeline_through_the_runtime_api_warm() {
         published,
         answers[4].1.body["table"]["rows"].as_u64().unwrap()
     );
+    // The same gate process serves the Vacuum state's request: the run just
+    // published is current and within the window, so nothing is deleted.
+    let id = pipeline.gate.0.invoke(&event("quality-gate", "vacuum"));
+    let answer = pipeline.gate.0.answer(&mut pipeline.gate.1, &id);
+    assert_eq!(answer.kind, Kind::Response, "{answer:?}");
+    let vacuum: zones::contract::VacuumResult =
+        serde_json::from_value(answer.body.clone()).unwrap();
+    assert_eq!((vacuum.objects, vacuum.dry_run), (0, false), "{vacuum:?}");
+    assert_eq!(vacuum.tables.len(), 9, "{vacuum:?}");
+    assert!(vacuum.tables.values().all(|t| t.snapshots_kept == 1));
 
-    // Warm starts: landing-to-trusted served three invocations and
-    // trusted-to-curated two, each process configured once at cold start.
+    // Warm starts: landing-to-trusted served three invocations,
+    // trusted-to-curated two and the gate two (the gate and the vacuum),
+    // each process configured once at cold start.
     let outputs = pipeline.stop();
     for ((api, invocations), output) in [
         (&pipeline.landing.0, 3),
         (&pipeline.curated.0, 2),
-        (&pipeline.gate.0, 1),
+        (&pipeline.gate.0, 2),
     ]
     .into_iter()
     .zip(&outputs)

@@ -6,5 +6,6 @@ mod end_to_end;
 mod lambda_runtime_api;
 mod landing;
 mod moto;
+mod retention;
 mod run_safety;
 mod support;

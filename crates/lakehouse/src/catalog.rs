@@ -84,6 +84,24 @@ pub trait Catalog: Send + Sync + std::fmt::Debug {
         let _ = staged;
         Ok(())
     }
+
+    /// The staging areas [`Catalog::stage`] registered that still exist (a
+    /// gate that crashed before it unstaged leaves one). None locally.
+    fn staging_areas(&self) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+
+    /// The name of the staging area of `run_id`, where the catalog has them.
+    fn staging_area(&self, run_id: &str) -> Option<String> {
+        let _ = run_id;
+        None
+    }
+
+    /// Drops a staging area listed by [`Catalog::staging_areas`] (an absent one succeeds).
+    fn drop_staging_area(&self, name: &str) -> Result<()> {
+        let _ = name;
+        Ok(())
+    }
 }
 
 impl CatalogState {

@@ -189,6 +189,10 @@ pub enum Error {
     /// Athena was asked to query a catalog view that is not registered in Glue.
     #[error("Athena queries tables registered in Glue; this catalog view is not")]
     ViewNotInGlue,
+
+    /// A vacuum asked for a retention window under one hour without force.
+    #[error(transparent)]
+    RetentionTooShort(#[from] zones::retention::WindowTooShort),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -221,7 +225,8 @@ impl Error {
             | Error::RunIdUsed { .. }
             | Error::PolicyMismatch { .. }
             | Error::ForeignResults { .. }
-            | Error::KeyGone { .. } => ErrorName::InvalidInput,
+            | Error::KeyGone { .. }
+            | Error::RetentionTooShort(_) => ErrorName::InvalidInput,
             // Keys come from `zones::layout` and validated run ids: a bad one is our bug.
             Error::InvalidKey { .. } => ErrorName::Internal,
             // A published part that no longer matches its manifest: storage,
@@ -343,9 +348,10 @@ mod tests {
             Error::Damaged { .. } => 28,
             Error::KeyGone { .. } => 29,
             Error::ForeignResults { .. } => 30,
+            Error::RetentionTooShort(_) => 31,
         }
     }
-    const VARIANTS: usize = 31;
+    const VARIANTS: usize = 32;
 
     /// Every variant with the name Step Functions sees: the data is wrong
     /// -> InvalidInput; a retry may succeed -> Transient; our bug, the
@@ -548,6 +554,10 @@ mod tests {
                 "Stedi.Internal",
             ),
             (Error::ViewNotInGlue, "Stedi.Internal"),
+            (
+                Error::RetentionTooShort(zones::retention::WindowTooShort { retain_ms: 0 }),
+                "Stedi.InvalidInput",
+            ),
         ];
         let mut seen = [false; VARIANTS];
         for (error, name) in table {

@@ -460,6 +460,55 @@ impl Catalog for GlueCatalog {
             _ => Ok(()),
         }
     }
+
+    /// The databases named like [`staging_database`] of this database.
+    fn staging_areas(&self) -> Result<Vec<String>> {
+        self.aws.block_on(async {
+            let mut names = Vec::new();
+            let mut pages = self.client.get_databases().into_paginator().send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(sdk_error("Glue", "GetDatabases", &self.database))?;
+                names.extend(
+                    page.database_list()
+                        .iter()
+                        .map(|d| d.name().to_string())
+                        .filter(|n| is_staging_database(&self.database, n)),
+                );
+            }
+            names.sort();
+            Ok(names)
+        })
+    }
+
+    fn staging_area(&self, run_id: &str) -> Option<String> {
+        Some(self.staging_database(run_id))
+    }
+
+    fn drop_staging_area(&self, name: &str) -> Result<()> {
+        debug_assert!(is_staging_database(&self.database, name));
+        self.aws.block_on(self.drop_database(name))
+    }
+}
+
+/// Whether `name` has the shape of a [`staging_database`] of `database`:
+/// `<database>_run_<[a-z0-9_]+>_<8 hex digits>`.
+pub fn is_staging_database(database: &str, name: &str) -> bool {
+    let Some(rest) = name.strip_prefix(&format!("{database}_run_")) else {
+        return false;
+    };
+    match rest.rsplit_once('_') {
+        Some((id, hash)) => {
+            !id.is_empty()
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                && hash.len() == 8
+                && hash
+                    .chars()
+                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        }
+        None => false,
+    }
 }
 
 #[cfg(test)]
@@ -484,5 +533,9 @@ mod tests {
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
             "{name}"
         );
+        assert!(is_staging_database("stedi", &name));
+        assert!(!is_staging_database("stedi", "stedi"));
+        assert!(!is_staging_database("stedi", "stedi_run_x"));
+        assert!(!is_staging_database("other", &name));
     }
 }

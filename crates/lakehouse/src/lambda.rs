@@ -9,7 +9,7 @@
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use zones::contract::{GateRequest, TransitionRequest};
+use zones::contract::{GateFunctionRequest, GateRequest, TransitionRequest};
 use zones::{ErrorName, TaskError};
 
 use crate::{Config, Env, Error};
@@ -46,6 +46,21 @@ impl Invocation for GateRequest {
             transition = "quality_gate",
             policy = %self.policy,
         )
+    }
+}
+
+impl Invocation for GateFunctionRequest {
+    const EXPECTED: &'static str = "quality gate request (run_id, policy, results) or vacuum request (vacuum: retain_ms, keep_runs, dry_run, force)";
+
+    fn span(&self) -> tracing::Span {
+        match self {
+            GateFunctionRequest::Gate(gate) => gate.span(),
+            GateFunctionRequest::Vacuum(vacuum) => tracing::info_span!(
+                "invocation",
+                run_id = vacuum.run_id.as_ref().map_or("", |r| r.as_str()),
+                transition = "vacuum",
+            ),
+        }
     }
 }
 

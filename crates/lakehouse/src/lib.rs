@@ -28,6 +28,7 @@ pub mod runs;
 pub mod s3;
 pub mod store;
 pub mod tables;
+pub mod vacuum;
 
 use std::sync::Arc;
 
@@ -75,6 +76,28 @@ pub struct Env {
     /// Absent in a build without a query engine (a transition function:
     /// no `sql` feature, no Athena configured); see [`Env::query`].
     pub query: Option<Arc<dyn QueryEngine>>,
+    /// The time runs record and vacuum decides by.
+    pub clock: Clock,
+}
+
+/// Where the times of runs and vacuums come from: the system clock, or a
+/// fixed instant (`stedi run --as-of`, `stedi vacuum --as-of`, a simulation
+/// of days of runs). Epoch milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Clock {
+    #[default]
+    System,
+    Fixed(u64),
+}
+
+impl Clock {
+    /// Milliseconds since the epoch, as this clock tells.
+    pub fn now_ms(self) -> u64 {
+        match self {
+            Clock::System => runs::now_ms(),
+            Clock::Fixed(ms) => ms,
+        }
+    }
 }
 
 impl Env {
@@ -95,6 +118,15 @@ impl Env {
             #[cfg(not(feature = "sql"))]
             query: None,
             store,
+            clock: Clock::System,
+        }
+    }
+
+    /// This environment with its clock fixed at `now_ms` (epoch milliseconds).
+    pub fn at(self, now_ms: u64) -> Env {
+        Env {
+            clock: Clock::Fixed(now_ms),
+            ..self
         }
     }
 

@@ -43,7 +43,8 @@ pub struct Finished {
     pub detail: String,
 }
 
-/// Milliseconds since the epoch, now.
+/// Milliseconds since the epoch, now, by the system clock (runs take
+/// theirs from [`crate::Env::clock`]).
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -135,7 +136,7 @@ pub fn start(env: &Env, run_id: &RunId, policy: Policy) -> Result<(RunRecord, Ca
             let record = RunRecord {
                 run_id: run_id.clone(),
                 policy,
-                started_at_ms: now_ms(),
+                started_at_ms: env.clock.now_ms(),
                 base: catalog.version(),
                 finished: None,
             };
@@ -169,7 +170,7 @@ pub fn start(env: &Env, run_id: &RunId, policy: Policy) -> Result<(RunRecord, Ca
 pub fn finish(env: &Env, record: &RunRecord, published: bool, detail: &str) -> Result<()> {
     let finished = RunRecord {
         finished: Some(Finished {
-            at_ms: now_ms(),
+            at_ms: env.clock.now_ms(),
             published,
             detail: detail.to_string(),
         }),

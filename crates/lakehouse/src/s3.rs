@@ -15,6 +15,8 @@ use crate::store::{ObjectInfo, Store};
 pub const MULTIPART_THRESHOLD: usize = 16 << 20;
 /// Size of each part but the last (S3's minimum is 5 MiB).
 pub const PART_SIZE: usize = 8 << 20;
+/// Keys per `DeleteObjects` request (S3's limit).
+pub const DELETE_BATCH: usize = 1000;
 /// Parts in flight at once.
 const PARTS_IN_FLIGHT: usize = 4;
 
@@ -301,6 +303,73 @@ impl Store for S3Store {
                 .map_err(sdk_error("S3", "DeleteObject", self.url(key)))?;
             Ok(())
         })
+    }
+
+    /// `DeleteObjects`, 1000 keys a request (S3's limit), quiet mode: the
+    /// answer lists only the keys that could not be deleted. On a versioned
+    /// bucket each deletion adds a delete marker and the data becomes a
+    /// noncurrent version, which the bucket's lifecycle rule expires.
+    fn delete_many(&self, keys: &[String]) -> Result<()> {
+        use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+        for batch in keys.chunks(DELETE_BATCH) {
+            let objects = batch
+                .iter()
+                .map(|key| {
+                    ObjectIdentifier::builder()
+                        .key(self.object_key(key))
+                        .build()
+                        .map_err(|e| Error::BuildRequest {
+                            service: "S3",
+                            what: "object identifier",
+                            message: e.to_string(),
+                        })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let delete = Delete::builder()
+                .set_objects(Some(objects))
+                .quiet(true)
+                .build()
+                .map_err(|e| Error::BuildRequest {
+                    service: "S3",
+                    what: "DeleteObjects request",
+                    message: e.to_string(),
+                })?;
+            let target = format!(
+                "s3://{}/{} ({} keys)",
+                self.bucket,
+                self.prefix,
+                batch.len()
+            );
+            let answer = self.aws.block_on(async {
+                self.client
+                    .delete_objects()
+                    .bucket(&self.bucket)
+                    .delete(delete)
+                    .checksum_algorithm(ChecksumAlgorithm::Crc32C)
+                    .send()
+                    .await
+                    .map_err(sdk_error("S3", "DeleteObjects", target.clone()))
+            })?;
+            if let Some(failed) = answer.errors().first() {
+                return Err(Error::Aws {
+                    service: "S3",
+                    op: "DeleteObjects",
+                    target: format!("s3://{}/{}", self.bucket, failed.key().unwrap_or("?")),
+                    status: None,
+                    code: failed.code().map(str::to_string),
+                    message: format!(
+                        "{} of {} keys not deleted: {}",
+                        answer.errors().len(),
+                        batch.len(),
+                        failed.message().unwrap_or("no message")
+                    ),
+                    transient: failed.code().is_some_and(|c| {
+                        matches!(c, "SlowDown" | "InternalError" | "ServiceUnavailable")
+                    }),
+                });
+            }
+        }
+        Ok(())
     }
 
     fn url(&self, key: &str) -> String {

@@ -59,7 +59,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn put(&self, key: &str, bytes: &[u8]) -> Result<()>;
     /// Writes only if no object has this key; returns false if one exists.
     fn put_if_absent(&self, key: &str, bytes: &[u8]) -> Result<bool>;
+    /// Deletes the object; deleting an absent one succeeds.
     fn delete(&self, key: &str) -> Result<()>;
+    /// Deletes every key (absent ones succeed), in batches where the store
+    /// has them (S3: `DeleteObjects`, 1000 keys a request).
+    fn delete_many(&self, keys: &[String]) -> Result<()> {
+        keys.iter().try_for_each(|key| self.delete(key))
+    }
     /// A human-readable location of `key`, for messages (`/path/to/key`, `s3://b/k`).
     fn url(&self, key: &str) -> String;
 }
@@ -234,10 +240,21 @@ impl Store for LocalStore {
         let path = self.path(key)?;
         match fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(Error::io("deleting", &path)(e))
+                return Err(Error::io("deleting", &path)(e));
             }
-            _ => Ok(()),
+            _ => {}
         }
+        // As on S3, a folder exists only while it holds an object: remove
+        // the folders this deletion emptied (a folder still holding
+        // something, or written to meanwhile, stays).
+        let mut dir = path.parent();
+        while let Some(d) = dir.filter(|d| *d != self.root && d.starts_with(&self.root)) {
+            if fs::remove_dir(d).is_err() {
+                break;
+            }
+            dir = d.parent();
+        }
+        Ok(())
     }
 
     fn url(&self, key: &str) -> String {

@@ -6,7 +6,14 @@
 //! checks, and whether the run was published (or why not).
 //!
 //! It also writes the run's page, `_runs/<run id>/report.html` (`page`), on
-//! every verdict.
+//! every verdict, and then deletes the run's rubric shadows
+//! (`_runs/<run id>/rubric/`): they hold personal data and served only the
+//! run's transitions, whose counts the report keeps.
+//!
+//! The same function serves the `Vacuum` state ([`handle`] tells the two
+//! requests apart): it owns the catalog switch, so it is the one function
+//! whose role reads the catalog and may delete what the catalog no longer
+//! references (`lakehouse::vacuum`).
 //!
 //! Deliberately absent: any transition logic; a failed gate publishes nothing.
 
@@ -15,9 +22,41 @@ pub mod page;
 use lakehouse::catalog::{CatalogState, Entry, Format, landing_entry};
 use lakehouse::{Env, Error, QueryEngine, runs, tables};
 use zones::checks::{self, Check, Expect};
-use zones::contract::{CheckOutcome, GateRequest, GateResult, TaskError};
+use zones::contract::{
+    CheckOutcome, GateFunctionRequest, GateFunctionResult, GateRequest, GateResult, TaskError,
+    VacuumRequest, VacuumResult,
+};
 use zones::report::{Publication, Report};
 use zones::{Dataset, ErrorName, Table, layout};
+
+/// The function's entry point: the gate, or a vacuum.
+pub fn handle(env: &Env, request: &GateFunctionRequest) -> Result<GateFunctionResult, TaskError> {
+    match request {
+        GateFunctionRequest::Gate(gate) => run(env, gate).map(GateFunctionResult::Gate),
+        GateFunctionRequest::Vacuum(vacuum) => {
+            self::vacuum(env, vacuum).map(GateFunctionResult::Vacuum)
+        }
+    }
+}
+
+/// The `Vacuum` state: deletes what retention no longer keeps, at the
+/// function's clock (`lakehouse::vacuum`).
+pub fn vacuum(env: &Env, request: &VacuumRequest) -> Result<VacuumResult, TaskError> {
+    let (_, result) = lakehouse::vacuum::vacuum(env, &request.vacuum).map_err(TaskError::from)?;
+    Ok(result)
+}
+
+/// Deletes the run's rubric shadows once the gate has run; a failure is
+/// logged, and vacuum deletes them later (the run is no longer live).
+fn delete_shadows(env: &Env, run_id: &zones::RunId) {
+    match lakehouse::vacuum::delete_shadows(env, run_id) {
+        Ok((objects, bytes)) if objects > 0 => {
+            tracing::info!(%run_id, objects, bytes, "deleted the rubric shadows")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(%run_id, error = %e, "could not delete the rubric shadows"),
+    }
+}
 
 pub fn run(env: &Env, request: &GateRequest) -> Result<GateResult, TaskError> {
     let started = std::time::Instant::now();
@@ -100,6 +139,8 @@ pub fn run(env: &Env, request: &GateRequest) -> Result<GateResult, TaskError> {
     if let Err(e) = write_page(env, request, &report, started, error.as_ref()) {
         tracing::warn!(%run_id, error = %e, "could not write the run's page");
     }
+    // Pass or fail, the shadows have served: the report holds their counts.
+    delete_shadows(env, run_id);
     if let Some(error) = error {
         return Err(error);
     }
@@ -143,6 +184,7 @@ fn already_published(
     {
         runs::finish(env, &record, true, &report.publication.detail).map_err(TaskError::from)?;
     }
+    delete_shadows(env, run_id);
     Ok(GateResult {
         run_id: run_id.clone(),
         passed: true,

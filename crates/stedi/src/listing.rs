@@ -1,7 +1,7 @@
 //! `stedi tables` and `stedi history`: what the catalog publishes and what
 //! earlier runs published, in tables that fit a 120-column terminal.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Context, Result};
 use comfy_table::{ContentArrangement, Table as TextTable, presets};
@@ -103,6 +103,8 @@ pub struct PublishedRun {
     pub at_ms: u64,
     pub policy: String,
     pub rows: BTreeMap<String, u64>,
+    /// The tables whose snapshot of this run vacuum deleted (its folder is empty).
+    pub vacuumed: BTreeSet<String>,
 }
 
 /// When a run published (epoch milliseconds, and as text): its record's
@@ -158,12 +160,22 @@ pub fn published_runs(store: &dyn Store) -> Result<Vec<PublishedRun>> {
             .filter_map(|t| Some((t["table"].as_str()?.to_string(), t["rows"].as_u64()?)))
             .collect();
         let (at_ms, time) = run_time(store, &run_id);
+        let mut vacuumed = BTreeSet::new();
+        for table in Table::PRODUCED {
+            if store
+                .list(&layout::snapshot_prefix(table, &run_id))?
+                .is_empty()
+            {
+                vacuumed.insert(table.name().to_string());
+            }
+        }
         runs.push(PublishedRun {
             run_id: run_id.to_string(),
             at_ms,
             time,
             policy: report["policy"].as_str().unwrap_or("-").to_string(),
             rows,
+            vacuumed,
         });
     }
     runs.sort_by(|a, b| (a.at_ms, &a.time, &a.run_id).cmp(&(b.at_ms, &b.time, &b.run_id)));
@@ -171,7 +183,8 @@ pub fn published_runs(store: &dyn Store) -> Result<Vec<PublishedRun>> {
 }
 
 /// The published snapshots of `only` (every produced table by default),
-/// oldest first; `*` marks the one the catalog serves now.
+/// oldest first; `*` marks the one the catalog serves now, `vacuumed` one
+/// that retention deleted.
 pub fn history(catalog: &CatalogState, runs: &[PublishedRun], only: Option<Table>) -> String {
     let mut out = text_table(&["run", "time", "policy", "table", "rows", "current"]);
     let mut shown = 0;
@@ -193,7 +206,14 @@ pub fn history(catalog: &CatalogState, runs: &[PublishedRun], only: Option<Table
                 run.policy.clone(),
                 table.to_string(),
                 rows.to_string(),
-                if current { "*" } else { "" }.to_string(),
+                if current {
+                    "*"
+                } else if run.vacuumed.contains(table.name()) {
+                    "vacuumed"
+                } else {
+                    ""
+                }
+                .to_string(),
             ]);
             shown += 1;
         }

@@ -92,6 +92,37 @@ enum Command {
         /// Redrive this failed execution (ARN) from the state that failed, instead of starting one.
         #[arg(long, requires = "aws", conflicts_with_all = ["run_id", "policy"])]
         redrive: Option<String>,
+        /// Run as if the time were TIME (RFC 3339, e.g. 2026-12-01T00:00:00Z):
+        /// the run records it as its start and end, names itself after it,
+        /// and its Vacuum state decides by it. For simulating days of runs
+        /// (`bench/retention.py`); a real schedule leaves it out.
+        #[arg(long, value_name = "TIME", value_parser = parse_time, conflicts_with = "aws")]
+        as_of: Option<u64>,
+    },
+    /// Delete the snapshots, quarantine snapshots, rubric shadows and staging
+    /// databases that the catalog no longer references and that are older
+    /// than the retention window (the last published runs are kept whatever
+    /// their age; a running run's snapshots are never touched; run reports
+    /// are kept). Prints what it deleted, per table.
+    Vacuum {
+        /// The retention window: objects of runs that ended within it are kept
+        /// (`7d`, `12h`, `0s`). Under 1h needs --force.
+        #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+        retain: Duration,
+        /// Keep the snapshots of the last N published runs whatever their age.
+        #[arg(long, value_name = "N", default_value_t = zones::retention::DEFAULT_KEEP_RUNS)]
+        keep_runs: usize,
+        /// Print what would be deleted, and delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Accept a window under 1 hour (a run still writing could lose its
+        /// snapshots: use it only when no run is running).
+        #[arg(long)]
+        force: bool,
+        /// Decide as if the time were TIME (RFC 3339): what a vacuum then
+        /// would delete, or a simulation of days of runs.
+        #[arg(long, value_name = "TIME", value_parser = parse_time)]
+        as_of: Option<u64>,
     },
     /// Run SQL over the catalog's tables: Polars SQL locally, Athena with --aws.
     Query {
@@ -174,6 +205,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             | Command::History { .. }
             | Command::Report { .. }
             | Command::Verify { .. }
+            | Command::Vacuum { .. }
     ) && !config.warehouse.starts_with("s3://")
         && !std::path::Path::new(&config.warehouse).is_dir()
     {
@@ -239,8 +271,30 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             run_id,
             definition,
             save_requests,
+            as_of,
             ..
-        } => run(&config, policy, run_id, definition, save_requests),
+        } => run(&config, policy, run_id, definition, save_requests, as_of),
+        Command::Vacuum {
+            retain,
+            keep_runs,
+            dry_run,
+            force,
+            as_of,
+        } => {
+            let mut env = Env::open(&config)?;
+            if let Some(ms) = as_of {
+                env = env.at(ms);
+            }
+            let options = zones::contract::VacuumOptions {
+                retain_ms: u64::try_from(retain.as_millis()).unwrap_or(u64::MAX),
+                keep_runs,
+                dry_run,
+                force,
+            };
+            let (plan, result) = lakehouse::vacuum::vacuum(&env, &options)?;
+            print!("{}", stedi::vacuum::render(&plan, &result));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Query { format, aws, sql } => {
             if aws && config.athena_workgroup.is_none() {
                 bail!(
@@ -318,6 +372,7 @@ fn run(
     run_id: Option<RunId>,
     definition: Option<PathBuf>,
     save_requests: Option<PathBuf>,
+    as_of: Option<u64>,
 ) -> Result<ExitCode> {
     let definition_text = match &definition {
         Some(path) => {
@@ -327,8 +382,11 @@ fn run(
     };
     let definition: serde_json::Value =
         serde_json::from_str(&definition_text).context("parsing the state machine definition")?;
-    let env = Env::open(config)?;
-    let run_id = run_id.unwrap_or_else(runner::new_run_id);
+    let mut env = Env::open(config)?;
+    if let Some(ms) = as_of {
+        env = env.at(ms);
+    }
+    let run_id = run_id.unwrap_or_else(|| runner::new_run_id(env.clock.now_ms()));
     // Refused before any state runs: a finished or published run id, one
     // that another process is running, a resume under another policy.
     let _lease = runner::Lease::take(&env, &run_id)?;
@@ -406,6 +464,21 @@ fn run(
         bar.finish_and_clear();
     }
     print_report(env.store.as_ref(), &run_id);
+    if let Some(vacuum) = result.as_ref().ok().and_then(|output| {
+        serde_json::from_value::<zones::contract::VacuumResult>(output["vacuum"].clone()).ok()
+    }) {
+        println!(
+            "vacuum: deleted {} objects, {} ({} snapshots kept per table at most)",
+            vacuum.objects,
+            stedi::vacuum::bytes(vacuum.bytes),
+            vacuum
+                .tables
+                .values()
+                .map(|t| t.snapshots_kept)
+                .max()
+                .unwrap_or(0)
+        );
+    }
     println!("wall time: {:.2}s", started.elapsed().as_secs_f64());
     match result {
         Ok(_) => Ok(ExitCode::SUCCESS),
@@ -436,7 +509,7 @@ fn run_on_aws(
             (arn, seen)
         }
         (None, Some(state_machine)) => {
-            let run_id = run_id.unwrap_or_else(runner::new_run_id);
+            let run_id = run_id.unwrap_or_else(|| runner::new_run_id(runs::now_ms()));
             let arn = executions.start(&state_machine, &run_id, policy)?;
             eprintln!("run {run_id}: policy {policy}, execution {arn}");
             (arn, 0)
@@ -578,6 +651,16 @@ fn verify(env: &Env, only: Option<&str>) -> Result<ExitCode> {
         eprintln!("error: {damaged} table(s) failed verification");
         ExitCode::FAILURE
     })
+}
+
+/// An RFC 3339 time (`2026-12-01T00:00:00Z`) as epoch milliseconds.
+fn parse_time(text: &str) -> Result<u64, String> {
+    let time = humantime::parse_rfc3339_weak(text).map_err(|e| {
+        format!("`{text}` is not an RFC 3339 time such as 2026-12-01T00:00:00Z: {e}")
+    })?;
+    time.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .map_err(|_| format!("`{text}` is before 1970"))
 }
 
 fn table_named(name: &str) -> Result<zones::Table> {

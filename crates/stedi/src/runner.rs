@@ -46,7 +46,7 @@ impl Invoker for LocalInvoker<'_> {
         let output = match resource {
             "${LandingToTrustedFunctionArn}" => call(self.env, landing_to_trusted::run, input),
             "${TrustedToCuratedFunctionArn}" => call(self.env, trusted_to_curated::run, input),
-            "${QualityGateFunctionArn}" => call(self.env, quality_gate::run, input),
+            "${QualityGateFunctionArn}" => call(self.env, quality_gate::handle, input),
             other => Err(Failure {
                 error: "States.Runtime".into(),
                 cause: format!("the local runner has no handler for resource `{other}`"),
@@ -67,7 +67,11 @@ fn save_request(dir: &Path, resource: &str, input: &Value) -> std::io::Result<()
         .iter()
         .find(|(r, _)| *r == resource)
         .map_or("unknown", |(_, f)| f);
-    let name = input["transition"].as_str().unwrap_or("request");
+    let name = match input["transition"].as_str() {
+        Some(transition) => transition,
+        None if input.get("vacuum").is_some() => "vacuum",
+        None => "request",
+    };
     let dir = dir.join(function);
     std::fs::create_dir_all(&dir)?;
     let text = serde_json::to_string_pretty(input).expect("values serialize");
@@ -245,9 +249,11 @@ pub fn write_page(env: &Env, run: &RunSeen) -> anyhow::Result<String> {
     Ok(page::write(store, report.as_ref(), &facts, run.definition)?)
 }
 
-/// A fresh run id: the UTC time and a random suffix, e.g. `20261123T095013Z-3fa2`.
-pub fn new_run_id() -> RunId {
-    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+/// A fresh run id: the UTC time `now_ms` (epoch milliseconds) and a random
+/// suffix, e.g. `20261123T095013Z-3fa2`.
+pub fn new_run_id(now_ms: u64) -> RunId {
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(now_ms);
+    let now = humantime::format_rfc3339_seconds(time).to_string();
     let compact: String = now.chars().filter(|c| *c != '-' && *c != ':').collect();
     RunId::parse(&format!("{compact}-{:04x}", fastrand::u16(..)))
         .expect("a time and hex digits make a valid run id")

@@ -176,3 +176,102 @@ pub struct GateResult {
     pub report_key: String,
     pub catalog_version: u64,
 }
+
+/// Input of the `Vacuum` state, served by the quality-gate function (which
+/// owns the catalog switch): delete what the catalog no longer references
+/// and the retention window no longer keeps (`zones::retention`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VacuumRequest {
+    /// The run after which vacuum runs, for the logs (none from the CLI).
+    #[serde(default)]
+    pub run_id: Option<RunId>,
+    pub vacuum: VacuumOptions,
+}
+
+/// How a vacuum runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VacuumOptions {
+    /// The retention window, milliseconds (default 7 days).
+    #[serde(default = "default_retain_ms")]
+    pub retain_ms: u64,
+    /// The last published runs kept whatever their age (default 1).
+    #[serde(default = "default_keep_runs")]
+    pub keep_runs: usize,
+    /// Only say what would be deleted.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Accept a window shorter than one hour.
+    #[serde(default)]
+    pub force: bool,
+}
+
+impl Default for VacuumOptions {
+    fn default() -> Self {
+        VacuumOptions {
+            retain_ms: default_retain_ms(),
+            keep_runs: default_keep_runs(),
+            dry_run: false,
+            force: false,
+        }
+    }
+}
+
+fn default_retain_ms() -> u64 {
+    crate::retention::DEFAULT_RETAIN_MS
+}
+
+fn default_keep_runs() -> usize {
+    crate::retention::DEFAULT_KEEP_RUNS
+}
+
+/// What one table lost to a vacuum.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VacuumTable {
+    /// Snapshots (runs) deleted.
+    pub snapshots: u64,
+    /// Objects and bytes of those snapshots.
+    pub objects: u64,
+    pub bytes: u64,
+    /// Objects and bytes of the table's rubric shadows.
+    pub shadow_objects: u64,
+    pub shadow_bytes: u64,
+    /// Snapshots that remain.
+    pub snapshots_kept: u64,
+}
+
+/// Output of a vacuum: what it deleted (or, on a dry run, would delete).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct VacuumResult {
+    pub dry_run: bool,
+    /// The time the decision was made for, epoch milliseconds.
+    pub now_ms: u64,
+    pub retain_ms: u64,
+    pub keep_runs: usize,
+    /// Every object deleted, and their bytes.
+    pub objects: u64,
+    pub bytes: u64,
+    /// Per table (only tables that lost or keep something).
+    pub tables: BTreeMap<Table, VacuumTable>,
+    /// Staging databases dropped.
+    pub staging_dropped: Vec<String>,
+    pub seconds: f64,
+}
+
+/// What the quality-gate function is invoked with: the gate's request, or
+/// the `Vacuum` state's (told apart by its `vacuum` field).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum GateFunctionRequest {
+    Vacuum(VacuumRequest),
+    Gate(GateRequest),
+}
+
+/// What the quality-gate function answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum GateFunctionResult {
+    Vacuum(VacuumResult),
+    Gate(GateResult),
+}

@@ -10,6 +10,7 @@
 //! _runs/<run id>/report.json                 _runs/<run id>/rubric/<table>/...  (strict runs)
 //! _runs/<run id>/report.html, facts.json     the run report as a page, and what it shows beyond report.json
 //! _runs/<run id>/run.json                    when the run started, from which catalog version
+//! _runs/<run id>/lease.json                  held by the local runner while it executes the run
 //! <snapshot prefix>/_manifest.json           the parts of a snapshot, with sizes and CRC32C checksums
 //! _catalog/log/<version>.json                the local stand-in for the Glue Data Catalog, one
 //!                                            document per version (catalog.json: the latest, a copy)
@@ -220,6 +221,58 @@ pub fn landing_object(dataset: Dataset, key: &str, size: u64) -> Option<Compress
 pub fn snapshot_prefix(table: Table, snapshot: &RunId) -> String {
     debug_assert!(table.zone() != Zone::Landing);
     format!("{}/{}/{}/", table.dir(), table.zone().as_str(), snapshot)
+}
+
+/// The table and run of a snapshot object: the inverse of [`snapshot_prefix`]
+/// for any key under a produced or quarantine table's snapshot prefix
+/// (`customer/trusted/<run id>/part-00000.parquet` gives customer_trusted
+/// and the run id). None for landing objects and any other key.
+pub fn snapshot_of(key: &str) -> Option<(Table, RunId)> {
+    let mut segments = key.splitn(4, '/');
+    let (dir, zone, run, rest) = (
+        segments.next()?,
+        segments.next()?,
+        segments.next()?,
+        segments.next()?,
+    );
+    if rest.is_empty() {
+        return None;
+    }
+    let table = Table::ALL
+        .into_iter()
+        .find(|t| t.zone() != Zone::Landing && t.dir() == dir && t.zone().as_str() == zone)?;
+    Some((table, RunId::parse(run).ok()?))
+}
+
+/// The tables whose snapshots live under [`snapshot_prefix`]: every table but
+/// the landing ones.
+pub fn snapshot_tables() -> impl Iterator<Item = Table> {
+    Table::ALL.into_iter().filter(|t| t.zone() != Zone::Landing)
+}
+
+/// `<dir>/<zone>/`: where every snapshot of `table` lives, one folder per run.
+pub fn snapshots_prefix(table: Table) -> String {
+    debug_assert!(table.zone() != Zone::Landing);
+    format!("{}/{}/", table.dir(), table.zone().as_str())
+}
+
+/// `_runs/<run id>/rubric/`: every rubric shadow of a strict run.
+pub fn rubric_shadows_prefix(run_id: &RunId) -> String {
+    format!("_runs/{run_id}/rubric/")
+}
+
+/// What an object under `_runs/` is: `(run id, Some(table))` for an object
+/// of a rubric shadow, `(run id, None)` for the run's other files (its
+/// record, lease, report, page and facts). None for keys outside `_runs/<run id>/`.
+pub fn run_object(key: &str) -> Option<(RunId, Option<Table>)> {
+    let rest = key.strip_prefix(runs_prefix())?;
+    let (run, rest) = rest.split_once('/')?;
+    let run = RunId::parse(run).ok()?;
+    let shadow = rest
+        .strip_prefix("rubric/")
+        .and_then(|r| r.split_once('/'))
+        .and_then(|(table, _)| Table::from_name(table));
+    Some((run, shadow))
 }
 
 /// `_runs/<run id>/rubric/<table>/`: the rubric-policy shadow of a table that a

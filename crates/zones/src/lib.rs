@@ -2,8 +2,9 @@
 //!
 //! Dataset schemas (parsed from the Athena DDL in `infra/athena/`), the
 //! landing parser with its quarantine, the two policies, the five transitions
-//! as Polars plans, the quality checks as SQL text, the run report, and the
-//! request/response contract passed between states.
+//! as Polars plans, the quality checks as SQL text, the run report, the
+//! retention rules (what vacuum deletes), and the request/response contract
+//! passed between states.
 //!
 //! Deliberately absent: any I/O, environment variables, clocks or AWS crates.
 //! Bytes and frames come in, frames and plain values go out; the `lakehouse`
@@ -18,6 +19,7 @@ pub mod pseudonym;
 pub mod quarantine;
 pub mod reading_rule;
 pub mod report;
+pub mod retention;
 pub mod run_id;
 pub mod schema;
 pub mod transitions;
