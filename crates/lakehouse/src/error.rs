@@ -76,9 +76,17 @@ pub enum Error {
     Damaged { key: String, what: String },
 
     #[error(
-        "the pseudonym key `{key}` is gone, but run {run_id} published pseudonyms made with it: customerKey values would change; restore the key, or rotate it deliberately"
+        "the pseudonym key is gone: customerKey values would change; restore it or rotate deliberately (`{key}` is missing, and run {run_id} published pseudonyms made with it; `stedi rotate-key` rotates)"
     )]
     KeyGone { key: String, run_id: String },
+
+    #[error(
+        "landing object `{key}` changed between read and rewrite {attempts} times; it was not overwritten, and the erasure stays pending"
+    )]
+    ObjectChanged { key: String, attempts: usize },
+
+    #[error("the erasure of run {run_id} is incomplete: {what}; its requests stay pending")]
+    ErasureIncomplete { run_id: String, what: String },
 
     #[error("the quality gate's request does not describe run {run_id}: {what}")]
     ForeignResults { run_id: String, what: String },
@@ -221,7 +229,10 @@ impl Error {
             | Error::RunIdUsed { .. }
             | Error::PolicyMismatch { .. }
             | Error::ForeignResults { .. }
-            | Error::KeyGone { .. } => ErrorName::InvalidInput,
+            | Error::KeyGone { .. }
+            | Error::ErasureIncomplete { .. } => ErrorName::InvalidInput,
+            // Someone wrote the object while it was rewritten: read it again.
+            Error::ObjectChanged { .. } => ErrorName::Transient,
             // Keys come from `zones::layout` and validated run ids: a bad one is our bug.
             Error::InvalidKey { .. } => ErrorName::Internal,
             // A published part that no longer matches its manifest: storage,
@@ -343,9 +354,11 @@ mod tests {
             Error::Damaged { .. } => 28,
             Error::KeyGone { .. } => 29,
             Error::ForeignResults { .. } => 30,
+            Error::ObjectChanged { .. } => 31,
+            Error::ErasureIncomplete { .. } => 32,
         }
     }
-    const VARIANTS: usize = 31;
+    const VARIANTS: usize = 33;
 
     /// Every variant with the name Step Functions sees: the data is wrong
     /// -> InvalidInput; a retry may succeed -> Transient; our bug, the
@@ -455,6 +468,20 @@ mod tests {
                 Error::KeyGone {
                     key: "k".into(),
                     run_id: "r".into(),
+                },
+                "Stedi.InvalidInput",
+            ),
+            (
+                Error::ObjectChanged {
+                    key: "k".into(),
+                    attempts: 3,
+                },
+                "Stedi.Transient",
+            ),
+            (
+                Error::ErasureIncomplete {
+                    run_id: "r".into(),
+                    what: "w".into(),
                 },
                 "Stedi.InvalidInput",
             ),

@@ -56,6 +56,8 @@ pub struct Produced {
     pub quarantine: Option<(Table, DataFrame)>,
     /// Under strict: what the rubric policy gives on the same input.
     pub rubric: Option<Shadow>,
+    /// Landing objects that held erased records, with how many.
+    pub erased_objects: BTreeMap<String, u64>,
 }
 
 /// The rubric policy's result for a table of a strict run.
@@ -115,6 +117,7 @@ pub fn write_outcome(
         repaired: BTreeMap::new(),
         quarantine,
         rubric,
+        erased_objects: BTreeMap::new(),
     })
 }
 
@@ -157,6 +160,7 @@ pub fn finish(
         dropped: produced.drops,
         repaired: produced.repaired,
         rubric_dropped,
+        erased_objects: produced.erased_objects,
         seconds: started.elapsed().as_secs_f64(),
         peak_rss_mib: crate::peak_rss_mib(),
     };

@@ -16,6 +16,7 @@ pub mod athena;
 #[cfg(feature = "s3")]
 pub mod aws;
 pub mod catalog;
+pub mod erasure;
 pub mod error;
 #[cfg(feature = "glue")]
 pub mod glue;

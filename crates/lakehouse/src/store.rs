@@ -60,6 +60,41 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Writes only if no object has this key; returns false if one exists.
     fn put_if_absent(&self, key: &str, bytes: &[u8]) -> Result<bool>;
     fn delete(&self, key: &str) -> Result<()>;
+
+    /// The object's bytes and a token of the version read, for
+    /// [`Store::put_if_unchanged`]: on S3 the ETag; by default (a local
+    /// directory) the object's length and CRC32C.
+    fn get_versioned(&self, key: &str) -> Result<(Vec<u8>, String)> {
+        let bytes = self.get(key)?;
+        let version = content_version(&bytes);
+        Ok((bytes, version))
+    }
+
+    /// Replaces the object only if it is still the version `version` read
+    /// by [`Store::get_versioned`]; false (nothing written) if it changed or
+    /// is gone. On S3 a conditional put (`If-Match`); by default the object
+    /// is read again and compared just before the atomic put (a writer
+    /// that lands in between is not seen: a local directory has no
+    /// conditional write, and no delivery stream writes into one).
+    fn put_if_unchanged(&self, key: &str, bytes: &[u8], version: &str) -> Result<bool> {
+        match self.get(key) {
+            Ok(now) if content_version(&now) == version => {
+                self.put(key, bytes)?;
+                Ok(true)
+            }
+            Ok(_) | Err(Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes every stored version of `key` but the current one, and
+    /// returns how many (S3 with versioning: ListObjectVersions, then
+    /// DeleteObjects by VersionId). A store without versions has none: 0.
+    fn delete_noncurrent_versions(&self, key: &str) -> Result<u64> {
+        let _ = key;
+        Ok(0)
+    }
+
     /// A human-readable location of `key`, for messages (`/path/to/key`, `s3://b/k`).
     fn url(&self, key: &str) -> String;
 }
@@ -243,6 +278,11 @@ impl Store for LocalStore {
     fn url(&self, key: &str) -> String {
         self.root.join(key).display().to_string()
     }
+}
+
+/// The default version token of an object's content: its length and CRC32C.
+pub fn content_version(bytes: &[u8]) -> String {
+    format!("{}-{:08x}", bytes.len(), crc32c::crc32c(bytes))
 }
 
 /// See [`LocalStore::path`].

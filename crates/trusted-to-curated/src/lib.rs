@@ -179,6 +179,7 @@ fn training_table(
         repaired: Default::default(),
         quarantine: quarantine.map(|q| (Table::MachineLearningQuarantine, q)),
         rubric: None,
+        erased_objects: Default::default(),
     })
 }
 
