@@ -58,6 +58,8 @@ pub struct Produced {
     pub rubric: Option<Shadow>,
     /// Landing objects that held erased records, with how many.
     pub erased_objects: BTreeMap<String, u64>,
+    /// The fingerprint of the pseudonym key used (machine_learning_curated under strict).
+    pub pseudonym_key_fingerprint: Option<String>,
 }
 
 /// The rubric policy's result for a table of a strict run.
@@ -118,6 +120,7 @@ pub fn write_outcome(
         quarantine,
         rubric,
         erased_objects: BTreeMap::new(),
+        pseudonym_key_fingerprint: None,
     })
 }
 
@@ -161,6 +164,7 @@ pub fn finish(
         repaired: produced.repaired,
         rubric_dropped,
         erased_objects: produced.erased_objects,
+        pseudonym_key_fingerprint: produced.pseudonym_key_fingerprint,
         seconds: started.elapsed().as_secs_f64(),
         peak_rss_mib: crate::peak_rss_mib(),
     };

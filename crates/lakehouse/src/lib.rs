@@ -226,6 +226,28 @@ pub fn load_or_create_key(store: &dyn Store) -> Result<PseudonymKey> {
     checked(store.get(key)?)
 }
 
+/// Rotates the pseudonym key: a new random 32-byte key replaces the
+/// warehouse's now (locally `_secrets/pseudonym.key`, owner-only). The next
+/// run keys machine_learning_curated with it, and its report names the old
+/// fingerprint as `rotated_from`. Returns the old key's fingerprint (None if
+/// there was no key) and the new one's. The only way to a new key once
+/// pseudonyms were published: a missing key is refused ([`Error::KeyGone`]).
+pub fn rotate_key(env: &Env, now_ms: u64) -> Result<(Option<String>, String)> {
+    let store = env.store.as_ref();
+    let key = layout::pseudonym_key_key();
+    let old = match store.get(key) {
+        Ok(bytes) => Some(PseudonymKey::new(&bytes).fingerprint()),
+        Err(Error::NotFound { .. }) => None,
+        Err(e) => return Err(e),
+    };
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret).map_err(Error::NoRandomness)?;
+    store.put(key, &secret)?;
+    let new = PseudonymKey::new(&secret).fingerprint();
+    tracing::info!(old = old.as_deref(), new = %new, now_ms, "pseudonym key rotated");
+    Ok((old, new))
+}
+
 /// Peak resident set size of this process, in MiB (Linux; None elsewhere).
 pub fn peak_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;

@@ -137,6 +137,8 @@ impl LocalStore {
     /// `list`), synced if `durable`; on failure the temp file is removed.
     fn write_temp(&self, path: &Path, bytes: &[u8], durable: bool) -> Result<PathBuf> {
         use std::io::Write;
+        #[cfg(unix)]
+        use std::os::unix::fs::OpenOptionsExt;
         let dir = path.parent().expect("keys have a parent");
         fs::create_dir_all(dir).map_err(Error::io("creating", dir))?;
         let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -145,9 +147,14 @@ impl LocalStore {
             .expect("keys name a file")
             .to_string_lossy();
         let temp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
-        let written = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        // Secrets (`_secrets/`) are readable by their owner only.
+        #[cfg(unix)]
+        if path.starts_with(self.root.join("_secrets")) {
+            options.mode(0o600);
+        }
+        let written = options
             .open(&temp)
             .and_then(|mut f| {
                 f.write_all(bytes)?;

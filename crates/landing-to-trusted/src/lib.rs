@@ -268,6 +268,7 @@ fn readings(
         quarantine: Some((Table::quarantine(dataset), quarantine_frame(&quarantined))),
         rubric,
         erased_objects,
+        pseudonym_key_fingerprint: None,
     })
 }
 

@@ -146,6 +146,10 @@ pub struct TransitionResult {
     /// exactly these. Keys and counts only; empty when nobody is erased.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub erased_objects: BTreeMap<String, u64>,
+    /// machine_learning_curated under strict: the fingerprint of the
+    /// pseudonym key its `customerKey`s were made with (never the key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pseudonym_key_fingerprint: Option<String>,
     pub seconds: f64,
     pub peak_rss_mib: Option<f64>,
 }
