@@ -17,8 +17,9 @@
 //! - step-trainer readings whose `serialNumber` only erased customers hold
 //!   (per customer landing records); a serial shared with a customer who is
 //!   not erased stays, as it names no one in particular;
-//! - a malformed line whose text holds an erased address: dropped under
-//!   `erased`, never quarantined (a quarantine row would keep the address).
+//! - a malformed line whose text holds an erased address, or a serial only
+//!   erased customers hold: dropped under `erased`, never quarantined (a
+//!   quarantine row would keep it).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -163,14 +164,16 @@ impl Erasure {
         self.serials.contains(serial)
     }
 
-    /// Whether `text` holds an erased address (case-insensitive), as a
-    /// malformed line or a quarantine row's raw text may.
+    /// Whether `text` holds an erased address (case-insensitive) or a serial
+    /// only erased customers hold, as a malformed line or a quarantine
+    /// row's raw text may.
     pub fn names(&self, text: &str) -> bool {
-        if self.emails.is_empty() {
+        if self.emails.is_empty() && self.serials.is_empty() {
             return false;
         }
         let lower = text.to_lowercase();
         self.emails.iter().any(|e| lower.contains(e.as_str()))
+            || self.serials.iter().any(|s| text.contains(s.as_str()))
     }
 
     /// Whether a record of `dataset` whose key column (`email`, `user`,
