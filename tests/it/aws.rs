@@ -675,3 +675,108 @@ fn stedi_run_aws_without_a_state_machine_says_what_to_give() {
         "{stderr}"
     );
 }
+
+/// Erasure on a versioned bucket: the rewrite is a conditional put over
+/// the ETag read, and afterwards no version of any object holds the person.
+#[test]
+fn erasure_on_versioned_s3_leaves_no_older_version_with_the_person() {
+    use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+    let moto = Moto::start();
+    let aws = moto.aws();
+    moto.create_bucket(&aws, "lake");
+    let client = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&aws.config)
+            .force_path_style(true)
+            .build(),
+    );
+    aws.block_on(
+        client
+            .put_bucket_versioning()
+            .bucket("lake")
+            .versioning_configuration(
+                VersioningConfiguration::builder()
+                    .status(BucketVersioningStatus::Enabled)
+                    .build(),
+            )
+            .send(),
+    )
+    .unwrap();
+    let s3 = S3Store::new(aws.clone(), "s3://lake/warehouse").unwrap();
+
+    // The conditional put: a stale ETag is refused, the current one taken.
+    s3.put("probe/a.json", b"one\n").unwrap();
+    let (_, first) = s3.get_versioned("probe/a.json").unwrap();
+    s3.put("probe/a.json", b"two\n").unwrap();
+    assert!(!s3.put_if_unchanged("probe/a.json", b"three\n", &first).unwrap());
+    assert_eq!(s3.get("probe/a.json").unwrap(), b"two\n");
+    let (_, current) = s3.get_versioned("probe/a.json").unwrap();
+    assert!(s3.put_if_unchanged("probe/a.json", b"three\n", &current).unwrap());
+    assert_eq!(s3.delete_noncurrent_versions("probe/a.json").unwrap(), 2);
+    s3.delete("probe/a.json").unwrap();
+
+    let envs = moto.env();
+    let remote = ["--warehouse", "s3://lake/warehouse"];
+    let cli = |args: &[&str]| {
+        succeeded(
+            stedi_env(&envs, &[&remote[..], args].concat()),
+            &format!("stedi {args:?}"),
+        )
+    };
+    cli(&["seed", "--customers", "80", "--seed", "2"]);
+    cli(&["run", "--run-id", "r1"]);
+    let emails = cli(&["query", "--format", "csv", "SELECT email FROM customers_curated ORDER BY email"]);
+    let email = emails.lines().nth(1).unwrap().to_string();
+    cli(&["erase", "--email", &email]);
+    let out = cli(&["run", "--run-id", "r2"]);
+    assert!(out.contains("verification: the person is found nowhere"), "{out}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&s3.get("_runs/r2/erasure.json").unwrap()).unwrap();
+    let rewritten = report["objects_rewritten"].as_array().unwrap();
+    assert_eq!(rewritten.len(), 3, "{report:#}");
+    for object in rewritten {
+        assert_eq!(object["older_versions_deleted"], 1, "{object}");
+    }
+
+    // Every version of every object in the bucket, read back by version id.
+    let lower = email.to_lowercase();
+    let versions = aws
+        .block_on(client.list_object_versions().bucket("lake").send())
+        .unwrap();
+    assert!(versions.is_truncated() != Some(true));
+    let mut read = 0;
+    for version in versions.versions() {
+        let key = version.key().unwrap();
+        if key.starts_with("warehouse/_secrets/") {
+            continue;
+        }
+        let object = aws
+            .block_on(
+                client
+                    .get_object()
+                    .bucket("lake")
+                    .key(key)
+                    .version_id(version.version_id().unwrap())
+                    .send(),
+            )
+            .unwrap();
+        let bytes = aws.block_on(object.body.collect()).unwrap().into_bytes();
+        read += 1;
+        if key.ends_with(".parquet") {
+            use polars::prelude::SerReader;
+            let frame = polars::prelude::ParquetReader::new(std::io::Cursor::new(bytes.to_vec()))
+                .finish()
+                .unwrap();
+            for column in frame.columns() {
+                if let Ok(values) = column.str() {
+                    for value in values.iter().flatten() {
+                        assert!(!value.to_lowercase().contains(&lower), "{key}: {value}");
+                    }
+                }
+            }
+        } else {
+            let text = String::from_utf8_lossy(&bytes).to_lowercase();
+            assert!(!text.contains(&lower), "{key} (version {:?})", version.version_id());
+        }
+    }
+    assert!(read > 20, "{read} versions read");
+}
