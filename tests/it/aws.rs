@@ -707,10 +707,16 @@ fn erasure_on_versioned_s3_leaves_no_older_version_with_the_person() {
     s3.put("probe/a.json", b"one\n").unwrap();
     let (_, first) = s3.get_versioned("probe/a.json").unwrap();
     s3.put("probe/a.json", b"two\n").unwrap();
-    assert!(!s3.put_if_unchanged("probe/a.json", b"three\n", &first).unwrap());
+    assert!(
+        !s3.put_if_unchanged("probe/a.json", b"three\n", &first)
+            .unwrap()
+    );
     assert_eq!(s3.get("probe/a.json").unwrap(), b"two\n");
     let (_, current) = s3.get_versioned("probe/a.json").unwrap();
-    assert!(s3.put_if_unchanged("probe/a.json", b"three\n", &current).unwrap());
+    assert!(
+        s3.put_if_unchanged("probe/a.json", b"three\n", &current)
+            .unwrap()
+    );
     assert_eq!(s3.delete_noncurrent_versions("probe/a.json").unwrap(), 2);
     s3.delete("probe/a.json").unwrap();
 
@@ -724,11 +730,19 @@ fn erasure_on_versioned_s3_leaves_no_older_version_with_the_person() {
     };
     cli(&["seed", "--customers", "80", "--seed", "2"]);
     cli(&["run", "--run-id", "r1"]);
-    let emails = cli(&["query", "--format", "csv", "SELECT email FROM customers_curated ORDER BY email"]);
+    let emails = cli(&[
+        "query",
+        "--format",
+        "csv",
+        "SELECT email FROM customers_curated ORDER BY email",
+    ]);
     let email = emails.lines().nth(1).unwrap().to_string();
     cli(&["erase", "--email", &email]);
     let out = cli(&["run", "--run-id", "r2"]);
-    assert!(out.contains("verification: the person is found nowhere"), "{out}");
+    assert!(
+        out.contains("verification: the person is found nowhere"),
+        "{out}"
+    );
     let report: serde_json::Value =
         serde_json::from_slice(&s3.get("_runs/r2/erasure.json").unwrap()).unwrap();
     let rewritten = report["objects_rewritten"].as_array().unwrap();
@@ -775,7 +789,11 @@ fn erasure_on_versioned_s3_leaves_no_older_version_with_the_person() {
             }
         } else {
             let text = String::from_utf8_lossy(&bytes).to_lowercase();
-            assert!(!text.contains(&lower), "{key} (version {:?})", version.version_id());
+            assert!(
+                !text.contains(&lower),
+                "{key} (version {:?})",
+                version.version_id()
+            );
         }
     }
     assert!(read > 20, "{read} versions read");

@@ -45,8 +45,10 @@ fn every_task_resource_has_a_handler_crate() {
                     panic!("{resource} is served by crates/{krate}, which has no src/main.rs")
                 });
         let ident = krate.replace('-', "_");
+        // landing-to-trusted serves the Erase state too, through `handle`.
         assert!(
-            main.contains(&format!("lakehouse::lambda::serve({ident}::run)")),
+            main.contains(&format!("lakehouse::lambda::serve({ident}::run)"))
+                || main.contains(&format!("lakehouse::lambda::serve({ident}::handle)")),
             "crates/{krate}/src/main.rs"
         );
     }
@@ -72,9 +74,20 @@ fn tasks_run_the_transitions_in_design_order_then_the_gate() {
         .map(|t| Table::from_name(t).unwrap())
         .collect();
     assert_eq!(transitions, Table::PRODUCED);
-    let (last, state) = order.last().unwrap();
-    assert_eq!(last, "QualityGate");
-    assert_eq!(state["Resource"], "${QualityGateFunctionArn}");
+    // The gate follows the transitions; after the publish, the Erase state
+    // (served by landing-to-trusted, told apart by `erase: true`).
+    let gate = order.iter().position(|(n, _)| n == "QualityGate").unwrap();
+    assert_eq!(order[gate].1["Resource"], "${QualityGateFunctionArn}");
+    assert!(
+        order[..gate]
+            .iter()
+            .all(|(n, s)| n == "Start" || s["Parameters"]["transition"].is_string())
+    );
+    let (erase, state) = &order[gate + 1];
+    assert_eq!(erase, "Erase");
+    assert_eq!(state["Resource"], "${LandingToTrustedFunctionArn}");
+    assert_eq!(state["Parameters"]["erase"], true);
+    assert_eq!(state["Parameters"]["results.$"], "$.results");
     for (name, state) in &order {
         let produced = state["Parameters"]["transition"]
             .as_str()

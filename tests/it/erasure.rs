@@ -41,7 +41,13 @@ fn serials_only_of(wh: &Path, email: &str) -> BTreeSet<String> {
         let parsed =
             zones::landing::parse_object(Dataset::Customer, "c", &std::fs::read(path).unwrap());
         let emails = parsed.rows.column("email").unwrap().str().unwrap().clone();
-        let serials = parsed.rows.column("serialNumber").unwrap().str().unwrap().clone();
+        let serials = parsed
+            .rows
+            .column("serialNumber")
+            .unwrap()
+            .str()
+            .unwrap()
+            .clone();
         for (e, s) in emails.iter().zip(serials.iter()) {
             if let Some(s) = s {
                 match e.is_some_and(|e| e.eq_ignore_ascii_case(email)) {
@@ -68,7 +74,9 @@ fn landing_without(from: &Path, to: &Path, email: &str, serials: &BTreeSet<Strin
         let mut out = Vec::new();
         for line in bytes.split_inclusive(|b| *b == b'\n') {
             let text = String::from_utf8_lossy(line);
-            if text.to_lowercase().contains(&email) || serials.iter().any(|s| text.contains(s.as_str())) {
+            if text.to_lowercase().contains(&email)
+                || serials.iter().any(|s| text.contains(s.as_str()))
+            {
                 removed += 1;
             } else {
                 out.extend_from_slice(line);
@@ -94,14 +102,19 @@ fn an_erased_customer_is_found_nowhere_and_every_table_is_as_if_they_never_were(
     stedi_ok(&wh, &["run", "--run-id", "before"]);
     let email = a_curated_customer(&wh);
     let serials = serials_only_of(&wh, &email);
-    assert!(!serials.is_empty(), "the customer has a serial of their own");
+    assert!(
+        !serials.is_empty(),
+        "the customer has a serial of their own"
+    );
     let key = std::fs::read(wh.join("_secrets/pseudonym.key")).unwrap();
     let customer_key = PseudonymKey::new(&key).pseudonym(&email);
     // Their readings, by serial and time, to look for afterwards.
     let their_readings = crate::support::query_csv(
         &wh,
-        &format!("SELECT sensorReadingTime FROM step_trainer_trusted WHERE serialNumber IN ('{}')",
-            serials.iter().cloned().collect::<Vec<_>>().join("','")),
+        &format!(
+            "SELECT sensorReadingTime FROM step_trainer_trusted WHERE serialNumber IN ('{}')",
+            serials.iter().cloned().collect::<Vec<_>>().join("','")
+        ),
     );
     assert!(their_readings.len() > 1, "the customer has step readings");
 
@@ -115,12 +128,21 @@ fn an_erased_customer_is_found_nowhere_and_every_table_is_as_if_they_never_were(
     let log = files(&wh.join("_erasure"));
     assert_eq!(log.len(), 1);
     let text = std::fs::read_to_string(&log[0]).unwrap().to_lowercase();
-    assert!(!text.contains(&email.to_lowercase()), "the request holds no address");
-    assert!(!text.contains(&customer_key), "nor the published customerKey");
+    assert!(
+        !text.contains(&email.to_lowercase()),
+        "the request holds no address"
+    );
+    assert!(
+        !text.contains(&customer_key),
+        "nor the published customerKey"
+    );
 
     let summary = stedi_ok(&wh, &["run", "--run-id", "after"]);
     stedi_ok(&clean, &["run", "--run-id", "after"]);
-    assert!(summary.contains("verification: the person is found nowhere"), "{summary}");
+    assert!(
+        summary.contains("verification: the person is found nowhere"),
+        "{summary}"
+    );
 
     // The erasure report: figures, and a search that found nothing.
     let erasure: serde_json::Value =
@@ -134,16 +156,29 @@ fn an_erased_customer_is_found_nowhere_and_every_table_is_as_if_they_never_were(
         .values()
         .map(|v| v.as_u64().unwrap())
         .sum();
-    assert_eq!(landing_removed, removed, "the rewrite removed the lines a clean copy lacks");
+    assert_eq!(
+        landing_removed, removed,
+        "the rewrite removed the lines a clean copy lacks"
+    );
     let snapshots: Vec<&str> = erasure["snapshots_deleted"]
         .as_array()
         .unwrap()
         .iter()
         .map(|v| v.as_str().unwrap())
         .collect();
-    assert!(snapshots.contains(&"customer/trusted/before/"), "{snapshots:?}");
-    assert!(snapshots.contains(&"machine_learning/curated/before/"), "{snapshots:?}");
-    assert!(files(&wh.join("customer/trusted")).iter().all(|p| !p.starts_with(wh.join("customer/trusted/before"))));
+    assert!(
+        snapshots.contains(&"customer/trusted/before/"),
+        "{snapshots:?}"
+    );
+    assert!(
+        snapshots.contains(&"machine_learning/curated/before/"),
+        "{snapshots:?}"
+    );
+    assert!(
+        files(&wh.join("customer/trusted"))
+            .iter()
+            .all(|p| !p.starts_with(wh.join("customer/trusted/before")))
+    );
 
     // Counted like any other drop, and accounted.
     let run = report(&wh, "after");
@@ -151,21 +186,33 @@ fn an_erased_customer_is_found_nowhere_and_every_table_is_as_if_they_never_were(
         assert_eq!(t["accounted"], true, "{t}");
     }
     let dropped = |table: &str| {
-        run["transitions"].as_array().unwrap().iter().find(|t| t["table"] == table).unwrap()
-            ["dropped"]["erased"]
+        run["transitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["table"] == table)
+            .unwrap()["dropped"]["erased"]
             .as_u64()
     };
     assert!(dropped("customer_trusted").unwrap() >= 1);
     assert!(dropped("accelerometer_trusted").unwrap() >= 1);
     assert!(dropped("step_trainer_trusted").unwrap() >= 1);
-    assert_eq!(dropped("customers_curated"), None, "judged once, at landing");
+    assert_eq!(
+        dropped("customers_curated"),
+        None,
+        "judged once, at landing"
+    );
 
     // Landing, rewritten: byte for byte the data that never held them.
     for path in files(&clean) {
         let relative = path.strip_prefix(&clean).unwrap();
         if relative.to_string_lossy().contains("/landing/") {
-            assert_eq!(std::fs::read(&path).unwrap(), std::fs::read(wh.join(relative)).unwrap(),
-                "{}", relative.display());
+            assert_eq!(
+                std::fs::read(&path).unwrap(),
+                std::fs::read(wh.join(relative)).unwrap(),
+                "{}",
+                relative.display()
+            );
         }
     }
     // Every trusted and curated table of the run: byte for byte the same
@@ -173,7 +220,10 @@ fn an_erased_customer_is_found_nowhere_and_every_table_is_as_if_they_never_were(
     // (same run id, same key, same writer: the encoding is deterministic).
     // Quarantine tables: row for row but for `line`, which numbers the line
     // in the landing object as it was read, the person's lines included.
-    for table in zones::Table::ALL.into_iter().filter(|t| t.zone() != zones::Zone::Landing) {
+    for table in zones::Table::ALL
+        .into_iter()
+        .filter(|t| t.zone() != zones::Zone::Landing)
+    {
         let prefix = layout::snapshot_prefix(table, &RunId::parse("after").unwrap());
         let theirs = files(&clean.join(&prefix));
         assert!(!theirs.is_empty(), "{prefix}");
@@ -181,15 +231,23 @@ fn an_erased_customer_is_found_nowhere_and_every_table_is_as_if_they_never_were(
             let relative = path.strip_prefix(&clean).unwrap();
             let quarantine = table.zone() == zones::Zone::Quarantine;
             if !quarantine {
-                assert_eq!(std::fs::read(&path).unwrap(), std::fs::read(wh.join(relative)).unwrap(),
-                    "{}", relative.display());
+                assert_eq!(
+                    std::fs::read(&path).unwrap(),
+                    std::fs::read(wh.join(relative)).unwrap(),
+                    "{}",
+                    relative.display()
+                );
             } else if relative.to_string_lossy().ends_with(".parquet") {
                 let drop_line = |f: DataFrame| match f.column("line") {
                     Ok(_) => f.drop("line").unwrap(),
                     Err(_) => f,
                 };
-                assert_eq!(drop_line(parquet(&path)), drop_line(parquet(&wh.join(relative))),
-                    "{}", relative.display());
+                assert_eq!(
+                    drop_line(parquet(&path)),
+                    drop_line(parquet(&wh.join(relative))),
+                    "{}",
+                    relative.display()
+                );
             }
         }
     }
@@ -198,7 +256,11 @@ fn an_erased_customer_is_found_nowhere_and_every_table_is_as_if_they_never_were(
     // address (any case), nor the customerKey, nor a serial of theirs.
     let lower = email.to_lowercase();
     for path in files(&wh) {
-        let relative = path.strip_prefix(&wh).unwrap().to_string_lossy().to_string();
+        let relative = path
+            .strip_prefix(&wh)
+            .unwrap()
+            .to_string_lossy()
+            .to_string();
         if relative.starts_with("_secrets/") {
             continue;
         }
@@ -207,7 +269,10 @@ fn an_erased_customer_is_found_nowhere_and_every_table_is_as_if_they_never_were(
             for column in frame.columns() {
                 let Ok(values) = column.str() else { continue };
                 for value in values.iter().flatten() {
-                    assert!(!value.to_lowercase().contains(&lower), "{relative}: {value}");
+                    assert!(
+                        !value.to_lowercase().contains(&lower),
+                        "{relative}: {value}"
+                    );
                     assert_ne!(value, customer_key, "{relative}");
                     assert!(!serials.contains(value), "{relative}: their serial");
                 }
@@ -215,7 +280,10 @@ fn an_erased_customer_is_found_nowhere_and_every_table_is_as_if_they_never_were(
         } else {
             let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).to_lowercase();
             assert!(!text.contains(&lower), "{relative}");
-            assert!(!serials.iter().any(|s| text.contains(s.as_str())), "{relative}");
+            assert!(
+                !serials.iter().any(|s| text.contains(s.as_str())),
+                "{relative}"
+            );
         }
     }
 
@@ -223,7 +291,10 @@ fn an_erased_customer_is_found_nowhere_and_every_table_is_as_if_they_never_were(
     let status = stedi_ok(&wh, &["erase", "--status"]);
     let id = erasure["requests"][0].as_str().unwrap();
     let line = status.lines().find(|l| l.contains(id)).unwrap();
-    assert!(line.contains("completed") && line.contains("after"), "{status}");
+    assert!(
+        line.contains("completed") && line.contains("after"),
+        "{status}"
+    );
     assert!(!status.to_lowercase().contains(&lower));
     // A later run has nothing to erase and writes no erasure report.
     stedi_ok(&wh, &["run", "--run-id", "later"]);
@@ -235,9 +306,19 @@ fn erase_status_lists_requests_by_id_and_time_never_by_address() {
     let dir = tempfile::tempdir().unwrap();
     let wh = dir.path();
     stedi_ok(wh, &["seed", "--customers", "40"]);
-    assert_eq!(stedi_ok(wh, &["erase", "--status"]), "no erasure requests\n");
+    assert_eq!(
+        stedi_ok(wh, &["erase", "--status"]),
+        "no erasure requests\n"
+    );
     std::fs::write(wh.join("people.txt"), "# to erase\na@x.com\n\n B@Y.com \n").unwrap();
-    let filed = stedi_ok(wh, &["erase", "--from-file", wh.join("people.txt").to_str().unwrap()]);
+    let filed = stedi_ok(
+        wh,
+        &[
+            "erase",
+            "--from-file",
+            wh.join("people.txt").to_str().unwrap(),
+        ],
+    );
     assert!(filed.contains(": 2 people;"), "{filed}");
     let status = stedi_ok(wh, &["erase", "--status"]);
     let lines: Vec<&str> = status.lines().collect();
@@ -247,9 +328,14 @@ fn erase_status_lists_requests_by_id_and_time_never_by_address() {
     assert!(!status.contains("a@x.com") && !status.to_lowercase().contains("b@y.com"));
     let out = stedi(wh, &["erase", "--email", "not-an-address"]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("`not-an-address` is not an email address"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("`not-an-address` is not an email address")
+    );
     let out = stedi(wh, &["erase"]);
-    assert!(!out.status.success(), "an address, a file or --status is required");
+    assert!(
+        !out.status.success(),
+        "an address, a file or --status is required"
+    );
 }
 
 /// A store whose landing objects another writer changes between every
@@ -294,26 +380,48 @@ fn a_landing_object_changed_between_read_and_rewrite_is_not_overwritten() {
     stedi_ok(wh, &["erase", "--email", &email]);
     // Run the transitions and the gate with the Erase state cut off, then
     // the Erase state's work over a store that changes underneath it.
-    let mut definition: serde_json::Value = serde_json::from_str(stedi::runner::DEFINITION).unwrap();
+    let mut definition: serde_json::Value =
+        serde_json::from_str(stedi::runner::DEFINITION).unwrap();
     definition["States"]["QualityGate"]["End"] = true.into();
-    definition["States"]["QualityGate"].as_object_mut().unwrap().remove("Next");
-    definition["States"].as_object_mut().unwrap().remove("Erase");
+    definition["States"]["QualityGate"]
+        .as_object_mut()
+        .unwrap()
+        .remove("Next");
+    definition["States"]
+        .as_object_mut()
+        .unwrap()
+        .remove("Erase");
     let env = Env::local(wh);
     let run_id = RunId::parse("second").unwrap();
-    let output = stedi::runner::run(&env, &definition, &run_id, zones::Policy::Strict, &|_| {}, None)
-        .expect("the run publishes");
+    let output = stedi::runner::run(
+        &env,
+        &definition,
+        &run_id,
+        zones::Policy::Strict,
+        &|_| {},
+        None,
+    )
+    .expect("the run publishes");
     let results = serde_json::from_value(output["results"].clone()).unwrap();
     let objects: Vec<String> = ["customer", "accelerometer", "step_trainer"]
         .iter()
         .flat_map(|d| files(&wh.join(d).join("landing")))
         .map(|p| p.strip_prefix(wh).unwrap().to_string_lossy().to_string())
         .collect();
-    let before: Vec<Vec<u8>> = objects.iter().map(|k| std::fs::read(wh.join(k)).unwrap()).collect();
+    let before: Vec<Vec<u8>> = objects
+        .iter()
+        .map(|k| std::fs::read(wh.join(k)).unwrap())
+        .collect();
 
     let changing = Env::with_store(Arc::new(ChangedUnderneath(LocalStore::new(wh))));
     let error = lakehouse::erasure::erase(&changing, &run_id, &results).unwrap_err();
     assert_eq!(error.name(), zones::ErrorName::Transient, "{error}");
-    assert!(error.to_string().contains("changed between read and rewrite 3 times; it was not overwritten"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("changed between read and rewrite 3 times; it was not overwritten"),
+        "{error}"
+    );
     // The object holds every earlier record and the late writer's lines:
     // nothing was overwritten.
     let changed = objects
@@ -342,7 +450,10 @@ fn the_key_has_a_fingerprint_and_rotation_is_explicit_and_reported() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(wh.join("_secrets/pseudonym.key")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(wh.join("_secrets/pseudonym.key"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600, "the key is readable by its owner only");
     }
     let key = std::fs::read(wh.join("_secrets/pseudonym.key")).unwrap();
@@ -350,30 +461,60 @@ fn the_key_has_a_fingerprint_and_rotation_is_explicit_and_reported() {
     assert_eq!(fingerprint.len(), 16);
     assert!(!String::from_utf8_lossy(&key).contains(&fingerprint));
     let one = report(wh, "one");
-    assert_eq!(one["pseudonym_key"], serde_json::json!({ "fingerprint": fingerprint }));
-    let keys_one = crate::support::query_csv(wh, "SELECT DISTINCT customerKey FROM machine_learning_curated");
+    assert_eq!(
+        one["pseudonym_key"],
+        serde_json::json!({ "fingerprint": fingerprint })
+    );
+    let keys_one = crate::support::query_csv(
+        wh,
+        "SELECT DISTINCT customerKey FROM machine_learning_curated",
+    );
 
     let rotated = stedi_ok(wh, &["rotate-key"]);
-    let new = PseudonymKey::new(&std::fs::read(wh.join("_secrets/pseudonym.key")).unwrap()).fingerprint();
-    assert_eq!(rotated.trim(), format!(
-        "pseudonym key rotated: fingerprint {fingerprint} -> {new}; the next run keys machine_learning_curated with the new key (every customerKey changes)"
-    ));
+    let new =
+        PseudonymKey::new(&std::fs::read(wh.join("_secrets/pseudonym.key")).unwrap()).fingerprint();
+    assert_eq!(
+        rotated.trim(),
+        format!(
+            "pseudonym key rotated: fingerprint {fingerprint} -> {new}; the next run keys machine_learning_curated with the new key (every customerKey changes)"
+        )
+    );
     let summary = stedi_ok(wh, &["run", "--run-id", "two"]);
-    assert!(summary.contains(&format!("pseudonym key: fingerprint {new} (ROTATED from {fingerprint}")), "{summary}");
-    assert_eq!(report(wh, "two")["pseudonym_key"], serde_json::json!({ "fingerprint": new, "rotated_from": fingerprint }));
-    let keys_two = crate::support::query_csv(wh, "SELECT DISTINCT customerKey FROM machine_learning_curated");
+    assert!(
+        summary.contains(&format!(
+            "pseudonym key: fingerprint {new} (ROTATED from {fingerprint}"
+        )),
+        "{summary}"
+    );
+    assert_eq!(
+        report(wh, "two")["pseudonym_key"],
+        serde_json::json!({ "fingerprint": new, "rotated_from": fingerprint })
+    );
+    let keys_two = crate::support::query_csv(
+        wh,
+        "SELECT DISTINCT customerKey FROM machine_learning_curated",
+    );
     assert_eq!(keys_one.len(), keys_two.len());
-    assert!(keys_one[1..].iter().all(|k| !keys_two.contains(k)), "every customerKey changed");
+    assert!(
+        keys_one[1..].iter().all(|k| !keys_two.contains(k)),
+        "every customerKey changed"
+    );
     // The run after: same key, no rotation.
     stedi_ok(wh, &["run", "--run-id", "three"]);
-    assert_eq!(report(wh, "three")["pseudonym_key"], serde_json::json!({ "fingerprint": new }));
+    assert_eq!(
+        report(wh, "three")["pseudonym_key"],
+        serde_json::json!({ "fingerprint": new })
+    );
 }
 
 #[test]
 fn request_ids_and_subjects_are_stable() {
     let key = PseudonymKey::new(&[7u8; 32]);
     // Normalised: case and surrounding blanks do not change the subject.
-    assert_eq!(key.erasure_subject(" A@X.com "), key.erasure_subject("a@x.com"));
+    assert_eq!(
+        key.erasure_subject(" A@X.com "),
+        key.erasure_subject("a@x.com")
+    );
     // Domain-separated from the pseudonym of the same address.
     assert_ne!(key.erasure_subject("a@x.com"), key.pseudonym("a@x.com"));
     let id = zones::erasure::request_id(1_700_000_000_000, &[key.erasure_subject("a@x.com")]);

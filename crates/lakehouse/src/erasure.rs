@@ -54,12 +54,10 @@ pub fn requests(store: &dyn Store) -> Result<Vec<ErasureRequest>> {
             continue;
         }
         let bytes = store.get(&object.key)?;
-        out.push(
-            serde_json::from_slice(&bytes).map_err(|e| Error::Damaged {
-                key: store.url(&object.key),
-                what: format!("not an erasure request: {e}"),
-            })?,
-        );
+        out.push(serde_json::from_slice(&bytes).map_err(|e| Error::Damaged {
+            key: store.url(&object.key),
+            what: format!("not an erasure request: {e}"),
+        })?);
     }
     out.sort_by(|a: &ErasureRequest, b| a.id.cmp(&b.id));
     Ok(out)
@@ -169,7 +167,11 @@ pub fn erase(
     // Forget: readings first, customers last, so a retry after a failure
     // still finds the erased customers' serials in customer landing.
     let mut objects: Vec<(Dataset, &String)> = Vec::new();
-    for dataset in [Dataset::StepTrainer, Dataset::Accelerometer, Dataset::Customer] {
+    for dataset in [
+        Dataset::StepTrainer,
+        Dataset::Accelerometer,
+        Dataset::Customer,
+    ] {
         for result in results.values() {
             for key in result.erased_objects.keys() {
                 if key.starts_with(&layout::landing_prefix(dataset)) {
@@ -269,12 +271,13 @@ fn rewrite_object(
             Err(Error::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(e),
         };
-        let rewrite = erasure
-            .rewrite(dataset, key, &bytes)
-            .map_err(|e| Error::ErasureIncomplete {
-                run_id: String::new(),
-                what: format!("landing object {} is not rewritten: {e}", store.url(key)),
-            })?;
+        let rewrite =
+            erasure
+                .rewrite(dataset, key, &bytes)
+                .map_err(|e| Error::ErasureIncomplete {
+                    run_id: String::new(),
+                    what: format!("landing object {} is not rewritten: {e}", store.url(key)),
+                })?;
         let Some(rewrite) = rewrite else {
             return Ok(None);
         };
@@ -294,7 +297,10 @@ fn rewrite_object(
                 older_versions_deleted,
             }));
         }
-        tracing::warn!(key, "landing object changed between read and rewrite; reading it again");
+        tracing::warn!(
+            key,
+            "landing object changed between read and rewrite; reading it again"
+        );
     }
     Err(Error::ObjectChanged {
         key: store.url(key),

@@ -323,7 +323,12 @@ impl Store for S3Store {
             for batch in old.chunks(1000) {
                 let objects = batch
                     .iter()
-                    .map(|v| ObjectIdentifier::builder().key(&object).version_id(v).build())
+                    .map(|v| {
+                        ObjectIdentifier::builder()
+                            .key(&object)
+                            .version_id(v)
+                            .build()
+                    })
                     .collect::<std::result::Result<Vec<_>, _>>()
                     .map_err(|e| Error::UnexpectedAnswer {
                         service: "S3",

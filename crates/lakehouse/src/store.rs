@@ -154,12 +154,10 @@ impl LocalStore {
         if path.starts_with(self.root.join("_secrets")) {
             options.mode(0o600);
         }
-        let written = options
-            .open(&temp)
-            .and_then(|mut f| {
-                f.write_all(bytes)?;
-                if durable { f.sync_all() } else { Ok(()) }
-            });
+        let written = options.open(&temp).and_then(|mut f| {
+            f.write_all(bytes)?;
+            if durable { f.sync_all() } else { Ok(()) }
+        });
         match written {
             Ok(()) => Ok(temp),
             Err(e) => {

@@ -47,9 +47,13 @@ impl<'de> serde::Deserialize<'de> for Request {
         use serde::de::Error as _;
         let value = serde_json::Value::deserialize(d)?;
         if value.get("erase").is_some() {
-            serde_json::from_value(value).map(Request::Erase).map_err(D::Error::custom)
+            serde_json::from_value(value)
+                .map(Request::Erase)
+                .map_err(D::Error::custom)
         } else {
-            serde_json::from_value(value).map(Request::Transition).map_err(D::Error::custom)
+            serde_json::from_value(value)
+                .map(Request::Transition)
+                .map_err(D::Error::custom)
         }
     }
 }
@@ -88,18 +92,12 @@ fn run_inner(env: &Env, request: &TransitionRequest) -> Result<TransitionResult,
     let store = env.store.as_ref();
     let produced = match request.transition {
         Table::CustomerTrusted => customers(env, request)?,
-        Table::AccelerometerTrusted => readings(
-            env,
-            request,
-            Dataset::Accelerometer,
-            Table::CustomerTrusted,
-        )?,
-        Table::StepTrainerTrusted => readings(
-            env,
-            request,
-            Dataset::StepTrainer,
-            Table::CustomersCurated,
-        )?,
+        Table::AccelerometerTrusted => {
+            readings(env, request, Dataset::Accelerometer, Table::CustomerTrusted)?
+        }
+        Table::StepTrainerTrusted => {
+            readings(env, request, Dataset::StepTrainer, Table::CustomersCurated)?
+        }
         other => {
             return Err(Error::NotServed {
                 function: "landing-to-trusted",

@@ -211,13 +211,20 @@ pub fn erasure_requests(requests: &[zones::erasure::ErasureRequest]) -> String {
         return "no erasure requests\n".into();
     }
     let time = |ms: u64| {
-        humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
-            .to_string()
+        humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms),
+        )
+        .to_string()
     };
     let mut table = TextTable::new();
-    table
-        .load_preset(presets::NOTHING)
-        .set_header(["request", "filed", "people", "status", "run", "completed"]);
+    table.load_preset(presets::NOTHING).set_header([
+        "request",
+        "filed",
+        "people",
+        "status",
+        "run",
+        "completed",
+    ]);
     for r in requests {
         let (status, run, at) = match &r.completed {
             Some(c) => ("completed", c.run_id.to_string(), time(c.at_ms)),

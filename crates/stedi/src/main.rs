@@ -378,7 +378,11 @@ fn erase(
         "erasure request {} filed: {} {}; the next run (`stedi run`, or the schedule) applies it",
         request.id,
         request.subjects.len(),
-        if request.subjects.len() == 1 { "person" } else { "people" }
+        if request.subjects.len() == 1 {
+            "person"
+        } else {
+            "people"
+        }
     );
     Ok(ExitCode::SUCCESS)
 }

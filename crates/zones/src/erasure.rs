@@ -204,7 +204,11 @@ impl Erasure {
     /// quarantine, a rubric shadow) hold an erased person: an `email` or
     /// `user` of theirs, a `serialNumber` only they hold, a `customerKey`
     /// of theirs, or a `raw` text naming their address.
-    pub fn rows_found(&self, frame: &DataFrame, customer_keys: &HashSet<String>) -> PolarsResult<u64> {
+    pub fn rows_found(
+        &self,
+        frame: &DataFrame,
+        customer_keys: &HashSet<String>,
+    ) -> PolarsResult<u64> {
         if self.is_empty() {
             return Ok(0);
         }
@@ -271,7 +275,10 @@ impl Erasure {
     /// (`bytes` as stored, decompressed by the key's extension).
     pub fn count(&self, dataset: Dataset, key: &str, bytes: &[u8]) -> PolarsResult<(u64, u64)> {
         let parsed = landing::read_object(dataset, key, bytes);
-        Ok((parsed.records, self.erased_in(dataset, &parsed.rows, &parsed.quarantined)?))
+        Ok((
+            parsed.records,
+            self.erased_in(dataset, &parsed.rows, &parsed.quarantined)?,
+        ))
     }
 
     fn erased_in(

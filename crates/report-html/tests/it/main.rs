@@ -86,6 +86,7 @@ fn the_graph_is_laid_out_from_the_definition() {
         "StepTrainerTrusted",
         "MachineLearningCurated",
         "QualityGate",
+        "Erase",
     ];
     for (rank, name) in order.iter().enumerate() {
         let node = g.node(name).unwrap();
@@ -93,7 +94,7 @@ fn the_graph_is_laid_out_from_the_definition() {
     }
     assert_eq!(g.node("RunFailed").unwrap().column, 1);
     let catches = g.edges.iter().filter(|e| e.catch).count();
-    assert_eq!(catches, 6, "every Task routes its data errors to RunFailed");
+    assert_eq!(catches, 7, "every Task routes its data errors to RunFailed");
     assert_eq!(g.edges.len() - catches, order.len() - 1);
 }
 

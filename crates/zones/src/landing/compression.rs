@@ -57,10 +57,15 @@ pub(crate) fn compress(compression: Compression, bytes: &[u8]) -> Vec<u8> {
     match compression {
         Compression::None => bytes.to_vec(),
         Compression::Gzip => {
-            let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-            encoder.write_all(bytes).expect("writing to a Vec does not fail");
+            let mut encoder =
+                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            encoder
+                .write_all(bytes)
+                .expect("writing to a Vec does not fail");
             encoder.finish().expect("writing to a Vec does not fail")
         }
-        Compression::Zstd => zstd::stream::encode_all(bytes, 3).expect("encoding into a Vec does not fail"),
+        Compression::Zstd => {
+            zstd::stream::encode_all(bytes, 3).expect("encoding into a Vec does not fail")
+        }
     }
 }
