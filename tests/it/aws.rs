@@ -798,3 +798,119 @@ fn erasure_on_versioned_s3_leaves_no_older_version_with_the_person() {
     }
     assert!(read > 20, "{read} versions read");
 }
+
+/// The pseudonym key in Secrets Manager (moto over HTTP): read by the run,
+/// never in the bucket, its fingerprint in the report; rotation writes a
+/// new value; a short or deleted secret is refused.
+#[test]
+fn the_pseudonym_key_lives_in_secrets_manager() {
+    let moto = Moto::start();
+    let aws = moto.aws();
+    moto.create_bucket(&aws, "lake");
+    let secrets = aws_sdk_secretsmanager::Client::new(&aws.config);
+    let value = "k3yK3yk3yK3yk3yK3yk3yK3yk3yK3yk3yK3yk3yK3yk3yK3yk3yK3yk3yK3yAbCd";
+    let created = aws
+        .block_on(
+            secrets
+                .create_secret()
+                .name("stedi/pseudonym-key")
+                .secret_string(value)
+                .send(),
+        )
+        .unwrap();
+    let arn = created.arn().unwrap().to_string();
+    let mut envs = moto.env();
+    envs.push(("STEDI_PSEUDONYM_SECRET", arn.clone()));
+    let remote = ["--warehouse", "s3://lake/warehouse"];
+    let cli = |args: &[&str]| stedi_env(&envs, &[&remote[..], args].concat());
+    succeeded(cli(&["seed", "--customers", "60"]), "seed");
+    let out = succeeded(cli(&["run", "--run-id", "r1"]), "run r1");
+    let fingerprint = zones::PseudonymKey::new(value.as_bytes()).fingerprint();
+    assert!(
+        out.contains(&format!("pseudonym key: fingerprint {fingerprint}\n")),
+        "{out}"
+    );
+    let s3 = S3Store::new(aws.clone(), "s3://lake/warehouse").unwrap();
+    assert!(
+        s3.list("_secrets/").unwrap().is_empty(),
+        "the bucket holds no key"
+    );
+    let keys = succeeded(
+        cli(&[
+            "query",
+            "--format",
+            "csv",
+            "SELECT DISTINCT customerKey FROM machine_learning_curated",
+        ]),
+        "query",
+    );
+    let email = succeeded(
+        cli(&[
+            "query",
+            "--format",
+            "csv",
+            "SELECT email FROM customers_curated ORDER BY email LIMIT 1",
+        ]),
+        "query",
+    );
+    let email = email.lines().nth(1).unwrap();
+    let expected = zones::PseudonymKey::new(value.as_bytes()).pseudonym(email);
+    assert!(
+        keys.lines().any(|k| k == expected),
+        "customerKey is the HMAC under the secret"
+    );
+
+    // Rotation: PutSecretValue; the next run says so.
+    let rotated = succeeded(cli(&["rotate-key"]), "rotate-key");
+    assert!(
+        rotated.starts_with(&format!(
+            "pseudonym key rotated: fingerprint {fingerprint} -> "
+        )),
+        "{rotated}"
+    );
+    let out = succeeded(cli(&["run", "--run-id", "r2"]), "run r2");
+    assert!(
+        out.contains(&format!(
+            "(ROTATED from {fingerprint}: every customerKey changed)"
+        )),
+        "{out}"
+    );
+
+    // A short key is refused, never used.
+    aws.block_on(
+        secrets
+            .put_secret_value()
+            .secret_id(&arn)
+            .secret_string("short")
+            .send(),
+    )
+    .unwrap();
+    let out = cli(&["run", "--run-id", "r3"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the pseudonym key is 5 bytes, fewer than 32"),
+        "{err}"
+    );
+
+    // A deleted secret, where pseudonyms were published: refused clearly.
+    aws.block_on(
+        secrets
+            .delete_secret()
+            .secret_id(&arn)
+            .force_delete_without_recovery(true)
+            .send(),
+    )
+    .unwrap();
+    let out = cli(&["run", "--run-id", "r4"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Stedi.InvalidInput: the pseudonym key is gone: customerKey values would change; restore it or rotate deliberately"),
+        "{err}"
+    );
+    assert!(
+        err.contains("run r2 published pseudonyms made with it"),
+        "{err}"
+    );
+}

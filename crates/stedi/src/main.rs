@@ -42,6 +42,10 @@ struct Cli {
     /// Athena results location, if the workgroup does not enforce one.
     #[arg(long, global = true, env = "STEDI_ATHENA_OUTPUT")]
     athena_output: Option<String>,
+    /// The AWS Secrets Manager secret (id or ARN) holding the pseudonym
+    /// key, instead of _secrets/pseudonym.key in the warehouse (S3 only).
+    #[arg(long, global = true, env = "STEDI_PSEUDONYM_SECRET")]
+    pseudonym_secret: Option<String>,
     /// A deployed SAM stack (infra/template.yaml): its outputs give the
     /// warehouse, Glue database, Athena workgroup and state machine.
     #[arg(long, global = true, env = "STEDI_STACK")]
@@ -177,12 +181,14 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             glue_database: Some(d.glue_database.clone()),
             athena_workgroup: Some(d.athena_workgroup.clone()),
             athena_output: cli.athena_output.clone(),
+            pseudonym_secret: cli.pseudonym_secret.clone(),
         },
         None => Config {
             warehouse: cli.warehouse.clone(),
             glue_database: cli.glue_database.clone(),
             athena_workgroup: cli.athena_workgroup.clone(),
             athena_output: cli.athena_output.clone(),
+            pseudonym_secret: cli.pseudonym_secret.clone(),
         },
     };
     // Commands that only read: a local warehouse that does not exist is a
