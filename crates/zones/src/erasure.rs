@@ -171,9 +171,10 @@ impl Erasure {
         if self.emails.is_empty() && self.serials.is_empty() {
             return false;
         }
-        let lower = text.to_lowercase();
-        self.emails.iter().any(|e| lower.contains(e.as_str()))
-            || self.serials.iter().any(|s| text.contains(s.as_str()))
+        self.serials.iter().any(|s| text.contains(s.as_str())) || {
+            let lower = text.to_lowercase();
+            self.emails.iter().any(|e| lower.contains(e.as_str()))
+        }
     }
 
     /// Whether a record of `dataset` whose key column (`email`, `user`,
@@ -222,9 +223,11 @@ impl Erasure {
                 "raw" | "detail" => Box::new(|v| self.names(v)),
                 _ => continue,
             };
+            // One judgement per distinct value (an address's subject is an HMAC).
+            let mut judged: HashMap<&str, bool> = HashMap::new();
             for (row, value) in values.iter().enumerate() {
                 if let Some(value) = value
-                    && judge(value)
+                    && *judged.entry(value).or_insert_with(|| judge(value))
                 {
                     found[row] = true;
                 }
@@ -288,12 +291,17 @@ impl Erasure {
         quarantined: &[QuarantinedLine],
     ) -> PolarsResult<u64> {
         let column = key_column(dataset);
+        // Readings come in runs of one key: judge a key once per run.
+        let mut last: Option<(&str, bool)> = None;
         let rows = rows
             .column(column)?
             .str()?
             .iter()
             .flatten()
-            .filter(|k| self.record(dataset, k))
+            .filter(|k| match last {
+                Some((key, erased)) if key == *k => erased,
+                _ => last.insert((k, self.record(dataset, k))).1,
+            })
             .count();
         let lines = quarantined.iter().filter(|q| self.names(&q.raw)).count();
         Ok((rows + lines) as u64)
@@ -319,31 +327,24 @@ impl Erasure {
                 offset: broken.offset,
             });
         }
-        let mut out = Vec::with_capacity(data.len());
-        let (mut records, mut erased) = (0u64, 0u64);
-        let mut start = 0;
-        let mut number = 0u64;
-        while start < data.len() {
-            let end = memchr::memchr(b'\n', &data[start..]).map_or(data.len(), |p| start + p + 1);
-            let line = &data[start..end];
-            number += 1;
-            let parsed = landing::parse_object(dataset, key, line);
-            let on_line = self
-                .erased_in(dataset, &parsed.rows, &parsed.quarantined)
-                .map_err(|e| RewriteRefused::Internal(e.to_string()))?;
-            records += parsed.records;
-            erased += on_line;
-            if on_line == 0 {
-                out.extend_from_slice(line);
-            } else if on_line < parsed.records {
-                return Err(RewriteRefused::MixedLine { line: number });
-            } else if start == 0 && line.starts_with("\u{feff}".as_bytes()) {
-                out.extend_from_slice("\u{feff}".as_bytes()); // the object's BOM stays
-            }
-            start = end;
-        }
-        if erased == 0 {
+        // One parse of the whole object counts what must go; the line pass
+        // then parses only lines that name an erased address or serial (a
+        // record judged erased always names one, unless it is a reading of
+        // an address no customer record holds: then every line is parsed).
+        let whole = landing::parse_object(dataset, key, &data);
+        let expected = self
+            .erased_in(dataset, &whole.rows, &whole.quarantined)
+            .map_err(|e| RewriteRefused::Internal(e.to_string()))?;
+        if expected == 0 {
             return Ok(None);
+        }
+        let records = whole.records;
+        let (mut out, mut erased) = (Vec::new(), 0);
+        for every_line in [false, true] {
+            (out, erased) = self.without_erased_lines(dataset, key, &data, every_line)?;
+            if erased == expected {
+                break;
+            }
         }
         let bytes = landing::compression::compress(compression, &out);
         let (after, left) = self
@@ -362,6 +363,48 @@ impl Erasure {
             records,
             erased,
         }))
+    }
+}
+
+impl Erasure {
+    /// The object's lines without those whose records are all erased, and
+    /// how many records went. Only lines that name an erased address or
+    /// serial are parsed, unless `every_line`.
+    fn without_erased_lines(
+        &self,
+        dataset: Dataset,
+        key: &str,
+        data: &[u8],
+        every_line: bool,
+    ) -> Result<(Vec<u8>, u64), RewriteRefused> {
+        let mut out = Vec::with_capacity(data.len());
+        let (mut erased, mut start, mut number) = (0u64, 0, 0u64);
+        while start < data.len() {
+            let end = memchr::memchr(b'\n', &data[start..]).map_or(data.len(), |p| start + p + 1);
+            let line = &data[start..end];
+            number += 1;
+            let suspect = every_line || self.names(&String::from_utf8_lossy(line));
+            let (records, on_line) = match suspect {
+                false => (1, 0),
+                true => {
+                    let parsed = landing::parse_object(dataset, key, line);
+                    let on_line = self
+                        .erased_in(dataset, &parsed.rows, &parsed.quarantined)
+                        .map_err(|e| RewriteRefused::Internal(e.to_string()))?;
+                    (parsed.records, on_line)
+                }
+            };
+            erased += on_line;
+            if on_line == 0 {
+                out.extend_from_slice(line);
+            } else if on_line < records {
+                return Err(RewriteRefused::MixedLine { line: number });
+            } else if start == 0 && line.starts_with("\u{feff}".as_bytes()) {
+                out.extend_from_slice("\u{feff}".as_bytes()); // the object's BOM stays
+            }
+            start = end;
+        }
+        Ok((out, erased))
     }
 }
 
