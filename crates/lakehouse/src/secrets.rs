@@ -1,10 +1,13 @@
 //! The pseudonym key in AWS Secrets Manager (`STEDI_PSEUDONYM_SECRET`, a
-//! secret id or ARN): read with GetSecretValue once per process (a Lambda
-//! cold start) and kept in memory, written with PutSecretValue by
-//! `stedi rotate-key`. The key is the secret's binary value, or its string's
+//! secret id or ARN, read from the environment once at cold start): the
+//! value is read with GetSecretValue each time a handler needs the key, not
+//! kept across invocations, so a rotation (`stedi rotate-key`, which writes
+//! it with PutSecretValue) takes effect at the next run even in a warm
+//! function. A run reads it once (machine_learning_curated), plus once per
+//! landing state and the Erase state while erasure requests are pending. The key is the secret's binary value, or its string's
 //! UTF-8 bytes (the SAM template generates 64 random letters and digits).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::primitives::Blob;
@@ -18,8 +21,6 @@ pub struct SecretKey {
     aws: Arc<Aws>,
     client: Client,
     secret_id: String,
-    /// The value read, once per process.
-    cached: Mutex<Option<Vec<u8>>>,
 }
 
 impl SecretKey {
@@ -28,7 +29,6 @@ impl SecretKey {
             client: Client::new(&aws.config),
             aws,
             secret_id: secret_id.to_string(),
-            cached: Mutex::new(None),
         }
     }
 
@@ -36,13 +36,9 @@ impl SecretKey {
         &self.secret_id
     }
 
-    /// The key's bytes (GetSecretValue on the first call of the process,
-    /// then from memory); None when the secret, or its value, is gone.
+    /// The key's bytes (one GetSecretValue); None when the secret, or its
+    /// value, is gone.
     pub fn get(&self) -> Result<Option<Vec<u8>>> {
-        let mut cached = self.cached.lock().expect("not poisoned");
-        if let Some(bytes) = cached.as_ref() {
-            return Ok(Some(bytes.clone()));
-        }
         let answer = self.aws.block_on(
             self.client
                 .get_secret_value()
@@ -71,7 +67,6 @@ impl SecretKey {
             (None, None) => return Ok(None),
         };
         tracing::info!(secret = %self.secret_id, "read the pseudonym key from Secrets Manager");
-        *cached = Some(bytes.clone());
         Ok(Some(bytes))
     }
 
@@ -90,7 +85,6 @@ impl SecretKey {
                 "PutSecretValue",
                 &self.secret_id,
             ))?;
-        *self.cached.lock().expect("not poisoned") = Some(bytes.to_vec());
         Ok(())
     }
 }
