@@ -181,7 +181,10 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             glue_database: Some(d.glue_database.clone()),
             athena_workgroup: Some(d.athena_workgroup.clone()),
             athena_output: cli.athena_output.clone(),
-            pseudonym_secret: cli.pseudonym_secret.clone(),
+            pseudonym_secret: cli
+                .pseudonym_secret
+                .clone()
+                .or_else(|| d.pseudonym_secret.clone()),
         },
         None => Config {
             warehouse: cli.warehouse.clone(),
