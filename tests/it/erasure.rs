@@ -490,6 +490,11 @@ fn the_key_has_a_fingerprint_and_rotation_is_explicit_and_reported() {
         report(wh, "two")["pseudonym_key"],
         serde_json::json!({ "fingerprint": new, "rotated_from": fingerprint })
     );
+    let page = std::fs::read_to_string(wh.join("_runs/two/report.html")).unwrap();
+    assert!(
+        page.contains(&format!("fingerprint <code>{new}</code> (rotated from <code>{fingerprint}</code>: every customerKey changed)")),
+        "the page shows the key's fingerprint and the rotation"
+    );
     let keys_two = crate::support::query_csv(
         wh,
         "SELECT DISTINCT customerKey FROM machine_learning_curated",
