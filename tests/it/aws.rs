@@ -675,3 +675,242 @@ fn stedi_run_aws_without_a_state_machine_says_what_to_give() {
         "{stderr}"
     );
 }
+
+/// Erasure on a versioned bucket: the rewrite is a conditional put over
+/// the ETag read, and afterwards no version of any object holds the person.
+#[test]
+fn erasure_on_versioned_s3_leaves_no_older_version_with_the_person() {
+    use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+    let moto = Moto::start();
+    let aws = moto.aws();
+    moto.create_bucket(&aws, "lake");
+    let client = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&aws.config)
+            .force_path_style(true)
+            .build(),
+    );
+    aws.block_on(
+        client
+            .put_bucket_versioning()
+            .bucket("lake")
+            .versioning_configuration(
+                VersioningConfiguration::builder()
+                    .status(BucketVersioningStatus::Enabled)
+                    .build(),
+            )
+            .send(),
+    )
+    .unwrap();
+    let s3 = S3Store::new(aws.clone(), "s3://lake/warehouse").unwrap();
+
+    // The conditional put: a stale ETag is refused, the current one taken.
+    s3.put("probe/a.json", b"one\n").unwrap();
+    let (_, first) = s3.get_versioned("probe/a.json").unwrap();
+    s3.put("probe/a.json", b"two\n").unwrap();
+    assert!(
+        !s3.put_if_unchanged("probe/a.json", b"three\n", &first)
+            .unwrap()
+    );
+    assert_eq!(s3.get("probe/a.json").unwrap(), b"two\n");
+    let (_, current) = s3.get_versioned("probe/a.json").unwrap();
+    assert!(
+        s3.put_if_unchanged("probe/a.json", b"three\n", &current)
+            .unwrap()
+    );
+    assert_eq!(s3.delete_noncurrent_versions("probe/a.json").unwrap(), 2);
+    s3.delete("probe/a.json").unwrap();
+
+    let envs = moto.env();
+    let remote = ["--warehouse", "s3://lake/warehouse"];
+    let cli = |args: &[&str]| {
+        succeeded(
+            stedi_env(&envs, &[&remote[..], args].concat()),
+            &format!("stedi {args:?}"),
+        )
+    };
+    cli(&["seed", "--customers", "80", "--seed", "2"]);
+    cli(&["run", "--run-id", "r1"]);
+    let emails = cli(&[
+        "query",
+        "--format",
+        "csv",
+        "SELECT email FROM customers_curated ORDER BY email",
+    ]);
+    let email = emails.lines().nth(1).unwrap().to_string();
+    cli(&["erase", "--email", &email]);
+    let out = cli(&["run", "--run-id", "r2"]);
+    assert!(
+        out.contains("verification: the person is found nowhere"),
+        "{out}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&s3.get("_runs/r2/erasure.json").unwrap()).unwrap();
+    let rewritten = report["objects_rewritten"].as_array().unwrap();
+    assert_eq!(rewritten.len(), 3, "{report:#}");
+    for object in rewritten {
+        assert_eq!(object["older_versions_deleted"], 1, "{object}");
+    }
+
+    // Every version of every object in the bucket, read back by version id.
+    let lower = email.to_lowercase();
+    let versions = aws
+        .block_on(client.list_object_versions().bucket("lake").send())
+        .unwrap();
+    assert!(versions.is_truncated() != Some(true));
+    let mut read = 0;
+    for version in versions.versions() {
+        let key = version.key().unwrap();
+        if key.starts_with("warehouse/_secrets/") {
+            continue;
+        }
+        let object = aws
+            .block_on(
+                client
+                    .get_object()
+                    .bucket("lake")
+                    .key(key)
+                    .version_id(version.version_id().unwrap())
+                    .send(),
+            )
+            .unwrap();
+        let bytes = aws.block_on(object.body.collect()).unwrap().into_bytes();
+        read += 1;
+        if key.ends_with(".parquet") {
+            use polars::prelude::SerReader;
+            let frame = polars::prelude::ParquetReader::new(std::io::Cursor::new(bytes.to_vec()))
+                .finish()
+                .unwrap();
+            for column in frame.columns() {
+                if let Ok(values) = column.str() {
+                    for value in values.iter().flatten() {
+                        assert!(!value.to_lowercase().contains(&lower), "{key}: {value}");
+                    }
+                }
+            }
+        } else {
+            let text = String::from_utf8_lossy(&bytes).to_lowercase();
+            assert!(
+                !text.contains(&lower),
+                "{key} (version {:?})",
+                version.version_id()
+            );
+        }
+    }
+    assert!(read > 20, "{read} versions read");
+}
+
+/// The pseudonym key in Secrets Manager (moto over HTTP): read by the run,
+/// never in the bucket, its fingerprint in the report; rotation writes a
+/// new value; a short or deleted secret is refused.
+#[test]
+fn the_pseudonym_key_lives_in_secrets_manager() {
+    let moto = Moto::start();
+    let aws = moto.aws();
+    moto.create_bucket(&aws, "lake");
+    let secrets = aws_sdk_secretsmanager::Client::new(&aws.config);
+    let value = "k3yK3yk3yK3yk3yK3yk3yK3yk3yK3yk3yK3yk3yK3yk3yK3yk3yK3yk3yK3yAbCd";
+    let created = aws
+        .block_on(
+            secrets
+                .create_secret()
+                .name("stedi/pseudonym-key")
+                .secret_string(value)
+                .send(),
+        )
+        .unwrap();
+    let arn = created.arn().unwrap().to_string();
+    let mut envs = moto.env();
+    envs.push(("STEDI_PSEUDONYM_SECRET", arn.clone()));
+    let remote = ["--warehouse", "s3://lake/warehouse"];
+    let cli = |args: &[&str]| stedi_env(&envs, &[&remote[..], args].concat());
+    succeeded(cli(&["seed", "--customers", "60"]), "seed");
+    let out = succeeded(cli(&["run", "--run-id", "r1"]), "run r1");
+    let fingerprint = zones::PseudonymKey::new(value.as_bytes()).fingerprint();
+    assert!(
+        out.contains(&format!("pseudonym key: fingerprint {fingerprint}\n")),
+        "{out}"
+    );
+    let s3 = S3Store::new(aws.clone(), "s3://lake/warehouse").unwrap();
+    assert!(
+        s3.list("_secrets/").unwrap().is_empty(),
+        "the bucket holds no key"
+    );
+    let keys = succeeded(
+        cli(&[
+            "query",
+            "--format",
+            "csv",
+            "SELECT DISTINCT customerKey FROM machine_learning_curated",
+        ]),
+        "query",
+    );
+    let email = succeeded(
+        cli(&[
+            "query",
+            "--format",
+            "csv",
+            "SELECT email FROM customers_curated ORDER BY email LIMIT 1",
+        ]),
+        "query",
+    );
+    let email = email.lines().nth(1).unwrap();
+    let expected = zones::PseudonymKey::new(value.as_bytes()).pseudonym(email);
+    assert!(
+        keys.lines().any(|k| k == expected),
+        "customerKey is the HMAC under the secret"
+    );
+
+    // Rotation: PutSecretValue; the next run says so.
+    let rotated = succeeded(cli(&["rotate-key"]), "rotate-key");
+    assert!(
+        rotated.starts_with(&format!(
+            "pseudonym key rotated: fingerprint {fingerprint} -> "
+        )),
+        "{rotated}"
+    );
+    let out = succeeded(cli(&["run", "--run-id", "r2"]), "run r2");
+    assert!(
+        out.contains(&format!(
+            "(ROTATED from {fingerprint}: every customerKey changed)"
+        )),
+        "{out}"
+    );
+
+    // A short key is refused, never used.
+    aws.block_on(
+        secrets
+            .put_secret_value()
+            .secret_id(&arn)
+            .secret_string("short")
+            .send(),
+    )
+    .unwrap();
+    let out = cli(&["run", "--run-id", "r3"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the pseudonym key is 5 bytes, fewer than 32"),
+        "{err}"
+    );
+
+    // A deleted secret, where pseudonyms were published: refused clearly.
+    aws.block_on(
+        secrets
+            .delete_secret()
+            .secret_id(&arn)
+            .force_delete_without_recovery(true)
+            .send(),
+    )
+    .unwrap();
+    let out = cli(&["run", "--run-id", "r4"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Stedi.InvalidInput: the pseudonym key is gone: customerKey values would change; restore it or rotate deliberately"),
+        "{err}"
+    );
+    assert!(
+        err.contains("run r2 published pseudonyms made with it"),
+        "{err}"
+    );
+}

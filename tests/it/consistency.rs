@@ -45,12 +45,13 @@ fn every_task_resource_has_a_handler_crate() {
                     panic!("{resource} is served by crates/{krate}, which has no src/main.rs")
                 });
         let ident = krate.replace('-', "_");
-        // The quality-gate function also serves the Vacuum state: its entry
-        // point tells the two requests apart.
-        let entry = if krate == "quality-gate" {
-            "handle"
-        } else {
+        // The quality-gate function also serves the Vacuum state, and
+        // landing-to-trusted the Erase state: their entry point, `handle`,
+        // tells the requests apart.
+        let entry = if krate == "trusted-to-curated" {
             "run"
+        } else {
+            "handle"
         };
         assert!(
             main.contains(&format!("lakehouse::lambda::serve({ident}::{entry})")),
@@ -79,8 +80,9 @@ fn tasks_run_the_transitions_in_design_order_then_the_gate() {
         .map(|t| Table::from_name(t).unwrap())
         .collect();
     assert_eq!(transitions, Table::PRODUCED);
-    // The gate comes after every transition, Vacuum last (other states may
-    // stand between them: each runs only after a publish).
+    // The gate comes after every transition; after the publish, Erase
+    // (served by landing-to-trusted, told apart by `erase: true`), then
+    // Vacuum, last.
     let position = |wanted: &str| order.iter().position(|(n, _)| n == wanted).unwrap();
     let gate = position("QualityGate");
     assert_eq!(order[gate].1["Resource"], "${QualityGateFunctionArn}");
@@ -106,6 +108,11 @@ fn tasks_run_the_transitions_in_design_order_then_the_gate() {
         panic!("the Vacuum state's parameters are not a vacuum request");
     };
     assert_eq!(request.vacuum, zones::contract::VacuumOptions::default());
+    let (erase, state) = &order[gate + 1];
+    assert_eq!(erase, "Erase");
+    assert_eq!(state["Resource"], "${LandingToTrustedFunctionArn}");
+    assert_eq!(state["Parameters"]["erase"], true);
+    assert_eq!(state["Parameters"]["results.$"], "$.results");
     for (name, state) in &order {
         let produced = state["Parameters"]["transition"]
             .as_str()

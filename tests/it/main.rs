@@ -3,6 +3,7 @@ mod browser;
 mod cases;
 mod consistency;
 mod end_to_end;
+mod erasure;
 mod lambda_runtime_api;
 mod landing;
 mod moto;

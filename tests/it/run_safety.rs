@@ -360,8 +360,13 @@ fn a_missing_pseudonym_key_is_not_silently_replaced() {
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains(
-            "is gone, but run keyed published pseudonyms made with it: customerKey values would change"
+            "Stedi.InvalidInput: the pseudonym key is gone: customerKey values would change; restore it or rotate deliberately"
         ),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("run keyed published pseudonyms made with it"),
         "{}",
         stderr(&out)
     );

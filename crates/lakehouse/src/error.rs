@@ -76,9 +76,17 @@ pub enum Error {
     Damaged { key: String, what: String },
 
     #[error(
-        "the pseudonym key `{key}` is gone, but run {run_id} published pseudonyms made with it: customerKey values would change; restore the key, or rotate it deliberately"
+        "the pseudonym key is gone: customerKey values would change; restore it or rotate deliberately (`{key}` is missing, and run {run_id} published pseudonyms made with it; `stedi rotate-key` rotates)"
     )]
     KeyGone { key: String, run_id: String },
+
+    #[error(
+        "landing object `{key}` changed between read and rewrite {attempts} times; it was not overwritten, and the erasure stays pending"
+    )]
+    ObjectChanged { key: String, attempts: usize },
+
+    #[error("the erasure of run {run_id} is incomplete: {what}; its requests stay pending")]
+    ErasureIncomplete { run_id: String, what: String },
 
     #[error("the quality gate's request does not describe run {run_id}: {what}")]
     ForeignResults { run_id: String, what: String },
@@ -226,7 +234,10 @@ impl Error {
             | Error::PolicyMismatch { .. }
             | Error::ForeignResults { .. }
             | Error::KeyGone { .. }
-            | Error::RetentionTooShort(_) => ErrorName::InvalidInput,
+            | Error::RetentionTooShort(_)
+            | Error::ErasureIncomplete { .. } => ErrorName::InvalidInput,
+            // Someone wrote the object while it was rewritten: read it again.
+            Error::ObjectChanged { .. } => ErrorName::Transient,
             // Keys come from `zones::layout` and validated run ids: a bad one is our bug.
             Error::InvalidKey { .. } => ErrorName::Internal,
             // A published part that no longer matches its manifest: storage,
@@ -349,9 +360,11 @@ mod tests {
             Error::KeyGone { .. } => 29,
             Error::ForeignResults { .. } => 30,
             Error::RetentionTooShort(_) => 31,
+            Error::ObjectChanged { .. } => 32,
+            Error::ErasureIncomplete { .. } => 33,
         }
     }
-    const VARIANTS: usize = 32;
+    const VARIANTS: usize = 34;
 
     /// Every variant with the name Step Functions sees: the data is wrong
     /// -> InvalidInput; a retry may succeed -> Transient; our bug, the
@@ -461,6 +474,20 @@ mod tests {
                 Error::KeyGone {
                     key: "k".into(),
                     run_id: "r".into(),
+                },
+                "Stedi.InvalidInput",
+            ),
+            (
+                Error::ObjectChanged {
+                    key: "k".into(),
+                    attempts: 3,
+                },
+                "Stedi.Transient",
+            ),
+            (
+                Error::ErasureIncomplete {
+                    run_id: "r".into(),
+                    what: "w".into(),
                 },
                 "Stedi.InvalidInput",
             ),

@@ -56,6 +56,10 @@ pub struct Produced {
     pub quarantine: Option<(Table, DataFrame)>,
     /// Under strict: what the rubric policy gives on the same input.
     pub rubric: Option<Shadow>,
+    /// Landing objects that held erased records, with how many.
+    pub erased_objects: BTreeMap<String, u64>,
+    /// The fingerprint of the pseudonym key used (machine_learning_curated under strict).
+    pub pseudonym_key_fingerprint: Option<String>,
 }
 
 /// The rubric policy's result for a table of a strict run.
@@ -115,6 +119,8 @@ pub fn write_outcome(
         repaired: BTreeMap::new(),
         quarantine,
         rubric,
+        erased_objects: BTreeMap::new(),
+        pseudonym_key_fingerprint: None,
     })
 }
 
@@ -157,6 +163,8 @@ pub fn finish(
         dropped: produced.drops,
         repaired: produced.repaired,
         rubric_dropped,
+        erased_objects: produced.erased_objects,
+        pseudonym_key_fingerprint: produced.pseudonym_key_fingerprint,
         seconds: started.elapsed().as_secs_f64(),
         peak_rss_mib: crate::peak_rss_mib(),
     };

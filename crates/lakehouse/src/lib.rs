@@ -16,6 +16,7 @@ pub mod athena;
 #[cfg(feature = "s3")]
 pub mod aws;
 pub mod catalog;
+pub mod erasure;
 pub mod error;
 #[cfg(feature = "glue")]
 pub mod glue;
@@ -26,6 +27,8 @@ pub mod query;
 pub mod runs;
 #[cfg(feature = "s3")]
 pub mod s3;
+#[cfg(feature = "secrets")]
+pub mod secrets;
 pub mod store;
 pub mod tables;
 pub mod vacuum;
@@ -51,6 +54,10 @@ pub struct Config {
     pub athena_workgroup: Option<String>,
     /// `STEDI_ATHENA_OUTPUT`: results location, if the workgroup sets none.
     pub athena_output: Option<String>,
+    /// `STEDI_PSEUDONYM_SECRET`: the AWS Secrets Manager secret (id or ARN)
+    /// holding the pseudonym key, instead of `_secrets/pseudonym.key` in the
+    /// warehouse (lakehouse feature `secrets`).
+    pub pseudonym_secret: Option<String>,
 }
 
 impl Config {
@@ -64,6 +71,7 @@ impl Config {
             glue_database: var("STEDI_GLUE_DATABASE"),
             athena_workgroup: var("STEDI_ATHENA_WORKGROUP"),
             athena_output: var("STEDI_ATHENA_OUTPUT"),
+            pseudonym_secret: var("STEDI_PSEUDONYM_SECRET"),
         })
     }
 }
@@ -78,6 +86,8 @@ pub struct Env {
     pub query: Option<Arc<dyn QueryEngine>>,
     /// The time runs record and vacuum decides by.
     pub clock: Clock,
+    /// Where the pseudonym key lives.
+    pub key: Arc<KeySource>,
 }
 
 /// Where the times of runs and vacuums come from: the system clock, or a
@@ -100,6 +110,18 @@ impl Clock {
     }
 }
 
+/// Where the pseudonym key lives.
+#[derive(Debug, Default)]
+pub enum KeySource {
+    /// `_secrets/pseudonym.key` in the warehouse (owner-only locally),
+    /// created by the first run that needs it.
+    #[default]
+    Warehouse,
+    /// An AWS Secrets Manager secret, created by the SAM template.
+    #[cfg(feature = "secrets")]
+    SecretsManager(secrets::SecretKey),
+}
+
 impl Env {
     /// A local warehouse: the directory is the bucket, the catalog a
     /// document in it, Polars SQL the query engine (feature `sql`).
@@ -119,6 +141,7 @@ impl Env {
             query: None,
             store,
             clock: Clock::System,
+            key: Arc::default(),
         }
     }
 
@@ -154,9 +177,12 @@ impl Env {
             });
         }
         if !config.warehouse.starts_with("s3://") {
-            if config.glue_database.is_some() || config.athena_workgroup.is_some() {
+            if config.glue_database.is_some()
+                || config.athena_workgroup.is_some()
+                || config.pseudonym_secret.is_some()
+            {
                 return Err(Error::Config {
-                    setting: "STEDI_GLUE_DATABASE / STEDI_ATHENA_WORKGROUP",
+                    setting: "STEDI_GLUE_DATABASE / STEDI_ATHENA_WORKGROUP / STEDI_PSEUDONYM_SECRET",
                     problem: format!("need the warehouse in S3, not `{}`", config.warehouse),
                 });
             }
@@ -176,6 +202,19 @@ impl Env {
         let aws = aws::Aws::from_env()?;
         let store: Arc<dyn Store> = Arc::new(s3::S3Store::new(aws.clone(), &config.warehouse)?);
         let env = Env::with_store(store.clone());
+        let env = match &config.pseudonym_secret {
+            None => env,
+            #[cfg(feature = "secrets")]
+            Some(secret) => Env {
+                key: Arc::new(KeySource::SecretsManager(secrets::SecretKey::new(
+                    aws.clone(),
+                    secret,
+                ))),
+                ..env
+            },
+            #[cfg(not(feature = "secrets"))]
+            Some(secret) => return Err(not_built("STEDI_PSEUDONYM_SECRET", secret, "secrets")),
+        };
         let env = match &config.glue_database {
             None => env,
             #[cfg(feature = "glue")]
@@ -216,6 +255,20 @@ impl Env {
     /// error, never silently replaced: every `customerKey` would change.
     pub fn pseudonym_key(&self) -> Result<PseudonymKey> {
         let store = self.store.as_ref();
+        #[cfg(feature = "secrets")]
+        if let KeySource::SecretsManager(secret) = self.key.as_ref() {
+            // The stack creates the secret: gone is an error whether or not
+            // pseudonyms were published, and the function cannot create one.
+            return match secret.get()? {
+                Some(bytes) => checked_key(secret.secret_id(), bytes),
+                None => Err(Error::KeyGone {
+                    key: format!("Secrets Manager secret {}", secret.secret_id()),
+                    run_id: self
+                        .published_keyed_run()?
+                        .unwrap_or_else(|| "none yet".into()),
+                }),
+            };
+        }
         if let Err(Error::NotFound { .. }) = store.get(layout::pseudonym_key_key()) {
             let published = self.catalog.load()?;
             if let Some(entry) = published.get(zones::Table::MachineLearningCurated)
@@ -229,11 +282,41 @@ impl Env {
         }
         load_or_create_key(store)
     }
+
+    /// The run whose strict training table (keyed with pseudonyms) the
+    /// catalog points at, if any.
+    #[cfg(feature = "secrets")]
+    fn published_keyed_run(&self) -> Result<Option<String>> {
+        let published = self.catalog.load()?;
+        Ok(published
+            .get(zones::Table::MachineLearningCurated)
+            .filter(|e| e.policy == Some(zones::Policy::Strict))
+            .and_then(|e| e.run_id.clone()))
+    }
+}
+
+/// A key read from `location`, refused if shorter than [`MIN_KEY_BYTES`].
+fn checked_key(location: &str, bytes: Vec<u8>) -> Result<PseudonymKey> {
+    if bytes.len() < MIN_KEY_BYTES {
+        return Err(Error::Damaged {
+            key: location.to_string(),
+            what: format!(
+                "the pseudonym key is {} bytes, fewer than {MIN_KEY_BYTES}: anyone could recompute the pseudonyms; restore the key",
+                bytes.len()
+            ),
+        });
+    }
+    Ok(PseudonymKey::new(&bytes))
 }
 
 /// A setting that asks for a service this build leaves out (a Lambda
 /// function links only the AWS SDKs it uses).
-#[cfg(not(all(feature = "s3", feature = "glue", feature = "athena")))]
+#[cfg(not(all(
+    feature = "s3",
+    feature = "glue",
+    feature = "athena",
+    feature = "secrets"
+)))]
 fn not_built(setting: &'static str, value: &str, feature: &str) -> Error {
     Error::Config {
         setting,
@@ -251,18 +334,7 @@ pub const MIN_KEY_BYTES: usize = 32;
 /// than [`MIN_KEY_BYTES`] is refused, never used.
 pub fn load_or_create_key(store: &dyn Store) -> Result<PseudonymKey> {
     let key = layout::pseudonym_key_key();
-    let checked = |bytes: Vec<u8>| {
-        if bytes.len() < MIN_KEY_BYTES {
-            return Err(Error::Damaged {
-                key: store.url(key),
-                what: format!(
-                    "the pseudonym key is {} bytes, fewer than {MIN_KEY_BYTES}: anyone could recompute the pseudonyms; restore the key",
-                    bytes.len()
-                ),
-            });
-        }
-        Ok(PseudonymKey::new(&bytes))
-    };
+    let checked = |bytes: Vec<u8>| checked_key(&store.url(key), bytes);
     match store.get(key) {
         Ok(bytes) => return checked(bytes),
         Err(Error::NotFound { .. }) => {}
@@ -273,6 +345,38 @@ pub fn load_or_create_key(store: &dyn Store) -> Result<PseudonymKey> {
     // put_if_absent: two first runs racing agree on one key.
     store.put_if_absent(key, &secret)?;
     checked(store.get(key)?)
+}
+
+/// Rotates the pseudonym key: a new random 32-byte key replaces the
+/// warehouse's now (locally `_secrets/pseudonym.key`, owner-only). The next
+/// run keys machine_learning_curated with it, and its report names the old
+/// fingerprint as `rotated_from`. Returns the old key's fingerprint (None if
+/// there was no key) and the new one's. The only way to a new key once
+/// pseudonyms were published: a missing key is refused ([`Error::KeyGone`]).
+pub fn rotate_key(env: &Env, now_ms: u64) -> Result<(Option<String>, String)> {
+    let store = env.store.as_ref();
+    let key = layout::pseudonym_key_key();
+    #[cfg(feature = "secrets")]
+    if let KeySource::SecretsManager(secret) = env.key.as_ref() {
+        let old = secret.get()?.map(|b| PseudonymKey::new(&b).fingerprint());
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).map_err(Error::NoRandomness)?;
+        secret.put(&bytes)?;
+        let new = PseudonymKey::new(&bytes).fingerprint();
+        tracing::info!(old = old.as_deref(), new = %new, now_ms, "pseudonym key rotated in Secrets Manager");
+        return Ok((old, new));
+    }
+    let old = match store.get(key) {
+        Ok(bytes) => Some(PseudonymKey::new(&bytes).fingerprint()),
+        Err(Error::NotFound { .. }) => None,
+        Err(e) => return Err(e),
+    };
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret).map_err(Error::NoRandomness)?;
+    store.put(key, &secret)?;
+    let new = PseudonymKey::new(&secret).fingerprint();
+    tracing::info!(old = old.as_deref(), new = %new, now_ms, "pseudonym key rotated");
+    Ok((old, new))
 }
 
 /// Peak resident set size of this process, in MiB (Linux; None elsewhere).

@@ -180,3 +180,16 @@ pub fn finish(env: &Env, record: &RunRecord, published: bool, detail: &str) -> R
     env.store
         .put(&layout::run_record_key(&record.run_id), &bytes)
 }
+
+/// Called by a state that follows the publish (Erase): the run must have
+/// finished and published. Returns its record.
+pub fn check_published(env: &Env, run_id: &RunId) -> Result<RunRecord> {
+    let record = load(env.store.as_ref(), run_id)?;
+    match record {
+        Some(record) if record.finished.as_ref().is_some_and(|f| f.published) => Ok(record),
+        _ => Err(Error::ForeignResults {
+            run_id: run_id.to_string(),
+            what: "the run has not published; the Erase state follows a publish".into(),
+        }),
+    }
+}

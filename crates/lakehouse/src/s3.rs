@@ -212,6 +212,10 @@ impl Store for S3Store {
     }
 
     fn get(&self, key: &str) -> Result<Vec<u8>> {
+        Ok(self.get_versioned(key)?.0)
+    }
+
+    fn get_versioned(&self, key: &str) -> Result<(Vec<u8>, String)> {
         self.aws.block_on(async {
             let response = match self
                 .client
@@ -234,6 +238,7 @@ impl Store for S3Store {
             };
             let mut bytes =
                 Vec::with_capacity(response.content_length().unwrap_or(0).max(0) as usize);
+            let etag = response.e_tag().unwrap_or_default().to_string();
             let mut body = response.body;
             // Streamed in chunks as they arrive; a broken stream is transient.
             while let Some(chunk) = body.try_next().await.map_err(|e| Error::Aws {
@@ -247,7 +252,121 @@ impl Store for S3Store {
             })? {
                 bytes.extend_from_slice(&chunk);
             }
-            Ok(bytes)
+            Ok((bytes, etag))
+        })
+    }
+
+    /// A conditional PutObject with `If-Match` on the ETag read: S3 answers
+    /// 412 when the object was replaced since (false here), and 409 when a
+    /// concurrent conditional write raced it (a transient error: retried).
+    fn put_if_unchanged(&self, key: &str, bytes: &[u8], version: &str) -> Result<bool> {
+        self.aws.block_on(async {
+            match self
+                .client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(self.object_key(key))
+                .if_match(version)
+                .checksum_algorithm(ChecksumAlgorithm::Crc32C)
+                .body(ByteStream::from(bytes.to_vec()))
+                .send()
+                .await
+            {
+                Ok(_) => Ok(true),
+                Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => Ok(false),
+                Err(e) => Err(sdk_error("S3", "PutObject (If-Match)", self.url(key))(e)),
+            }
+        })
+    }
+
+    /// ListObjectVersions of the key, then DeleteObjects (with VersionId) of
+    /// every version and delete marker that is not the latest.
+    fn delete_noncurrent_versions(&self, key: &str) -> Result<u64> {
+        use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+        self.aws.block_on(async {
+            let object = self.object_key(key);
+            let mut old = Vec::new();
+            // ListObjectVersions has no paginator in the SDK: follow the markers.
+            let (mut key_marker, mut version_marker) = (None::<String>, None::<String>);
+            loop {
+                let page = self
+                    .client
+                    .list_object_versions()
+                    .bucket(&self.bucket)
+                    .prefix(&object)
+                    .set_key_marker(key_marker.take())
+                    .set_version_id_marker(version_marker.take())
+                    .send()
+                    .await
+                    .map_err(sdk_error("S3", "ListObjectVersions", self.url(key)))?;
+                let versions = page
+                    .versions()
+                    .iter()
+                    .map(|v| (v.key(), v.version_id(), v.is_latest()));
+                let markers = page
+                    .delete_markers()
+                    .iter()
+                    .map(|m| (m.key(), m.version_id(), m.is_latest()));
+                for (k, version, latest) in versions.chain(markers) {
+                    if k == Some(object.as_str())
+                        && latest != Some(true)
+                        && let Some(version) = version
+                    {
+                        old.push(version.to_string());
+                    }
+                }
+                if page.is_truncated() != Some(true) {
+                    break;
+                }
+                key_marker = page.next_key_marker().map(str::to_string);
+                version_marker = page.next_version_id_marker().map(str::to_string);
+            }
+            let deleted = old.len() as u64;
+            for batch in old.chunks(1000) {
+                let objects = batch
+                    .iter()
+                    .map(|v| {
+                        ObjectIdentifier::builder()
+                            .key(&object)
+                            .version_id(v)
+                            .build()
+                    })
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(|e| Error::UnexpectedAnswer {
+                        service: "S3",
+                        op: "DeleteObjects",
+                        detail: e.to_string(),
+                    })?;
+                let delete = Delete::builder()
+                    .set_objects(Some(objects))
+                    .quiet(true)
+                    .build()
+                    .map_err(|e| Error::UnexpectedAnswer {
+                        service: "S3",
+                        op: "DeleteObjects",
+                        detail: e.to_string(),
+                    })?;
+                let out = self
+                    .client
+                    .delete_objects()
+                    .bucket(&self.bucket)
+                    .delete(delete)
+                    .send()
+                    .await
+                    .map_err(sdk_error("S3", "DeleteObjects", self.url(key)))?;
+                if let Some(e) = out.errors().first() {
+                    return Err(Error::Aws {
+                        service: "S3",
+                        op: "DeleteObjects",
+                        target: self.url(key),
+                        status: None,
+                        code: e.code().map(str::to_string),
+                        message: e.message().unwrap_or_default().to_string(),
+                        transient: false,
+                    });
+                }
+            }
+            Ok(deleted)
         })
     }
 

@@ -66,6 +66,41 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn delete_many(&self, keys: &[String]) -> Result<()> {
         keys.iter().try_for_each(|key| self.delete(key))
     }
+
+    /// The object's bytes and a token of the version read, for
+    /// [`Store::put_if_unchanged`]: on S3 the ETag; by default (a local
+    /// directory) the object's length and CRC32C.
+    fn get_versioned(&self, key: &str) -> Result<(Vec<u8>, String)> {
+        let bytes = self.get(key)?;
+        let version = content_version(&bytes);
+        Ok((bytes, version))
+    }
+
+    /// Replaces the object only if it is still the version `version` read
+    /// by [`Store::get_versioned`]; false (nothing written) if it changed or
+    /// is gone. On S3 a conditional put (`If-Match`); by default the object
+    /// is read again and compared just before the atomic put (a writer
+    /// that lands in between is not seen: a local directory has no
+    /// conditional write, and no delivery stream writes into one).
+    fn put_if_unchanged(&self, key: &str, bytes: &[u8], version: &str) -> Result<bool> {
+        match self.get(key) {
+            Ok(now) if content_version(&now) == version => {
+                self.put(key, bytes)?;
+                Ok(true)
+            }
+            Ok(_) | Err(Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes every stored version of `key` but the current one, and
+    /// returns how many (S3 with versioning: ListObjectVersions, then
+    /// DeleteObjects by VersionId). A store without versions has none: 0.
+    fn delete_noncurrent_versions(&self, key: &str) -> Result<u64> {
+        let _ = key;
+        Ok(0)
+    }
+
     /// A human-readable location of `key`, for messages (`/path/to/key`, `s3://b/k`).
     fn url(&self, key: &str) -> String;
 }
@@ -108,6 +143,8 @@ impl LocalStore {
     /// `list`), synced if `durable`; on failure the temp file is removed.
     fn write_temp(&self, path: &Path, bytes: &[u8], durable: bool) -> Result<PathBuf> {
         use std::io::Write;
+        #[cfg(unix)]
+        use std::os::unix::fs::OpenOptionsExt;
         let dir = path.parent().expect("keys have a parent");
         fs::create_dir_all(dir).map_err(Error::io("creating", dir))?;
         let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -116,14 +153,17 @@ impl LocalStore {
             .expect("keys name a file")
             .to_string_lossy();
         let temp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
-        let written = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&temp)
-            .and_then(|mut f| {
-                f.write_all(bytes)?;
-                if durable { f.sync_all() } else { Ok(()) }
-            });
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        // Secrets (`_secrets/`) are readable by their owner only.
+        #[cfg(unix)]
+        if path.starts_with(self.root.join("_secrets")) {
+            options.mode(0o600);
+        }
+        let written = options.open(&temp).and_then(|mut f| {
+            f.write_all(bytes)?;
+            if durable { f.sync_all() } else { Ok(()) }
+        });
         match written {
             Ok(()) => Ok(temp),
             Err(e) => {
@@ -260,6 +300,11 @@ impl Store for LocalStore {
     fn url(&self, key: &str) -> String {
         self.root.join(key).display().to_string()
     }
+}
+
+/// The default version token of an object's content: its length and CRC32C.
+pub fn content_version(bytes: &[u8]) -> String {
+    format!("{}-{:08x}", bytes.len(), crc32c::crc32c(bytes))
 }
 
 /// See [`LocalStore::path`].

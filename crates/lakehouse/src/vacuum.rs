@@ -164,5 +164,10 @@ pub fn delete_shadows(env: &Env, run_id: &RunId) -> Result<(u64, u64)> {
     let objects = env.store.list(&layout::rubric_shadows_prefix(run_id))?;
     let keys: Vec<String> = objects.iter().map(|o| o.key.clone()).collect();
     env.store.delete_many(&keys)?;
+    // They hold personal data: on a versioned bucket the versions the
+    // deletes left behind go too, not a day later with the lifecycle rule.
+    for key in &keys {
+        env.store.delete_noncurrent_versions(key)?;
+    }
     Ok((keys.len() as u64, objects.iter().map(|o| o.size).sum()))
 }

@@ -90,6 +90,9 @@ pub fn run(env: &Env, request: &GateRequest) -> Result<GateResult, TaskError> {
     }
     let passed = outcomes.iter().all(|c| c.passed);
 
+    // The key fingerprint of the training table published so far: a
+    // different one now is a rotation, which the report names.
+    let previous_fingerprint = previous_key_fingerprint(env);
     // Publish only if every check passed, and only over the catalog version
     // the run started from.
     let (publication, error) = if !passed {
@@ -118,7 +121,10 @@ pub fn run(env: &Env, request: &GateRequest) -> Result<GateResult, TaskError> {
             Err(e) => (Publication::not_published(e.to_string()), Some(e.into())),
         }
     };
-    let report = Report::build(request, outcomes, publication);
+    let mut report = Report::build(request, outcomes, publication);
+    if let Some(key) = &mut report.pseudonym_key {
+        key.rotated_from = previous_fingerprint.filter(|p| *p != key.fingerprint);
+    }
     let json = serde_json::to_vec_pretty(&report).expect("report serializes");
     env.store.put(&report_key, &json).map_err(TaskError::from)?;
     // A verdict ends the run; a transient failure leaves it for a retry.
@@ -355,4 +361,16 @@ fn evaluate(engine: &dyn QueryEngine, view: &CatalogState, check: &Check) -> Che
         sql: check.sql.clone(),
         violations,
     }
+}
+
+/// The pseudonym key fingerprint in the report of the run whose
+/// machine_learning_curated the catalog points at (None if there is none,
+/// or it was published before reports recorded fingerprints).
+fn previous_key_fingerprint(env: &Env) -> Option<String> {
+    let catalog = env.catalog.load().ok()?;
+    let run_id = catalog.get(Table::MachineLearningCurated)?.run_id.clone()?;
+    let run_id = zones::RunId::parse(&run_id).ok()?;
+    let bytes = env.store.get(&zones::layout::report_key(&run_id)).ok()?;
+    let report: Report = serde_json::from_slice(&bytes).ok()?;
+    Some(report.pseudonym_key?.fingerprint)
 }

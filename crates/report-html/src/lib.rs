@@ -488,6 +488,12 @@ fn facts_section(
                         }
                     } }
                     @if let Some(s) = facts.seconds { tr { th { "wall seconds" } td { (format!("{s:.2}")) } } }
+                    @if let Some(key) = &report.pseudonym_key {
+                        tr { th { "pseudonym key" } td #pseudonym-key {
+                            "fingerprint " code { (key.fingerprint) }
+                            @if let Some(old) = &key.rotated_from { " (rotated from " code { (old) } ": every customerKey changed)" }
+                        } }
+                    }
                     tr { th { "peak memory" } td #peak-memory { @if let Some(m) = report.peak_rss_mib { (format!("{m:.0}")) " MiB" } @else { "-" } } }
                     @for (k, v) in &facts.versions { tr { th { (k) } td { code { (v) } } } }
                     @for (k, v) in other_report_fields(report_json) { tr { th { (k) } td { (v) } } }

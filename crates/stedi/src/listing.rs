@@ -223,3 +223,41 @@ pub fn history(catalog: &CatalogState, runs: &[PublishedRun], only: Option<Table
     }
     format!("{out}\n")
 }
+
+/// `stedi erase --status`: every erasure request by id and time (UTC),
+/// pending or completed by which run; never an address.
+pub fn erasure_requests(requests: &[zones::erasure::ErasureRequest]) -> String {
+    if requests.is_empty() {
+        return "no erasure requests\n".into();
+    }
+    let time = |ms: u64| {
+        humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms),
+        )
+        .to_string()
+    };
+    let mut table = TextTable::new();
+    table.load_preset(presets::NOTHING).set_header([
+        "request",
+        "filed",
+        "people",
+        "status",
+        "run",
+        "completed",
+    ]);
+    for r in requests {
+        let (status, run, at) = match &r.completed {
+            Some(c) => ("completed", c.run_id.to_string(), time(c.at_ms)),
+            None => ("pending", "-".into(), "-".into()),
+        };
+        table.add_row([
+            r.id.clone(),
+            time(r.requested_at_ms),
+            r.subjects.len().to_string(),
+            status.to_string(),
+            run,
+            at,
+        ]);
+    }
+    format!("{table}\n")
+}

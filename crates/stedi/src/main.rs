@@ -42,6 +42,10 @@ struct Cli {
     /// Athena results location, if the workgroup does not enforce one.
     #[arg(long, global = true, env = "STEDI_ATHENA_OUTPUT")]
     athena_output: Option<String>,
+    /// The AWS Secrets Manager secret (id or ARN) holding the pseudonym
+    /// key, instead of _secrets/pseudonym.key in the warehouse (S3 only).
+    #[arg(long, global = true, env = "STEDI_PSEUDONYM_SECRET")]
+    pseudonym_secret: Option<String>,
     /// A deployed SAM stack (infra/template.yaml): its outputs give the
     /// warehouse, Glue database, Athena workgroup and state machine.
     #[arg(long, global = true, env = "STEDI_STACK")]
@@ -156,6 +160,26 @@ enum Command {
     /// Check every part of the published tables (or of TABLE) against its
     /// snapshot manifest: size and CRC32C checksum.
     Verify { table: Option<String> },
+    /// Ask for people to be erased (GDPR Art. 17). Stores a request holding
+    /// HMACs of the addresses, never the addresses; the next run drops their
+    /// records, rewrites the landing objects that held them, deletes older
+    /// snapshots that hold them and writes _runs/<run id>/erasure.json.
+    #[command(group(clap::ArgGroup::new("who").required(true).args(["email", "from_file", "status"])))]
+    Erase {
+        /// An address to erase (repeat for several).
+        #[arg(long)]
+        email: Vec<String>,
+        /// A file of addresses, one a line (blank lines and `#` comments skipped).
+        #[arg(long, value_name = "FILE", conflicts_with = "email")]
+        from_file: Option<PathBuf>,
+        /// List pending and completed requests (by id and time, never by address).
+        #[arg(long, conflicts_with_all = ["email", "from_file"])]
+        status: bool,
+    },
+    /// Rotate the pseudonym key: a new random key replaces it now, and the
+    /// next run keys machine_learning_curated with it (its report says so).
+    /// Every customerKey changes: models keyed on the old ones must be re-split.
+    RotateKey,
 }
 
 fn main() -> ExitCode {
@@ -188,12 +212,17 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             glue_database: Some(d.glue_database.clone()),
             athena_workgroup: Some(d.athena_workgroup.clone()),
             athena_output: cli.athena_output.clone(),
+            pseudonym_secret: cli
+                .pseudonym_secret
+                .clone()
+                .or_else(|| d.pseudonym_secret.clone()),
         },
         None => Config {
             warehouse: cli.warehouse.clone(),
             glue_database: cli.glue_database.clone(),
             athena_workgroup: cli.athena_workgroup.clone(),
             athena_output: cli.athena_output.clone(),
+            pseudonym_secret: cli.pseudonym_secret.clone(),
         },
     };
     // Commands that only read: a local warehouse that does not exist is a
@@ -363,7 +392,62 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify { table } => verify(&Env::open(&config)?, table.as_deref()),
+        Command::Erase {
+            email,
+            from_file,
+            status,
+        } => erase(&Env::open(&config)?, email, from_file, status),
+        Command::RotateKey => {
+            let env = Env::open(&config)?;
+            let (old, new) = lakehouse::rotate_key(&env, runs::now_ms())?;
+            println!(
+                "pseudonym key rotated: fingerprint {} -> {new}; the next run keys machine_learning_curated with the new key (every customerKey changes)",
+                old.as_deref().unwrap_or("none")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+fn erase(
+    env: &Env,
+    emails: Vec<String>,
+    from_file: Option<PathBuf>,
+    status: bool,
+) -> Result<ExitCode> {
+    if status {
+        let requests = lakehouse::erasure::requests(env.store.as_ref())?;
+        print!("{}", listing::erasure_requests(&requests));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let emails = match from_file {
+        Some(path) => std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(str::to_string)
+            .collect(),
+        None => emails,
+    };
+    if emails.is_empty() {
+        bail!("no address to erase");
+    }
+    if let Some(bad) = emails.iter().find(|e| !e.contains('@')) {
+        bail!("`{bad}` is not an email address");
+    }
+    let request = lakehouse::erasure::file(env, &emails, runs::now_ms())?;
+    println!(
+        "erasure request {} filed: {} {}; the next run (`stedi run`, or the schedule) applies it",
+        request.id,
+        request.subjects.len(),
+        if request.subjects.len() == 1 {
+            "person"
+        } else {
+            "people"
+        }
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run(
@@ -573,6 +657,14 @@ fn run_on_aws(
 fn print_report(store: &dyn Store, run_id: &RunId) {
     if let Ok((report, location)) = load_report(store, run_id) {
         print!("{}", summary::render(&report, &location));
+    }
+    if let Ok(bytes) = store.get(&layout::erasure_report_key(run_id))
+        && let Ok(erasure) = serde_json::from_slice(&bytes)
+    {
+        print!(
+            "{}",
+            summary::erasure(&erasure, &store.url(&layout::erasure_report_key(run_id)))
+        );
     }
 }
 

@@ -44,7 +44,7 @@ impl Invoker for LocalInvoker<'_> {
             })?;
         }
         let output = match resource {
-            "${LandingToTrustedFunctionArn}" => call(self.env, landing_to_trusted::run, input),
+            "${LandingToTrustedFunctionArn}" => call(self.env, landing_to_trusted::handle, input),
             "${TrustedToCuratedFunctionArn}" => call(self.env, trusted_to_curated::run, input),
             "${QualityGateFunctionArn}" => call(self.env, quality_gate::handle, input),
             other => Err(Failure {

@@ -21,6 +21,8 @@ pub struct Deployment {
     pub warehouse: String,
     pub glue_database: String,
     pub athena_workgroup: String,
+    /// The pseudonym key's secret (a stack from before it had one: None).
+    pub pseudonym_secret: Option<String>,
 }
 
 /// Reads the outputs of the SAM stack `stack`.
@@ -48,6 +50,7 @@ pub fn deployment(aws: &Aws, stack: &str) -> Result<Deployment> {
         warehouse: get("WarehouseUri")?,
         glue_database: get("GlueDatabase")?,
         athena_workgroup: get("AthenaWorkGroup")?,
+        pseudonym_secret: get("PseudonymKeySecretArn").ok(),
     })
 }
 

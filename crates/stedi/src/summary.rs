@@ -128,9 +128,58 @@ pub fn render(report: &Report, report_location: &str) -> String {
     for c in report.checks.iter().filter(|c| !c.passed) {
         let _ = writeln!(out, "  failed: {} ({})", c.name, c.detail);
     }
+    if let Some(key) = &report.pseudonym_key {
+        let _ = match &key.rotated_from {
+            Some(old) => writeln!(
+                out,
+                "pseudonym key: fingerprint {} (ROTATED from {old}: every customerKey changed)",
+                key.fingerprint
+            ),
+            None => writeln!(out, "pseudonym key: fingerprint {}", key.fingerprint),
+        };
+    }
     if let Some(peak) = report.peak_rss_mib {
         let _ = writeln!(out, "peak memory: {peak:.0} MiB");
     }
     let _ = writeln!(out, "report: {report_location}");
+    out
+}
+
+/// The erasure lines of a run that applied erasure requests (from
+/// `_runs/<run id>/erasure.json`); nothing for a run that applied none.
+pub fn erasure(report: &zones::erasure::ErasureReport, location: &str) -> String {
+    let mut out = String::new();
+    if report.requests.is_empty() {
+        return out;
+    }
+    let older_versions: u64 = report
+        .objects_rewritten
+        .iter()
+        .map(|o| o.older_versions_deleted)
+        .sum();
+    let _ = writeln!(
+        out,
+        "erasure: {} request(s) applied ({}); {} landing object(s) rewritten ({} older version(s) deleted); landing records removed: {}; rows dropped as erased: {}; {} older snapshot(s) and {} other object(s) deleted; verification: {} ({} objects searched, {} Parquet rows read){}",
+        report.requests.len(),
+        report.requests.join(", "),
+        report.objects_rewritten.len(),
+        older_versions,
+        rules(&report.landing_records_removed),
+        rules(&report.rows_dropped),
+        report.snapshots_deleted.len(),
+        report.objects_deleted.len(),
+        if report.verification.passed {
+            "the person is found nowhere"
+        } else {
+            "STILL FOUND"
+        },
+        report.verification.objects_searched,
+        report.verification.parquet_rows_read,
+        match report.verification.found_in.is_empty() {
+            true => String::new(),
+            false => format!(" in {}", report.verification.found_in.join(", ")),
+        }
+    );
+    let _ = writeln!(out, "erasure report: {location}");
     out
 }

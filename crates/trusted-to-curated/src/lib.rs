@@ -59,13 +59,17 @@ fn run_inner(env: &Env, request: &TransitionRequest) -> Result<TransitionResult,
             // Rubric pairs readings by time alone. Strict pairs them with
             // customers, who carry their pseudonyms: keyed once here, not
             // once per bucket.
-            let customers = match request.policy {
-                Policy::Strict => transitions::keyed_customers(
+            let key = match request.policy {
+                Policy::Strict => Some(env.pseudonym_key()?),
+                Policy::Rubric => None,
+            };
+            let customers = match &key {
+                Some(key) => transitions::keyed_customers(
                     handler::input(store, request, Table::CustomersCurated)?,
-                    &env.pseudonym_key()?,
+                    key,
                 )
                 .collect()?,
-                Policy::Rubric => DataFrame::empty(),
+                None => DataFrame::empty(),
             };
             let inputs = [
                 input(Table::StepTrainerTrusted)?,
@@ -73,6 +77,7 @@ fn run_inner(env: &Env, request: &TransitionRequest) -> Result<TransitionResult,
                 customers,
             ];
             let mut produced = training_table(store, request, inputs)?;
+            produced.pseudonym_key_fingerprint = key.map(|k| k.fingerprint());
             if strict {
                 // No later state reads this shadow: count it, don't write it.
                 // Lazy scans, so only the time columns are read.
@@ -179,6 +184,8 @@ fn training_table(
         repaired: Default::default(),
         quarantine: quarantine.map(|q| (Table::MachineLearningQuarantine, q)),
         rubric: None,
+        erased_objects: Default::default(),
+        pseudonym_key_fingerprint: None,
     })
 }
 

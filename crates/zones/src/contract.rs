@@ -141,6 +141,15 @@ pub struct TransitionResult {
     /// Under strict: the rubric shadow's drops, by rule.
     #[serde(default)]
     pub rubric_dropped: BTreeMap<String, u64>,
+    /// Landing objects that held records of people erased on request
+    /// (`crate::erasure`), by key, with how many: the Erase state rewrites
+    /// exactly these. Keys and counts only; empty when nobody is erased.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub erased_objects: BTreeMap<String, u64>,
+    /// machine_learning_curated under strict: the fingerprint of the
+    /// pseudonym key its `customerKey`s were made with (never the key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pseudonym_key_fingerprint: Option<String>,
     pub seconds: f64,
     pub peak_rss_mib: Option<f64>,
 }
@@ -151,6 +160,19 @@ pub struct GateRequest {
     pub run_id: RunId,
     #[serde(default)]
     pub policy: Policy,
+    pub results: BTreeMap<Table, TransitionResult>,
+}
+
+/// Input of the Erase state (after a published run): the run and every
+/// transition's result, whose `erased_objects` name the landing objects to
+/// rewrite. `erase` is always true: it tells this request from a
+/// [`TransitionRequest`] at the function that serves both.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EraseRequest {
+    pub run_id: RunId,
+    #[serde(default)]
+    pub policy: Policy,
+    pub erase: bool,
     pub results: BTreeMap<Table, TransitionResult>,
 }
 

@@ -14,7 +14,7 @@
 //! back is several records, a blank line none.
 
 mod columns;
-mod compression;
+pub(crate) mod compression;
 mod flat;
 mod general;
 
@@ -248,7 +248,7 @@ struct Sink<'r> {
     outputs: Vec<(Vec<ColumnBuilder>, BTreeMap<&'static str, u64>)>,
     /// Readings come in runs of one key (a user's or a device's): look a key
     /// up once per run, not once per record.
-    last_lookup: Vec<Option<(String, Option<i64>)>>,
+    last_lookup: Vec<Option<(String, crate::reading_rule::Standing)>>,
     quarantined: Vec<QuarantinedLine>,
     records: u64,
     repairs: RepairCounts,
@@ -270,11 +270,11 @@ impl Sink<'_> {
             let (Cell::Str(k), Cell::Int(t)) = (&cells[*key], &cells[*time]) else {
                 unreachable!("required key and time columns were validated")
             };
-            let consent = match last {
-                Some((last_key, consent)) if last_key == k => *consent,
-                _ => last.insert((k.to_string(), rule.consent(k))).1,
+            let standing = match last {
+                Some((last_key, standing)) if last_key == k => *standing,
+                _ => last.insert((k.to_string(), rule.standing(k))).1,
             };
-            match rule.judge(consent, *t) {
+            match rule.judge(standing, *t) {
                 None => push_row(builders, cells),
                 Some(name) => *drops.entry(name).or_insert(0) += 1,
             }
@@ -283,6 +283,16 @@ impl Sink<'_> {
 
     fn quarantine(&mut self, line: u64, raw: &[u8], (reason, detail): LineError) {
         self.records += 1;
+        // A malformed line that holds an erased address is dropped under
+        // `erased` (by every rule), never kept in quarantine.
+        if let Some((rule, _, _)) = self.judged.first()
+            && rule.erasure().names(&String::from_utf8_lossy(raw))
+        {
+            for (_, drops) in &mut self.outputs {
+                *drops.entry(crate::policy::rule::ERASED).or_insert(0) += 1;
+            }
+            return;
+        }
         self.quarantined.push(QuarantinedLine {
             source: self.source.to_string(),
             line: Some(line),

@@ -15,6 +15,8 @@
 //! _catalog/log/<version>.json                the local stand-in for the Glue Data Catalog, one
 //!                                            document per version (catalog.json: the latest, a copy)
 //! _secrets/pseudonym.key                     the local HMAC key (never committed)
+//! _erasure/requests/<request id>.json        an erasure request: subjects (HMACs), time, completion
+//! _runs/<run id>/erasure.json                what the run's Erase state removed, and its verification
 //! ```
 
 use std::fmt;
@@ -123,7 +125,7 @@ impl Table {
     }
 
     /// The folder under the warehouse root that holds this table.
-    fn dir(self) -> &'static str {
+    pub fn dir(self) -> &'static str {
         use Table::*;
         match self {
             CustomerLanding | CustomerTrusted | CustomersCurated | CustomerQuarantine => "customer",
@@ -349,4 +351,31 @@ pub fn catalog_log_version(key: &str) -> Option<u64> {
 
 pub fn pseudonym_key_key() -> &'static str {
     "_secrets/pseudonym.key"
+}
+
+/// `_erasure/requests/`: one document per erasure request.
+pub fn erasure_requests_prefix() -> &'static str {
+    "_erasure/requests/"
+}
+
+/// `_erasure/requests/<request id>.json`. Request ids are made by
+/// `crate::erasure::request_id` (digits and `-` only), never taken from outside.
+pub fn erasure_request_key(request_id: &str) -> String {
+    debug_assert!(
+        request_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    );
+    format!("_erasure/requests/{request_id}.json")
+}
+
+/// `_runs/<run id>/erasure.json`: the erasure report of a run.
+pub fn erasure_report_key(run_id: &RunId) -> String {
+    format!("_runs/{run_id}/erasure.json")
+}
+
+/// `_secrets/rotate-key`: present when `stedi rotate-key` asked the next run
+/// to key machine_learning_curated with a new key.
+pub fn rotation_request_key() -> &'static str {
+    "_secrets/rotate-key"
 }

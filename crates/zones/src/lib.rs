@@ -12,6 +12,7 @@
 
 pub mod checks;
 pub mod contract;
+pub mod erasure;
 pub mod landing;
 pub mod layout;
 pub mod policy;

@@ -71,4 +71,11 @@ pub mod rule {
     pub const NO_READING_AT_TIME: &str = "no_accelerometer_reading_at_time";
     /// machine_learning_curated (strict): no candidate customer has a reading at that time.
     pub const NO_CONFIRMED_CUSTOMER: &str = "no_candidate_reading_at_time";
+    /// customer_trusted, accelerometer_trusted, step_trainer_trusted (both
+    /// policies; judged before every other rule): the record belongs to a
+    /// person who asked to be erased (`crate::erasure`). A customer record by
+    /// its email, a reading by its user, a step reading by a serial that only
+    /// erased customers hold; a malformed line whose text holds an erased
+    /// address is dropped by this rule instead of quarantined.
+    pub const ERASED: &str = "erased";
 }

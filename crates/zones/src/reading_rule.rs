@@ -3,9 +3,13 @@
 //! while a landing object is parsed (`crate::landing::parse_judged`), and
 //! a reading's row is built only when it is kept. Pure: frames in, verdicts out.
 
+use std::sync::Arc;
+
 use polars::prelude::*;
 
+use crate::erasure::Erasure;
 use crate::policy::{CONSENT, Policy, rule};
+use crate::schema::Dataset;
 
 /// Transitions 2 and 4 judge each reading on its own against a small index of
 /// customers (key -> earliest research consent), so they run while a landing
@@ -18,6 +22,18 @@ pub struct ReadingRule {
     time_column: &'static str,
     unknown: &'static str,
     consents: PlHashMap<String, i64>,
+    dataset: Dataset,
+    erasure: Arc<Erasure>,
+}
+
+/// What a rule knows of a reading's key, looked up once per run of equal keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Standing {
+    /// The key is an erased person's ([`rule::ERASED`]).
+    pub erased: bool,
+    /// The earliest research consent of the customers with this key; None
+    /// when no customer of the index has it.
+    pub consent: Option<i64>,
 }
 
 impl ReadingRule {
@@ -36,6 +52,8 @@ impl ReadingRule {
             time_column: "timestamp",
             unknown: rule::USER_NOT_TRUSTED,
             consents,
+            dataset: Dataset::Accelerometer,
+            erasure: Arc::default(),
         })
     }
 
@@ -54,19 +72,38 @@ impl ReadingRule {
             time_column: "sensorReadingTime",
             unknown: rule::SERIAL_NOT_CURATED,
             consents,
+            dataset: Dataset::StepTrainer,
+            erasure: Arc::default(),
         })
     }
 
-    /// The earliest research consent of the customers with this key; None
-    /// when no customer of the index has it.
-    pub fn consent(&self, key: &str) -> Option<i64> {
-        self.consents.get(key).copied()
+    /// The same rule, which first drops the records of the people `erasure`
+    /// erases ([`rule::ERASED`], before every other rule, under both policies).
+    pub fn with_erasure(self, erasure: Arc<Erasure>) -> Self {
+        ReadingRule { erasure, ..self }
     }
 
-    /// None when a reading at `time`, whose key has `consent` (from
-    /// [`Self::consent`]), is kept; else the rule that drops it.
-    pub fn judge(&self, consent: Option<i64>, time: i64) -> Option<&'static str> {
-        match consent {
+    /// The erasure this rule applies first.
+    pub fn erasure(&self) -> &Erasure {
+        &self.erasure
+    }
+
+    /// What the rule knows of `key`: erased or not, and the earliest
+    /// research consent of the customers with this key.
+    pub fn standing(&self, key: &str) -> Standing {
+        Standing {
+            erased: self.erasure.record(self.dataset, key),
+            consent: self.consents.get(key).copied(),
+        }
+    }
+
+    /// None when a reading at `time`, whose key has `standing` (from
+    /// [`Self::standing`]), is kept; else the rule that drops it.
+    pub fn judge(&self, standing: Standing, time: i64) -> Option<&'static str> {
+        if standing.erased {
+            return Some(rule::ERASED);
+        }
+        match standing.consent {
             None => Some(self.unknown),
             Some(consent) if self.policy == Policy::Strict && time < consent => {
                 Some(rule::BEFORE_CONSENT)

@@ -26,6 +26,20 @@ pub struct Report {
     /// Under strict: per table, the rows the rubric policy gives on the same
     /// input, and the difference explained by drop rule.
     pub rubric_comparison: Vec<Comparison>,
+    /// Under strict: the pseudonym key machine_learning_curated was keyed
+    /// with, by fingerprint (never the key), and whether it was rotated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pseudonym_key: Option<KeyUse>,
+}
+
+/// The pseudonym key a run used: its fingerprint
+/// (`crate::PseudonymKey::fingerprint`), and the previous published run's
+/// when the key changed since (a rotation: every `customerKey` changed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyUse {
+    pub fingerprint: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotated_from: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -156,6 +170,14 @@ impl Report {
             checks,
             peak_rss_mib,
             rubric_comparison,
+            pseudonym_key: request
+                .results
+                .get(&Table::MachineLearningCurated)
+                .and_then(|r| r.pseudonym_key_fingerprint.clone())
+                .map(|fingerprint| KeyUse {
+                    fingerprint,
+                    rotated_from: None,
+                }),
         }
     }
 }

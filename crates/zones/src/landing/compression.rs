@@ -49,3 +49,23 @@ pub(crate) fn decompress(compression: Compression, bytes: &[u8]) -> (Vec<u8>, Op
     };
     (out, broken)
 }
+
+/// `bytes` compressed as `compression` at its tool's default level (gzip 6,
+/// zstd 3): how an object that erasure rewrites is stored again.
+pub(crate) fn compress(compression: Compression, bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    match compression {
+        Compression::None => bytes.to_vec(),
+        Compression::Gzip => {
+            let mut encoder =
+                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            encoder
+                .write_all(bytes)
+                .expect("writing to a Vec does not fail");
+            encoder.finish().expect("writing to a Vec does not fail")
+        }
+        Compression::Zstd => {
+            zstd::stream::encode_all(bytes, 3).expect("encoding into a Vec does not fail")
+        }
+    }
+}
