@@ -213,7 +213,9 @@ impl Store for LocalStore {
             },
             _ => Error::io("reading", &path)(e),
         })?;
-        let mut buffer = vec![0; READ_CHUNK];
+        // A small file needs no 4 MiB buffer (one more byte sees its end).
+        let size = file.metadata().map_or(READ_CHUNK as u64, |m| m.len());
+        let mut buffer = vec![0; READ_CHUNK.min(size as usize + 1)];
         loop {
             match file.read(&mut buffer) {
                 Ok(0) => return Ok(()),

@@ -257,6 +257,8 @@ pub struct PartWriter<'s> {
     rows_per_part: usize,
     buffer: Vec<DataFrame>,
     buffered: usize,
+    /// Frames of `buffer` before this one are compacted blocks.
+    compacted: usize,
     written: Vec<PartInfo>,
     rows: u64,
 }
@@ -270,6 +272,7 @@ impl<'s> PartWriter<'s> {
             rows_per_part,
             buffer: Vec::new(),
             buffered: 0,
+            compacted: 0,
             written: Vec::new(),
             rows: 0,
         }
@@ -282,6 +285,20 @@ impl<'s> PartWriter<'s> {
         }
         self.buffered += rows.height();
         self.buffer.push(rows);
+        // Many small frames (one per small object) each keep their
+        // builders' spare capacity: copy every COMPACT of them into one
+        // block of exactly their rows.
+        const COMPACT: usize = 64;
+        if self.buffer.len() - self.compacted >= COMPACT {
+            let mut recent = self.buffer.split_off(self.compacted).into_iter();
+            let mut block = recent.next().expect("frames to compact");
+            for frame in recent {
+                block.vstack_mut_owned(frame)?;
+            }
+            block.rechunk_mut_par();
+            self.buffer.push(block);
+            self.compacted = self.buffer.len();
+        }
         while self.buffered >= self.rows_per_part {
             let all = self.gathered()?;
             let rest = all.slice(self.rows_per_part as i64, usize::MAX);
@@ -291,11 +308,13 @@ impl<'s> PartWriter<'s> {
             // The rest keeps only the chunks it spans.
             self.buffered = rest.height();
             self.buffer = vec![rest];
+            self.compacted = 0;
         }
         Ok(())
     }
 
     fn gathered(&mut self) -> Result<DataFrame> {
+        self.compacted = 0;
         let mut frames = std::mem::take(&mut self.buffer).into_iter();
         let mut all = frames.next().expect("rows buffered");
         for frame in frames {

@@ -491,7 +491,7 @@ impl<'r> Sink<'r> {
         self.schema
             .columns
             .iter()
-            .map(|c| ColumnBuilder::new(&c.name, c.ty, 1024))
+            .map(|c| ColumnBuilder::new(&c.name, c.ty, 64))
             .collect()
     }
 
