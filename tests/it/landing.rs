@@ -198,12 +198,16 @@ fn many_small_landing_objects_are_gathered_into_few_parts() {
     };
     for location in [
         "accelerometer/trusted/many",
-        "accelerometer/quarantine/many",
         "_runs/many/rubric/accelerometer_trusted",
         "step_trainer/trusted/many",
     ] {
         assert_eq!(parts(location), ["part-00000-00000.parquet"], "{location}");
     }
+    // The batches' few quarantined records share one part.
+    assert_eq!(
+        parts("accelerometer/quarantine/many"),
+        ["part-00000.parquet"]
+    );
 }
 
 /// Objects for one landing folder, in both stores alike: plain with no

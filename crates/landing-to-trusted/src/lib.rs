@@ -94,8 +94,14 @@ struct Batch {
     parts: Written,
     rubric: Option<(Written, BTreeMap<String, u64>)>,
     quarantine: Written,
+    /// The batch's last quarantined records, when few: written with the
+    /// other batches' into shared parts.
+    quarantine_rest: Option<DataFrame>,
     quarantined: BTreeMap<String, u64>,
 }
+
+/// A batch keeps at most this many quarantined records for the shared parts.
+const QUARANTINE_REST_ROWS: usize = 4096;
 
 /// Where a batch's rows go while its objects stream: one part writer per
 /// output (the policy's rule, then the rubric's), one for the quarantine.
@@ -204,13 +210,16 @@ fn readings(
             Some(w) => Some((w.finish()?, drops.next().expect("one per rule"))),
             None => None,
         };
+        let (quarantine_parts, quarantine_rows, quarantine_rest) =
+            writer.quarantine.finish_keeping(QUARANTINE_REST_ROWS)?;
         Ok(Batch {
             input_rows,
             drops: main_drops,
             repaired,
             parts,
             rubric,
-            quarantine: writer.quarantine.finish()?,
+            quarantine: (quarantine_parts, quarantine_rows),
+            quarantine_rest,
             quarantined: writer.quarantined,
         })
     })?;
@@ -225,6 +234,8 @@ fn readings(
     let (mut input_rows, mut kept_rows, mut rubric_rows, mut quarantine_rows) = (0, 0, 0, 0);
     let (mut written, mut shadow_written, mut quarantine_written) =
         (Vec::new(), Vec::new(), Vec::new());
+    let mut quarantine_rests =
+        PartWriter::gathering(store, &quarantine_prefix, tables::QUARANTINE_PART_ROWS);
     for batch in done {
         input_rows += batch.input_rows;
         kept_rows += batch.parts.1;
@@ -234,12 +245,18 @@ fn readings(
         written.extend(batch.parts.0);
         quarantine_rows += batch.quarantine.1;
         quarantine_written.extend(batch.quarantine.0);
+        if let Some(rest) = batch.quarantine_rest {
+            quarantine_rests.push(rest)?;
+        }
         if let Some(((parts, rows), part_drops)) = batch.rubric {
             rubric_rows += rows;
             handler::add_counts(&mut rubric_drops, &part_drops);
             shadow_written.extend(parts);
         }
     }
+    let (rest_parts, rest_rows) = quarantine_rests.finish()?;
+    quarantine_written.extend(rest_parts);
+    quarantine_rows += rest_rows;
     let schema = dataset.landing_schema().polars_schema();
     // A table without rows is one empty part, so that it has a schema.
     let or_empty = |parts: &mut Vec<PartInfo>, prefix: &str, empty: DataFrame| {

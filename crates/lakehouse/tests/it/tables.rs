@@ -70,7 +70,7 @@ fn landing_objects_are_cut_into_batches_of_consecutive_objects_by_stored_bytes()
     ];
     assert_eq!(landing_batches(&objects), [0..4, 4..5, 5..6, 6..7]);
     assert!(landing_batches(&objects[..0]).is_empty());
-    let many: Vec<_> = (0..10_000).map(|n| object(&n.to_string(), 3_000)).collect();
+    let many: Vec<_> = (0..10_000).map(|n| object(&n.to_string(), 1_000)).collect();
     assert_eq!(
         landing_batches(&many),
         vec![std::ops::Range {
