@@ -19,10 +19,16 @@ Then the `lambda` section (bench/lambda_bench.py): each Lambda function built
 alone with the `lambda` profile, its init and first-invocation milliseconds
 through a minimal Runtime API, and its package sizes.
 
+Then the `scale` section (bench/scale_bench.py): one 210 MB and one 1 GB
+landing object, 10,000 small objects, and the 50x data whole: seconds, peak
+and Parquet parts written.
+
 Environment: STEDI_BENCH_REPEATS (default 3), STEDI_BENCH_SCALES (e.g. "1x,10x"),
 STEDI_BENCH_PEERS (e.g. "duckdb,polars"), STEDI_BENCH_GZIP_SCALES (e.g. "" for
-none), STEDI_BENCH_DIR (work directory), STEDI_BENCH_SECTIONS ("pipeline,lambda"
-by default; a section left out keeps its figures from the last results.json).
+none), STEDI_BENCH_DIR (work directory), STEDI_BENCH_SECTIONS ("pipeline,lambda,scale"
+by default; a section left out keeps its figures from the last results.json),
+STEDI_BENCH_STEDI (a `stedi` binary to measure instead of the release build;
+with only the scale section, nothing is built).
 """
 import gzip
 import json
@@ -36,6 +42,7 @@ import time
 from pathlib import Path
 
 import lambda_bench
+import scale_bench
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -151,19 +158,27 @@ def main():
     scales = os.environ.get("STEDI_BENCH_SCALES", ",".join(SCALES)).split(",")
     peers = os.environ.get("STEDI_BENCH_PEERS", ",".join(PEERS)).split(",")
     gzip_scales = [s for s in os.environ.get("STEDI_BENCH_GZIP_SCALES", "50x").split(",") if s]
-    sections = os.environ.get("STEDI_BENCH_SECTIONS", "pipeline,lambda").split(",")
-    stedi, parse_json = build()
+    sections = os.environ.get("STEDI_BENCH_SECTIONS", "pipeline,lambda,scale").split(",")
+    if os.environ.get("STEDI_BENCH_STEDI") and not {"pipeline", "lambda"} & set(sections):
+        stedi, parse_json = Path(os.environ["STEDI_BENCH_STEDI"]), None
+    else:
+        stedi, parse_json = build()
+        stedi = Path(os.environ.get("STEDI_BENCH_STEDI", stedi))
     previous = {}
     if (BENCH / "results.json").exists():
         previous = json.loads((BENCH / "results.json").read_text())
     if "pipeline" in sections:
         results = pipeline(stedi, parse_json, repeats, scales, peers)
     else:
-        results = {k: v for k, v in previous.items() if k != "lambda"}
+        results = {k: v for k, v in previous.items() if k not in ("lambda", "scale")}
     if "lambda" in sections:
         results["lambda"] = lambda_bench.run(ROOT, stedi, WORK, log)
     elif "lambda" in previous:
         results["lambda"] = previous["lambda"]
+    if "scale" in sections:
+        results["scale"] = scale_bench.run(ROOT, stedi, WORK, repeats, timed, log)
+    elif "scale" in previous:
+        results["scale"] = previous["scale"]
 
     (BENCH / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     markdown = render(results)
@@ -271,6 +286,8 @@ def render(results):
         lines.append("")
     if "lambda" in results:
         lines.append(lambda_bench.render(results["lambda"]))
+    if "scale" in results:
+        lines.append(scale_bench.render(results["scale"]))
     return "\n".join(lines)
 
 

@@ -51,15 +51,25 @@ pub struct Produced {
     /// Lossless repairs made while reading landing data, by kind (empty
     /// for transitions that read tables).
     pub repaired: BTreeMap<String, u64>,
-    /// The quarantine table and its rows (landing lines that failed to
-    /// parse, or machine_learning_curated's ambiguous readings).
-    pub quarantine: Option<(Table, DataFrame)>,
+    /// The quarantine table (landing lines that failed to parse, or
+    /// machine_learning_curated's ambiguous readings).
+    pub quarantine: Option<Quarantine>,
     /// Under strict: what the rubric policy gives on the same input.
     pub rubric: Option<Shadow>,
     /// Landing objects that held erased records, with how many.
     pub erased_objects: BTreeMap<String, u64>,
     /// The fingerprint of the pseudonym key used (machine_learning_curated under strict).
     pub pseudonym_key_fingerprint: Option<String>,
+}
+
+/// A transition's quarantine table.
+#[derive(Debug)]
+pub enum Quarantine {
+    /// Its rows, to be written as one part by [`finish`].
+    Rows(Table, DataFrame),
+    /// Already written part by part while landing objects streamed, and
+    /// its rows counted by reason.
+    Written(TableRef, BTreeMap<String, u64>),
 }
 
 /// The rubric policy's result for a table of a strict run.
@@ -104,8 +114,8 @@ pub fn write_outcome(
         .as_ref()
         .map_or(0, |(_, frame)| frame.height() as u64);
     let quarantine = match (landing_quarantine, outcome.quarantine.take()) {
-        (Some(landing), None) => Some(landing),
-        (None, Some(frame)) => Some((Table::MachineLearningQuarantine, frame)),
+        (Some((table, frame)), None) => Some(Quarantine::Rows(table, frame)),
+        (None, Some(frame)) => Some(Quarantine::Rows(Table::MachineLearningQuarantine, frame)),
         (None, None) => None,
         (Some(_), Some(_)) => {
             unreachable!("a transition quarantines either while parsing or while joining")
@@ -134,7 +144,11 @@ pub fn finish(
     let run_id = &request.run_id;
     let mut quarantined = BTreeMap::new();
     let quarantine = match produced.quarantine {
-        Some((table, mut frame)) => {
+        Some(Quarantine::Written(table, reasons)) => {
+            quarantined = reasons;
+            Some(table)
+        }
+        Some(Quarantine::Rows(table, mut frame)) => {
             count_reasons(&frame, &mut quarantined)?;
             Some(tables::write_table(
                 store,

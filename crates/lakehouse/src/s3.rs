@@ -52,6 +52,45 @@ pub fn parse_url(url: &str) -> Result<(String, String)> {
 }
 
 impl S3Store {
+    /// GetObject with the checksum checked; a missing key is [`Error::NotFound`].
+    async fn get_object(
+        &self,
+        key: &str,
+    ) -> Result<aws_sdk_s3::operation::get_object::GetObjectOutput> {
+        match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.object_key(key))
+            // The SDK checks the body against the object's checksum.
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await
+        {
+            Ok(response) => Ok(response),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
+                Err(Error::NotFound {
+                    store: self.url(""),
+                    key: key.to_string(),
+                })
+            }
+            Err(e) => Err(sdk_error("S3", "GetObject", self.url(key))(e)),
+        }
+    }
+
+    /// A body that broke off while streaming: transient.
+    fn body_error(&self, key: &str, e: impl std::fmt::Display) -> Error {
+        Error::Aws {
+            service: "S3",
+            op: "GetObject (body)",
+            target: self.url(key),
+            status: None,
+            code: None,
+            message: e.to_string(),
+            transient: true,
+        }
+    }
+
     /// The warehouse at `url` (`s3://bucket[/prefix]`).
     pub fn new(aws: Arc<Aws>, url: &str) -> Result<S3Store> {
         let (bucket, prefix) = parse_url(url)?;
@@ -217,39 +256,13 @@ impl Store for S3Store {
 
     fn get_versioned(&self, key: &str) -> Result<(Vec<u8>, String)> {
         self.aws.block_on(async {
-            let response = match self
-                .client
-                .get_object()
-                .bucket(&self.bucket)
-                .key(self.object_key(key))
-                // The SDK checks the body against the object's checksum.
-                .checksum_mode(ChecksumMode::Enabled)
-                .send()
-                .await
-            {
-                Ok(response) => response,
-                Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
-                    return Err(Error::NotFound {
-                        store: self.url(""),
-                        key: key.to_string(),
-                    });
-                }
-                Err(e) => return Err(sdk_error("S3", "GetObject", self.url(key))(e)),
-            };
+            let response = self.get_object(key).await?;
             let mut bytes =
                 Vec::with_capacity(response.content_length().unwrap_or(0).max(0) as usize);
             let etag = response.e_tag().unwrap_or_default().to_string();
             let mut body = response.body;
             // Streamed in chunks as they arrive; a broken stream is transient.
-            while let Some(chunk) = body.try_next().await.map_err(|e| Error::Aws {
-                service: "S3",
-                op: "GetObject (body)",
-                target: self.url(key),
-                status: None,
-                code: None,
-                message: e.to_string(),
-                transient: true,
-            })? {
+            while let Some(chunk) = body.try_next().await.map_err(|e| self.body_error(key, e))? {
                 bytes.extend_from_slice(&chunk);
             }
             Ok((bytes, etag))
@@ -367,6 +380,19 @@ impl Store for S3Store {
                 }
             }
             Ok(deleted)
+        })
+    }
+
+    /// One GetObject whose body is parsed as it streams in, piece by piece
+    /// as the connection delivers them; the SDK checks the whole body
+    /// against the object's CRC32C at its end (a mismatch fails the read).
+    fn read_chunks(&self, key: &str, each: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
+        self.aws.block_on(async {
+            let mut body = self.get_object(key).await?.body;
+            while let Some(chunk) = body.try_next().await.map_err(|e| self.body_error(key, e))? {
+                each(&chunk)?;
+            }
+            Ok(())
         })
     }
 

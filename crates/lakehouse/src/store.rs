@@ -55,6 +55,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Objects whose key starts with `prefix`, sorted by key.
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>>;
     fn get(&self, key: &str) -> Result<Vec<u8>>;
+    /// Reads the object in order, handing `each` one piece at a time (of
+    /// at most about [`READ_CHUNK`] bytes; pieces may be smaller and are
+    /// cut anywhere), so the object is never held whole. The default reads
+    /// it whole and hands it over in pieces.
+    fn read_chunks(&self, key: &str, each: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
+        self.get(key)?.chunks(READ_CHUNK).try_for_each(each)
+    }
     /// Writes the whole object; readers see the old object or the new one, never a part.
     fn put(&self, key: &str, bytes: &[u8]) -> Result<()>;
     /// Writes only if no object has this key; returns false if one exists.
@@ -104,6 +111,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// A human-readable location of `key`, for messages (`/path/to/key`, `s3://b/k`).
     fn url(&self, key: &str) -> String;
 }
+
+/// The piece size of [`Store::read_chunks`] for local files: 4 MiB, large
+/// enough that a read costs one system call per few thousand lines, small
+/// beside an object of hundreds of MB. (S3 bodies arrive in the pieces the
+/// connection delivers.)
+pub const READ_CHUNK: usize = 4 << 20;
 
 /// A local directory standing in for an S3 bucket.
 #[derive(Debug)]
@@ -234,6 +247,29 @@ impl Store for LocalStore {
             },
             _ => Error::io("reading", &path)(e),
         })
+    }
+
+    fn read_chunks(&self, key: &str, each: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
+        use std::io::Read;
+        let path = self.path(key)?;
+        let mut file = fs::File::open(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::NotFound {
+                store: self.url(""),
+                key: key.to_string(),
+            },
+            _ => Error::io("reading", &path)(e),
+        })?;
+        // A small file needs no 4 MiB buffer (one more byte sees its end).
+        let size = file.metadata().map_or(READ_CHUNK as u64, |m| m.len());
+        let mut buffer = vec![0; READ_CHUNK.min(size as usize + 1)];
+        loop {
+            match file.read(&mut buffer) {
+                Ok(0) => return Ok(()),
+                Ok(n) => each(&buffer[..n])?,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io("reading", &path)(e)),
+            }
+        }
     }
 
     /// Atomic: the bytes go to a hidden temp file in the same directory,

@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use lakehouse::handler::{self, Produced, Shadow};
+use lakehouse::handler::{self, Produced, Quarantine, Shadow};
 use lakehouse::{Env, Error, Store, tables};
 use polars::prelude::*;
 use zones::contract::{TaskError, TransitionRequest, TransitionResult};
@@ -182,7 +182,7 @@ fn training_table(
         kept_rows,
         drops,
         repaired: Default::default(),
-        quarantine: quarantine.map(|q| (Table::MachineLearningQuarantine, q)),
+        quarantine: quarantine.map(|q| Quarantine::Rows(Table::MachineLearningQuarantine, q)),
         rubric: None,
         erased_objects: Default::default(),
         pseudonym_key_fingerprint: None,

@@ -176,41 +176,241 @@ pub struct JudgedObject {
 /// `rules`: decompressed by the key's extension (a stream that breaks
 /// quarantines what follows the break as one `corrupt_compression` record,
 /// naming the byte and line where it broke; the lines before it are read),
-/// then parsed as [`parse_judged`]. Uncompressed bytes are parsed in place.
+/// then parsed as [`parse_judged`]. The same as feeding `bytes` to an
+/// [`ObjectParser`] in one piece.
 pub fn read_judged(
     dataset: Dataset,
     key: &str,
     bytes: &[u8],
     rules: &[&ReadingRule],
 ) -> JudgedObject {
-    let compression = Compression::of(key);
-    if compression == Compression::None {
-        return parse_judged(dataset, key, bytes, rules);
+    let mut parser = ObjectParser::new(dataset, key, rules);
+    parser.feed(bytes);
+    parser.finish()
+}
+
+/// One landing object parsed from pieces of its stored bytes, of any size
+/// and cut anywhere, so an object is never held whole: each piece is
+/// decompressed by the key's extension ([`Compression::of`]) as a stream,
+/// cut after its last complete line, and the lines are parsed while the
+/// unfinished last line is carried into the next piece (a line longer than
+/// a piece grows the carry until it ends). Line numbers, quarantine,
+/// repairs and counts are those of parsing the whole object at once
+/// ([`read_judged`]), whatever the pieces (held by a property test).
+///
+/// Rows are built into columns as lines are parsed; [`Self::take_rows`]
+/// hands over the rows built so far (and [`Self::take_quarantined`] the
+/// quarantined records), so a caller can write them out in parts while the
+/// object is still being read.
+pub struct ObjectParser<'r> {
+    decoder: compression::Decoder,
+    compression: Compression,
+    /// Stored (compressed) bytes fed.
+    fed: u64,
+    lines: Lines<'r>,
+    /// Where the compressed stream broke, once it has.
+    broken: Option<Break>,
+}
+
+/// A compressed stream's break, as the parser saw it.
+struct Break {
+    broken: compression::Broken,
+    /// The line it broke in.
+    line: u64,
+    /// Decompressed bytes before it.
+    decompressed: u64,
+    /// The unfinished line before it.
+    raw: Vec<u8>,
+}
+
+/// The line side of an [`ObjectParser`]: decompressed bytes in, records out.
+struct Lines<'r> {
+    schema: &'static LandingSchema,
+    sink: Sink<'r>,
+    /// The unfinished last line: bytes after the last `\n` seen.
+    carry: Vec<u8>,
+    /// The number of the next line to parse (1-based).
+    next_line: u64,
+    /// Decompressed bytes seen.
+    decompressed: u64,
+}
+
+impl<'r> ObjectParser<'r> {
+    /// A parser for the object stored under `key` (its compression is
+    /// read from the extension), judging its records by `rules` (none:
+    /// every valid record is kept, one output).
+    pub fn new(dataset: Dataset, key: &'r str, rules: &[&'r ReadingRule]) -> Self {
+        Self::with_compression(dataset, key, Compression::of(key), rules)
     }
-    let (data, broken) = compression::decompress(compression, bytes);
-    let Some(broken) = broken else {
-        return parse_judged(dataset, key, &data, rules);
-    };
-    // Whole lines before the break are read; the rest is one record.
-    let cut = memchr::memrchr(b'\n', &data).map_or(0, |p| p + 1);
-    let mut judged = parse_judged(dataset, key, &data[..cut], rules);
-    let line = memchr::memchr_iter(b'\n', &data[..cut]).count() as u64 + 1;
-    judged.records += 1;
-    judged.quarantined.push(QuarantinedLine {
-        source: key.to_string(),
-        line: Some(line),
-        reason: QuarantineReason::CorruptCompression,
-        detail: format!(
-            "{} stream breaks at compressed byte {} of {} (after {} decompressed bytes, in line {line}): {}; nothing after it can be read",
-            compression.as_str(),
-            broken.offset,
-            bytes.len(),
-            data.len(),
-            broken.message,
-        ),
-        raw: String::from_utf8_lossy(&data[cut..]).into_owned(),
-    });
-    judged
+
+    fn with_compression(
+        dataset: Dataset,
+        key: &'r str,
+        compression: Compression,
+        rules: &[&'r ReadingRule],
+    ) -> Self {
+        let mut parser = ObjectParser {
+            decoder: compression::Decoder::Broken,
+            compression,
+            fed: 0,
+            lines: Lines {
+                schema: dataset.landing_schema(),
+                sink: Sink::new(dataset, key, rules),
+                carry: Vec::new(),
+                next_line: 1,
+                decompressed: 0,
+            },
+            broken: None,
+        };
+        match compression::Decoder::new(compression) {
+            Ok(decoder) => parser.decoder = decoder,
+            Err(broken) => parser.break_at(broken),
+        }
+        parser
+    }
+
+    /// The stream broke: whole lines before the break were read; the
+    /// unfinished line, and everything after it, is one record.
+    fn break_at(&mut self, broken: compression::Broken) {
+        self.broken = Some(Break {
+            broken,
+            line: self.lines.next_line,
+            decompressed: self.lines.decompressed,
+            raw: std::mem::take(&mut self.lines.carry),
+        });
+    }
+
+    /// Parses the next piece of the stored bytes.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        let lines = &mut self.lines;
+        let pushed = self
+            .decoder
+            .push(self.fed, bytes, &mut |piece| lines.feed(piece));
+        self.fed += bytes.len() as u64;
+        if let Err(broken) = pushed {
+            self.break_at(broken);
+        }
+    }
+
+    /// Rows built so far by the first output (the first rule's kept rows).
+    pub fn buffered_rows(&self) -> usize {
+        self.lines.sink.buffered
+    }
+
+    /// The rows built so far, per output (per rule, in order; one without
+    /// rules), and new empty columns for the rows to come.
+    pub fn take_rows(&mut self) -> Vec<DataFrame> {
+        self.lines.sink.take_rows()
+    }
+
+    /// The records quarantined so far, in order.
+    pub fn take_quarantined(&mut self) -> Vec<QuarantinedLine> {
+        std::mem::take(&mut self.lines.sink.quarantined)
+    }
+
+    /// The end of the object: its last line (if it has no `\n`), a stream
+    /// cut off inside compressed data, and everything not taken yet.
+    pub fn finish(mut self) -> JudgedObject {
+        let lines = &mut self.lines;
+        let finished = self
+            .decoder
+            .finish(self.fed, &mut |piece| lines.feed(piece));
+        if let Err(broken) = finished {
+            self.break_at(broken);
+        }
+        let last = std::mem::take(&mut self.lines.carry);
+        if !last.is_empty() {
+            self.lines.parse_lines(&last);
+        }
+        if let Some(b) = self.broken {
+            let (compression, fed) = (self.compression, self.fed);
+            self.lines.sink.records += 1;
+            self.lines.sink.quarantined.push(QuarantinedLine {
+                source: self.lines.sink.source.to_string(),
+                line: Some(b.line),
+                reason: QuarantineReason::CorruptCompression,
+                detail: format!(
+                    "{} stream breaks at compressed byte {} of {fed} (after {} decompressed bytes, in line {}): {}; nothing after it can be read",
+                    compression.as_str(),
+                    b.broken.offset,
+                    b.decompressed,
+                    b.line,
+                    b.broken.message,
+                ),
+                raw: String::from_utf8_lossy(&b.raw).into_owned(),
+            });
+        }
+        self.lines.sink.finish()
+    }
+}
+
+impl Lines<'_> {
+    /// Decompressed bytes: the complete lines parsed, the rest carried.
+    fn feed(&mut self, bytes: &[u8]) {
+        self.decompressed += bytes.len() as u64;
+        let mut rest = bytes;
+        if !self.carry.is_empty() {
+            let Some(end) = memchr::memchr(b'\n', rest) else {
+                self.carry.extend_from_slice(rest);
+                return;
+            };
+            let mut line = std::mem::take(&mut self.carry);
+            line.extend_from_slice(&rest[..=end]);
+            self.parse_lines(&line);
+            line.clear();
+            self.carry = line;
+            rest = &rest[end + 1..];
+        }
+        match memchr::memrchr(b'\n', rest) {
+            Some(end) => {
+                self.parse_lines(&rest[..=end]);
+                self.carry.extend_from_slice(&rest[end + 1..]);
+            }
+            None => self.carry.extend_from_slice(rest),
+        }
+    }
+
+    /// Complete lines (each ending in `\n`, but the object's last may
+    /// not), numbered from `next_line`; a BOM at the object's start stripped.
+    fn parse_lines(&mut self, bytes: &[u8]) {
+        let bytes = match bytes.strip_prefix("\u{feff}".as_bytes()) {
+            Some(rest) if self.next_line == 1 => {
+                self.sink.repairs.add(Repair::Bom, 1);
+                rest
+            }
+            _ => bytes,
+        };
+        let (schema, sink) = (self.schema, &mut self.sink);
+        let mut cells: Vec<Cell<'_>> = Vec::with_capacity(schema.columns.len());
+        let first = self.next_line;
+        let mut count = 0;
+        // Validate UTF-8 once for the whole piece (the common case); only a
+        // piece with a bad byte is validated line by line to find the line.
+        match simdutf8::basic::from_utf8(bytes) {
+            Ok(text) => {
+                for (index, range) in line_ranges(bytes).enumerate() {
+                    let line = &text[range];
+                    read_line(schema, sink, &mut cells, first + index as u64, Ok(line));
+                    count += 1;
+                }
+            }
+            Err(_) => {
+                for (index, range) in line_ranges(bytes).enumerate() {
+                    let line = &bytes[range];
+                    let number = first + index as u64;
+                    match std::str::from_utf8(line).map_err(|e| e.valid_up_to()) {
+                        Ok(text) => read_line(schema, sink, &mut cells, number, Ok(text)),
+                        Err(at) => read_line(schema, sink, &mut cells, number, Err((line, at))),
+                    }
+                    count += 1;
+                }
+            }
+        }
+        self.next_line += count;
+    }
 }
 
 /// A landing entry that is listed but must not be read (locally: not a
@@ -243,6 +443,7 @@ pub fn unreadable_object(
 /// quarantine, and the counts.
 struct Sink<'r> {
     source: &'r str,
+    schema: &'static LandingSchema,
     judged: Vec<(&'r ReadingRule, usize, usize)>,
     /// Per rule (or one without rules): builders, and drops under the rules' static names.
     outputs: Vec<(Vec<ColumnBuilder>, BTreeMap<&'static str, u64>)>,
@@ -252,13 +453,83 @@ struct Sink<'r> {
     quarantined: Vec<QuarantinedLine>,
     records: u64,
     repairs: RepairCounts,
+    /// Rows built into the first output since the last take.
+    buffered: usize,
 }
 
-impl Sink<'_> {
+impl<'r> Sink<'r> {
+    fn new(dataset: Dataset, source: &'r str, rules: &[&'r ReadingRule]) -> Self {
+        let schema = dataset.landing_schema();
+        let column = |name: &str| {
+            schema
+                .columns
+                .iter()
+                .position(|c| c.name == name)
+                .unwrap_or_else(|| panic!("{dataset} has no `{name}`"))
+        };
+        let mut sink = Sink {
+            source,
+            schema,
+            judged: rules
+                .iter()
+                .map(|r| (*r, column(r.key_column()), column(r.time_column())))
+                .collect(),
+            outputs: Vec::new(),
+            last_lookup: vec![None; rules.len()],
+            quarantined: Vec::new(),
+            records: 0,
+            repairs: RepairCounts::default(),
+            buffered: 0,
+        };
+        sink.outputs = (0..rules.len().max(1))
+            .map(|_| (sink.builders(), BTreeMap::new()))
+            .collect();
+        sink
+    }
+
+    fn builders(&self) -> Vec<ColumnBuilder> {
+        self.schema
+            .columns
+            .iter()
+            .map(|c| ColumnBuilder::new(&c.name, c.ty, 64))
+            .collect()
+    }
+
+    /// The rows built so far, per output; new empty builders in their place.
+    fn take_rows(&mut self) -> Vec<DataFrame> {
+        self.buffered = 0;
+        let fresh: Vec<_> = (0..self.outputs.len()).map(|_| self.builders()).collect();
+        self.outputs
+            .iter_mut()
+            .zip(fresh)
+            .map(|((builders, _), fresh)| finish_rows(std::mem::replace(builders, fresh)))
+            .collect()
+    }
+
+    fn finish(self) -> JudgedObject {
+        let kept = self
+            .outputs
+            .into_iter()
+            .map(|(builders, drops)| {
+                (
+                    finish_rows(builders),
+                    drops.into_iter().map(|(k, n)| (k.to_string(), n)).collect(),
+                )
+            })
+            .collect();
+        JudgedObject {
+            kept,
+            quarantined: self.quarantined,
+            records: self.records,
+            repaired: self.repairs.into_map(),
+        }
+    }
+
     fn keep(&mut self, cells: &[Cell<'_>]) {
         self.records += 1;
         if self.judged.is_empty() {
             push_row(&mut self.outputs[0].0, cells);
+            self.buffered += 1;
             return;
         }
         let rules = self
@@ -266,7 +537,7 @@ impl Sink<'_> {
             .iter()
             .zip(&mut self.last_lookup)
             .zip(self.outputs.iter_mut());
-        for (((rule, key, time), last), (builders, drops)) in rules {
+        for (n, (((rule, key, time), last), (builders, drops))) in rules.enumerate() {
             let (Cell::Str(k), Cell::Int(t)) = (&cells[*key], &cells[*time]) else {
                 unreachable!("required key and time columns were validated")
             };
@@ -275,7 +546,10 @@ impl Sink<'_> {
                 _ => last.insert((k.to_string(), rule.standing(k))).1,
             };
             match rule.judge(standing, *t) {
-                None => push_row(builders, cells),
+                None => {
+                    push_row(builders, cells);
+                    self.buffered += usize::from(n == 0);
+                }
                 Some(name) => *drops.entry(name).or_insert(0) += 1,
             }
         }
@@ -320,89 +594,9 @@ pub fn parse_judged(
     bytes: &[u8],
     rules: &[&ReadingRule],
 ) -> JudgedObject {
-    let schema = dataset.landing_schema();
-    let estimate = bytes.len() / 64 + 1;
-    let column = |name: &str| {
-        schema
-            .columns
-            .iter()
-            .position(|c| c.name == name)
-            .unwrap_or_else(|| panic!("{dataset} has no `{name}`"))
-    };
-    let mut sink = Sink {
-        source,
-        judged: rules
-            .iter()
-            .map(|r| (*r, column(r.key_column()), column(r.time_column())))
-            .collect(),
-        outputs: (0..rules.len().max(1))
-            .map(|_| {
-                let builders = schema
-                    .columns
-                    .iter()
-                    .map(|c| ColumnBuilder::new(&c.name, c.ty, estimate))
-                    .collect();
-                (builders, BTreeMap::new())
-            })
-            .collect(),
-        last_lookup: vec![None; rules.len()],
-        quarantined: Vec::new(),
-        records: 0,
-        repairs: RepairCounts::default(),
-    };
-    let bytes = match bytes.strip_prefix("\u{feff}".as_bytes()) {
-        Some(rest) => {
-            sink.repairs.add(Repair::Bom, 1);
-            rest
-        }
-        None => bytes,
-    };
-    let mut cells: Vec<Cell<'_>> = Vec::with_capacity(schema.columns.len());
-    // Validate UTF-8 once for the whole object (the common case); only an
-    // object with a bad byte is validated line by line to find the line.
-    match simdutf8::basic::from_utf8(bytes) {
-        Ok(text) => {
-            for (index, range) in line_ranges(bytes).enumerate() {
-                let line = &text[range];
-                read_line(schema, &mut sink, &mut cells, index as u64 + 1, Ok(line));
-            }
-        }
-        Err(_) => {
-            for (index, range) in line_ranges(bytes).enumerate() {
-                let line = &bytes[range];
-                let text = std::str::from_utf8(line).map_err(|e| e.valid_up_to());
-                match text {
-                    Ok(text) => {
-                        read_line(schema, &mut sink, &mut cells, index as u64 + 1, Ok(text))
-                    }
-                    Err(at) => read_line(
-                        schema,
-                        &mut sink,
-                        &mut cells,
-                        index as u64 + 1,
-                        Err((line, at)),
-                    ),
-                }
-            }
-        }
-    }
-    let kept = sink
-        .outputs
-        .into_iter()
-        .map(|(builders, drops)| {
-            let columns = builders.into_iter().map(ColumnBuilder::finish).collect();
-            (
-                DataFrame::new_infer_height(columns).expect("columns built with equal lengths"),
-                drops.into_iter().map(|(k, n)| (k.to_string(), n)).collect(),
-            )
-        })
-        .collect();
-    JudgedObject {
-        kept,
-        quarantined: sink.quarantined,
-        records: sink.records,
-        repaired: sink.repairs.into_map(),
-    }
+    let mut parser = ObjectParser::with_compression(dataset, source, Compression::None, rules);
+    parser.feed(bytes);
+    parser.finish()
 }
 
 /// One line: blank (no record), the fast path (one record), or the slow
@@ -623,6 +817,11 @@ fn line_ranges(bytes: &[u8]) -> impl Iterator<Item = Range<usize>> + '_ {
         start = end + 1;
         range
     })
+}
+
+fn finish_rows(builders: Vec<ColumnBuilder>) -> DataFrame {
+    let columns = builders.into_iter().map(ColumnBuilder::finish).collect();
+    DataFrame::new_infer_height(columns).expect("columns built with equal lengths")
 }
 
 /// An empty frame with the landing schema of `dataset`.

@@ -288,6 +288,13 @@ pub fn part_key(prefix: &str, n: usize) -> String {
     format!("{prefix}part-{n:05}.parquet")
 }
 
+/// The `n`-th part written by batch `batch` of a table's work
+/// (`part-00003-00001.parquet`): a batch is a run of consecutive landing
+/// objects, so the key follows from the listing and the rows alone.
+pub fn batch_part_key(prefix: &str, batch: usize, n: usize) -> String {
+    format!("{prefix}part-{batch:05}-{n:05}.parquet")
+}
+
 pub fn report_key(run_id: &RunId) -> String {
     format!("_runs/{run_id}/report.json")
 }

@@ -46,3 +46,92 @@ fn large_parts_of_many_pages_read_back_exactly() {
     let back = round_trip(&df);
     assert!(back.equals_missing(&df));
 }
+
+fn object(key: &str, size: u64) -> lakehouse::ObjectInfo {
+    lakehouse::ObjectInfo {
+        key: key.to_string(),
+        size,
+        unreadable: None,
+    }
+}
+
+#[test]
+fn landing_objects_are_cut_into_batches_of_consecutive_objects_by_stored_bytes() {
+    use lakehouse::tables::{BATCH_BYTES, landing_batches};
+    let small = BATCH_BYTES / 4;
+    let objects = [
+        object("a", small),
+        object("b", small),
+        object("c", small),
+        object("d", small),
+        object("e", 1),
+        object("f", BATCH_BYTES * 3),
+        object("g", small),
+    ];
+    assert_eq!(landing_batches(&objects), [0..4, 4..5, 5..6, 6..7]);
+    assert!(landing_batches(&objects[..0]).is_empty());
+    let many: Vec<_> = (0..10_000).map(|n| object(&n.to_string(), 1_000)).collect();
+    assert_eq!(
+        landing_batches(&many),
+        vec![std::ops::Range {
+            start: 0,
+            end: 10_000
+        }]
+    );
+}
+
+/// Rows pushed in frames of any heights give parts of exactly the set
+/// height, named by batch and number; the same rows give the same keys and
+/// bytes however they arrive.
+#[test]
+fn a_part_writer_cuts_parts_of_exactly_its_rows_whatever_frames_arrive() {
+    use lakehouse::tables::{PartWriter, read_part};
+    use lakehouse::{LocalStore, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::new(dir.path());
+    let rows = |from: i64, to: i64| df!("timestamp" => (from..to).collect::<Vec<_>>()).unwrap();
+    let write = |prefix: &str, cuts: &[i64]| {
+        let mut writer = PartWriter::new(&store, prefix, 7, 4);
+        for pair in cuts.windows(2) {
+            writer.push(rows(pair[0], pair[1])).unwrap();
+        }
+        writer.finish().unwrap()
+    };
+    let (one_by_one, rows_a) = write("t/a/", &(0..=10).collect::<Vec<_>>());
+    let (in_lumps, rows_b) = write("t/b/", &[0, 0, 9, 10]);
+    assert_eq!((rows_a, rows_b), (10, 10));
+    let names: Vec<_> = one_by_one.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "part-00007-00000.parquet",
+            "part-00007-00001.parquet",
+            "part-00007-00002.parquet"
+        ]
+    );
+    for (a, b) in one_by_one.iter().zip(&in_lumps) {
+        assert_eq!((&a.name, a.size, a.crc32c), (&b.name, b.size, b.crc32c));
+    }
+    let heights: Vec<_> = one_by_one
+        .iter()
+        .map(|p| {
+            let bytes = read_part(&store, "t/a/", p).unwrap();
+            let df = ParquetReader::new(std::io::Cursor::new(bytes))
+                .finish()
+                .unwrap();
+            let times: Vec<_> = df
+                .column("timestamp")
+                .unwrap()
+                .i64()
+                .unwrap()
+                .into_no_null_iter()
+                .collect();
+            times
+        })
+        .collect();
+    assert_eq!(heights, [vec![0, 1, 2, 3], vec![4, 5, 6, 7], vec![8, 9]]);
+    // A batch without rows writes nothing.
+    let empty = PartWriter::new(&store, "t/c/", 0, 4).finish().unwrap();
+    assert_eq!(empty, (vec![], 0));
+    assert!(store.list("t/c/").unwrap().is_empty());
+}

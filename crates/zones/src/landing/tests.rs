@@ -364,3 +364,172 @@ fn a_line_splits_into_its_complete_objects_or_stays_whole() {
         assert_eq!(split(whole), (vec![whole], false), "{whole}");
     }
 }
+
+/// An object's stored bytes: lines from [`line`] (some blank, some with
+/// `\r`, one perhaps not UTF-8), perhaps a BOM first, perhaps no final
+/// newline; stored plain, gzip- or zstd-compressed, or compressed and cut
+/// off before its end. Returns the key (its extension names the
+/// compression) and the bytes.
+fn stored_object() -> impl Strategy<Value = (Dataset, String, Vec<u8>)> {
+    prop::sample::select(Dataset::ALL.to_vec()).prop_flat_map(|dataset| {
+        let one_line = prop_oneof![
+            6 => line().prop_map(|(_, l)| l.into_bytes()),
+            6 => object(dataset).prop_map(String::into_bytes),
+            1 => Just(b"  ".to_vec()),
+            1 => Just(Vec::new()),
+            1 => Just(b"{\"user\":\"\xff\"}".to_vec()),
+        ];
+        let lines = prop::collection::vec((one_line, any::<bool>()), 0..24);
+        let storage = prop::sample::select(vec!["plain", "gz", "zst", "gz cut", "zst cut"]);
+        (
+            lines,
+            any::<bool>(),
+            any::<bool>(),
+            storage,
+            any::<prop::sample::Index>(),
+        )
+            .prop_map(move |(lines, bom, final_newline, storage, cut)| {
+                let mut text = Vec::new();
+                if bom {
+                    text.extend_from_slice("\u{feff}".as_bytes());
+                }
+                for (n, (line, crlf)) in lines.iter().enumerate() {
+                    text.extend_from_slice(line);
+                    if n + 1 < lines.len() || final_newline {
+                        text.extend_from_slice(if *crlf { b"\r\n" } else { b"\n" });
+                    }
+                }
+                let (key, mut bytes) = match storage {
+                    "plain" => ("o.json", text),
+                    s if s.starts_with("gz") => ("o.json.gz", {
+                        use std::io::Write;
+                        let mut e =
+                            flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                        e.write_all(&text).unwrap();
+                        e.finish().unwrap()
+                    }),
+                    _ => ("o.json.zst", zstd::encode_all(&text[..], 1).unwrap()),
+                };
+                if storage.ends_with("cut") {
+                    bytes.truncate(cut.index(bytes.len()));
+                }
+                (dataset, key.to_string(), bytes)
+            })
+    })
+}
+
+/// Feeds `bytes` in pieces of the sizes `pieces` (cycled), taking the rows
+/// and quarantine built so far after the pieces `take` marks; returns the
+/// whole result, the taken parts put back together.
+fn fed_in_pieces(
+    dataset: Dataset,
+    key: &str,
+    bytes: &[u8],
+    pieces: &[usize],
+    take: &[bool],
+) -> JudgedObject {
+    let mut parser = ObjectParser::new(dataset, key, &[]);
+    let (mut rows, mut quarantined) = (empty_rows(dataset), Vec::new());
+    let mut at = 0;
+    for (n, size) in pieces.iter().cycle().enumerate() {
+        if at >= bytes.len() {
+            break;
+        }
+        let end = bytes.len().min(at + size);
+        parser.feed(&bytes[at..end]);
+        at = end;
+        if take[n % take.len()] {
+            rows.vstack_mut_owned(parser.take_rows().remove(0)).unwrap();
+            quarantined.extend(parser.take_quarantined());
+            assert_eq!(parser.buffered_rows(), 0);
+        }
+    }
+    let mut judged = parser.finish();
+    rows.vstack_mut_owned(judged.kept.remove(0).0).unwrap();
+    quarantined.append(&mut judged.quarantined);
+    judged.kept.insert(0, (rows, BTreeMap::new()));
+    judged.quarantined = quarantined;
+    judged
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+    /// Pieces of any size, from one byte up, and rows taken at any point,
+    /// give what the whole object parsed at once gives: the same rows, the
+    /// same quarantine (line numbers, details and raw text), the same record
+    /// count and repairs.
+    #[test]
+    fn the_piece_size_does_not_change_the_parse(
+        (dataset, key, bytes) in stored_object(),
+        pieces in prop::collection::vec(1usize..48, 1..6),
+        take in prop::collection::vec(any::<bool>(), 1..4),
+    ) {
+        let whole = read_judged(dataset, &key, &bytes, &[]);
+        let fed = fed_in_pieces(dataset, &key, &bytes, &pieces, &take);
+        prop_assert!(whole.kept[0].0.equals_missing(&fed.kept[0].0), "{:?} {:?}", whole.kept[0].0, fed.kept[0].0);
+        prop_assert_eq!(&whole.quarantined, &fed.quarantined);
+        prop_assert_eq!(whole.records, fed.records);
+        prop_assert_eq!(&whole.repaired, &fed.repaired);
+        prop_assert_eq!(whole.records, whole.kept[0].0.height() as u64 + whole.quarantined.len() as u64);
+    }
+}
+
+/// One byte at a time, on an object with every repair, a bad line, a
+/// record longer than the pieces, and no final newline.
+#[test]
+fn one_byte_pieces_give_the_whole_parse() {
+    let long = format!(
+        "{{\"user\":\"{}@x\",\"timestamp\":1655564200000,\"x\":1,\"y\":2,\"z\":3}}",
+        "a".repeat(5000)
+    );
+    let text = format!(
+        "\u{feff}{{\"user\":\"a@x\",\"timestamp\":1655564200000.0,\"x\":1,\"y\":2,\"z\":3}}\r\n\n  \n{long}\n{{\"user\":\"b@x\"}}{{\"user\":\"c@x\",\"timestamp\":1,\"x\":1,\"y\":2,\"z\":3}},\n\u{ff}\n{{\"user\":\"d@x\",\"timestamp\":2"
+    );
+    let mut bytes = text.into_bytes();
+    // U+00FF above (0xc3 0xbf) becomes the byte 0xff, not UTF-8.
+    let bad = bytes.windows(2).position(|w| w == [0xc3, 0xbf]).unwrap();
+    bytes.splice(bad..bad + 2, [0xff]);
+    let whole = read_judged(Dataset::Accelerometer, "o.json", &bytes, &[]);
+    let fed = fed_in_pieces(
+        Dataset::Accelerometer,
+        "o.json",
+        &bytes,
+        &[1],
+        &[false, true],
+    );
+    assert!(whole.kept[0].0.equals_missing(&fed.kept[0].0));
+    assert_eq!(whole.quarantined, fed.quarantined);
+    assert_eq!(
+        (whole.records, &whole.repaired),
+        (fed.records, &fed.repaired)
+    );
+    assert_eq!(whole.kept[0].0.height(), 3, "{:?}", whole.kept[0].0);
+    let lines: Vec<_> = whole
+        .quarantined
+        .iter()
+        .map(|q| (q.line, q.reason.as_str()))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            (Some(5), "missing_field"),
+            (Some(6), "invalid_utf8"),
+            (Some(7), "malformed_json"),
+        ]
+    );
+    assert_eq!(
+        whole.repaired,
+        BTreeMap::from(
+            [
+                ("bom", 1),
+                ("crlf", 1),
+                ("blank_lines", 2),
+                ("trailing_comma", 1),
+                ("concatenated_objects", 2),
+                ("integral_float", 1),
+            ]
+            .map(|(k, n)| (k.to_string(), n))
+        )
+    );
+}
