@@ -132,15 +132,6 @@ def summary(samples):
     }
 
 
-def clean_outputs(warehouse):
-    for path in warehouse.iterdir():
-        if path.name in ("_runs", "_catalog", "machine_learning"):
-            shutil.rmtree(path)
-        elif path.is_dir() and not path.name.startswith("_"):
-            for zone in ("trusted", "curated", "quarantine"):
-                shutil.rmtree(path / zone, ignore_errors=True)
-
-
 def gzip_copy(warehouse, target):
     """The landing files of `warehouse` gzip-compressed under `target` (`<name>.json.gz`), once."""
     if (target / "customer" / "landing").exists():
@@ -210,7 +201,7 @@ def pipeline(stedi, parse_json, repeats, scales, peers):
         engines = [("plain JSON parse", [parse_json, warehouse], None)]
         for policy in ("rubric", "strict"):
             engines.append((f"stedi {policy}", [stedi, "--warehouse", warehouse, "run", "--policy", policy,
-                                                "--run-id", f"bench-{policy}"], lambda: clean_outputs(warehouse)))
+                                                "--run-id", f"bench-{policy}"], lambda: scale_bench.clean_run(warehouse)))
         gzipped = WORK / f"{scale}-gzip"
         if scale in gzip_scales:
             log(f"[{scale}] gzip-compressing the landing files ...")
@@ -219,7 +210,7 @@ def pipeline(stedi, parse_json, repeats, scales, peers):
             for policy in ("rubric", "strict"):
                 engines.append((f"stedi {policy} (gzip)", [stedi, "--warehouse", gzipped, "run", "--policy", policy,
                                                            "--run-id", f"bench-{policy}"],
-                                lambda: clean_outputs(gzipped)))
+                                lambda: scale_bench.clean_run(gzipped)))
         for peer in peers:
             out = WORK / f"{scale}-{peer}-out"
             engines.append((peer, [python, PEERS[peer], warehouse, out], lambda out=out: fresh(out)))

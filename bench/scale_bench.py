@@ -81,6 +81,7 @@ def small_objects(stedi, warehouse, log):
 
 
 def clean_run(warehouse):
+    """Removes what runs wrote (snapshots, runs, catalog), keeping landing data."""
     for path in warehouse.iterdir():
         if path.name in ("_runs", "_catalog", "machine_learning"):
             shutil.rmtree(path)

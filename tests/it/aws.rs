@@ -680,27 +680,9 @@ fn stedi_run_aws_without_a_state_machine_says_what_to_give() {
 /// the ETag read, and afterwards no version of any object holds the person.
 #[test]
 fn erasure_on_versioned_s3_leaves_no_older_version_with_the_person() {
-    use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
     let moto = Moto::start();
     let aws = moto.aws();
-    moto.create_bucket(&aws, "lake");
-    let client = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&aws.config)
-            .force_path_style(true)
-            .build(),
-    );
-    aws.block_on(
-        client
-            .put_bucket_versioning()
-            .bucket("lake")
-            .versioning_configuration(
-                VersioningConfiguration::builder()
-                    .status(BucketVersioningStatus::Enabled)
-                    .build(),
-            )
-            .send(),
-    )
-    .unwrap();
+    let client = moto.create_versioned_bucket(&aws, "lake");
     let s3 = S3Store::new(aws.clone(), "s3://lake/warehouse").unwrap();
 
     // The conditional put: a stale ETag is refused, the current one taken.

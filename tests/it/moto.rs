@@ -87,14 +87,39 @@ impl Moto {
         ]
     }
 
-    pub fn create_bucket(&self, aws: &Aws, bucket: &str) {
-        let client = aws_sdk_s3::Client::from_conf(
+    /// An S3 client of this server (path-style addressing, as moto serves it).
+    pub fn s3_client(&self, aws: &Aws) -> aws_sdk_s3::Client {
+        aws_sdk_s3::Client::from_conf(
             aws_sdk_s3::config::Builder::from(&aws.config)
                 .force_path_style(true)
                 .build(),
-        );
-        aws.block_on(client.create_bucket().bucket(bucket).send())
+        )
+    }
+
+    pub fn create_bucket(&self, aws: &Aws, bucket: &str) {
+        aws.block_on(self.s3_client(aws).create_bucket().bucket(bucket).send())
             .expect("bucket created");
+    }
+
+    /// Creates `bucket` with versioning enabled, as the SAM template's data
+    /// bucket is, and returns a client of it.
+    pub fn create_versioned_bucket(&self, aws: &Aws, bucket: &str) -> aws_sdk_s3::Client {
+        use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+        self.create_bucket(aws, bucket);
+        let client = self.s3_client(aws);
+        aws.block_on(
+            client
+                .put_bucket_versioning()
+                .bucket(bucket)
+                .versioning_configuration(
+                    VersioningConfiguration::builder()
+                        .status(BucketVersioningStatus::Enabled)
+                        .build(),
+                )
+                .send(),
+        )
+        .expect("versioning enabled");
+        client
     }
 
     /// Queues results that moto's Athena returns to the next queries, in

@@ -425,24 +425,7 @@ fn vacuum_on_a_versioned_bucket_and_glue_deletes_in_batches_and_drops_staging_da
 
     let moto = crate::moto::Moto::start();
     let aws = moto.aws();
-    moto.create_bucket(&aws, "lake");
-    let client = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&aws.config)
-            .force_path_style(true)
-            .build(),
-    );
-    aws.block_on(
-        client
-            .put_bucket_versioning()
-            .bucket("lake")
-            .versioning_configuration(
-                aws_sdk_s3::types::VersioningConfiguration::builder()
-                    .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
-                    .build(),
-            )
-            .send(),
-    )
-    .unwrap();
+    let client = moto.create_versioned_bucket(&aws, "lake");
     let envs = moto.env();
     let remote = [
         "--warehouse",
