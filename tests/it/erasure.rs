@@ -510,6 +510,35 @@ fn the_key_has_a_fingerprint_and_rotation_is_explicit_and_reported() {
         report(wh, "three")["pseudonym_key"],
         serde_json::json!({ "fingerprint": new })
     );
+
+    // A pending erasure request blocks a rotation: it holds HMACs under the
+    // current key, which a new key could never match.
+    let email = a_curated_customer(wh);
+    stedi_ok(wh, &["erase", "--email", &email]);
+    let before = std::fs::read(wh.join("_secrets/pseudonym.key")).unwrap();
+    let refused = crate::support::stedi(wh, &["rotate-key"]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("erasure requests are pending"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert_eq!(
+        std::fs::read(wh.join("_secrets/pseudonym.key")).unwrap(),
+        before,
+        "the key is unchanged"
+    );
+    // The erasure removes every older training table: "one" was keyed with
+    // the key before the rotation, so its customerKeys cannot be searched.
+    stedi_ok(wh, &["run", "--run-id", "four"]);
+    for old in ["one", "two", "three"] {
+        assert!(
+            !wh.join("machine_learning/curated").join(old).exists(),
+            "{old} survived the erasure"
+        );
+    }
+    assert!(wh.join("machine_learning/curated/four").exists());
+    stedi_ok(wh, &["rotate-key"]);
 }
 
 #[test]

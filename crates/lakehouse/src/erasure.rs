@@ -197,11 +197,17 @@ pub fn erase(
         .values()
         .map(|e| e.table.location.as_str())
         .collect();
+    // An older training table keyed with an earlier pseudonym key (before a
+    // `stedi rotate-key`) cannot be searched by the person's customerKey:
+    // once anyone is erased, every older one goes.
+    let ml = Table::MachineLearningCurated;
+    let training = format!("{}/{}/", ml.dir(), ml.zone().as_str());
+    let anyone = !erasure.emails().is_empty();
     for prefix in snapshot_prefixes(store)? {
         if current.contains(prefix.as_str()) {
             continue;
         }
-        let mut found = 0;
+        let mut found = u64::from(anyone && prefix.starts_with(&training));
         for object in store.list(&prefix)? {
             if object.key.ends_with(".parquet") {
                 let frame = parquet_frame(store, &object.key)?;

@@ -88,6 +88,14 @@ pub enum Error {
     #[error("the erasure of run {run_id} is incomplete: {what}; its requests stay pending")]
     ErasureIncomplete { run_id: String, what: String },
 
+    /// A key rotation asked for while erasure requests wait: they hold
+    /// HMACs under the current key, which a new key could never match.
+    #[error(
+        "erasure requests are pending ({}): a new pseudonym key could not match them; run the pipeline to apply them, then rotate",
+        requests.join(", ")
+    )]
+    ErasurePending { requests: Vec<String> },
+
     #[error("the quality gate's request does not describe run {run_id}: {what}")]
     ForeignResults { run_id: String, what: String },
 
@@ -235,7 +243,8 @@ impl Error {
             | Error::ForeignResults { .. }
             | Error::KeyGone { .. }
             | Error::RetentionTooShort(_)
-            | Error::ErasureIncomplete { .. } => ErrorName::InvalidInput,
+            | Error::ErasureIncomplete { .. }
+            | Error::ErasurePending { .. } => ErrorName::InvalidInput,
             // Someone wrote the object while it was rewritten: read it again.
             Error::ObjectChanged { .. } => ErrorName::Transient,
             // Keys come from `zones::layout` and validated run ids: a bad one is our bug.
@@ -362,9 +371,10 @@ mod tests {
             Error::RetentionTooShort(_) => 31,
             Error::ObjectChanged { .. } => 32,
             Error::ErasureIncomplete { .. } => 33,
+            Error::ErasurePending { .. } => 34,
         }
     }
-    const VARIANTS: usize = 34;
+    const VARIANTS: usize = 35;
 
     /// Every variant with the name Step Functions sees: the data is wrong
     /// -> InvalidInput; a retry may succeed -> Transient; our bug, the
@@ -488,6 +498,12 @@ mod tests {
                 Error::ErasureIncomplete {
                     run_id: "r".into(),
                     what: "w".into(),
+                },
+                "Stedi.InvalidInput",
+            ),
+            (
+                Error::ErasurePending {
+                    requests: vec!["1-a".into()],
                 },
                 "Stedi.InvalidInput",
             ),

@@ -353,9 +353,20 @@ pub fn load_or_create_key(store: &dyn Store) -> Result<PseudonymKey> {
 /// fingerprint as `rotated_from`. Returns the old key's fingerprint (None if
 /// there was no key) and the new one's. The only way to a new key once
 /// pseudonyms were published: a missing key is refused ([`Error::KeyGone`]).
+///
+/// Errors: [`Error::ErasurePending`] while erasure requests wait (they are
+/// HMACs under the current key: after a rotation nothing would match them).
 pub fn rotate_key(env: &Env, now_ms: u64) -> Result<(Option<String>, String)> {
     let store = env.store.as_ref();
     let key = layout::pseudonym_key_key();
+    let pending: Vec<String> = erasure::requests(store)?
+        .into_iter()
+        .filter(|r| r.completed.is_none())
+        .map(|r| r.id)
+        .collect();
+    if !pending.is_empty() {
+        return Err(Error::ErasurePending { requests: pending });
+    }
     #[cfg(feature = "secrets")]
     if let KeySource::SecretsManager(secret) = env.key.as_ref() {
         let old = secret.get()?.map(|b| PseudonymKey::new(&b).fingerprint());

@@ -225,8 +225,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             pseudonym_secret: cli.pseudonym_secret.clone(),
         },
     };
-    // Commands that only read: a local warehouse that does not exist is a
-    // typo, not an empty lakehouse.
+    // Commands on an existing lakehouse: a local warehouse that does not
+    // exist is a typo (an erasure filed there would never reach the data).
     if matches!(
         cli.command,
         Command::Query { .. }
@@ -235,6 +235,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             | Command::Report { .. }
             | Command::Verify { .. }
             | Command::Vacuum { .. }
+            | Command::Erase { .. }
+            | Command::RotateKey
     ) && !config.warehouse.starts_with("s3://")
         && !std::path::Path::new(&config.warehouse).is_dir()
     {
