@@ -43,6 +43,51 @@ pub struct Finished {
     pub detail: String,
 }
 
+/// Who holds a run's lease, `_runs/<run id>/lease.json` (the local runner
+/// takes it while it executes the run; Step Functions needs none).
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct LeaseHolder {
+    pub pid: u32,
+    pub host: String,
+    pub boot_id: String,
+    /// Epoch milliseconds.
+    pub started_at_ms: u64,
+}
+
+impl LeaseHolder {
+    /// This process.
+    pub fn me() -> LeaseHolder {
+        let read = |p: &str| {
+            std::fs::read_to_string(p).map_or_else(|_| "?".into(), |s| s.trim().to_string())
+        };
+        LeaseHolder {
+            pid: std::process::id(),
+            host: read("/proc/sys/kernel/hostname"),
+            boot_id: read("/proc/sys/kernel/random/boot_id"),
+            started_at_ms: now_ms(),
+        }
+    }
+
+    /// Whether this holder is certainly gone: it ran on this host since its
+    /// last boot and its process no longer exists.
+    pub fn is_gone(&self, me: &LeaseHolder) -> bool {
+        self.host == me.host
+            && self.boot_id == me.boot_id
+            && !std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
+    }
+
+    /// Whether `run_id` is leased by a process that may still be running
+    /// (a lease that is not readable counts as held).
+    pub fn holds(store: &dyn Store, run_id: &RunId) -> Result<bool> {
+        match store.get(&layout::run_lease_key(run_id)) {
+            Ok(bytes) => Ok(serde_json::from_slice::<LeaseHolder>(&bytes)
+                .map_or(true, |holder| !holder.is_gone(&LeaseHolder::me()))),
+            Err(Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
 /// Milliseconds since the epoch, now, by the system clock (runs take
 /// theirs from [`crate::Env::clock`]).
 pub fn now_ms() -> u64 {

@@ -56,9 +56,11 @@ pub fn vacuum(env: &Env, options: &VacuumOptions) -> Result<(Plan, VacuumResult)
             && object.key == layout::run_record_key(&run_id)
             && let Some(record) = runs::load(store, &run_id)?
         {
+            // A lease left by a process that is gone (killed) holds nothing.
             let leased = run_files
                 .iter()
-                .any(|o| o.key == layout::run_lease_key(&run_id));
+                .any(|o| o.key == layout::run_lease_key(&run_id))
+                && runs::LeaseHolder::holds(store, &run_id)?;
             runs_seen.insert(
                 run_id,
                 RunState {

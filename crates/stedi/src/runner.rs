@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
 
+use lakehouse::runs::LeaseHolder;
 use lakehouse::{Env, runs};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -272,46 +273,16 @@ pub struct Lease<'e> {
     key: String,
 }
 
-#[derive(Debug, Serialize, serde::Deserialize, PartialEq)]
-struct Holder {
-    pid: u32,
-    host: String,
-    boot_id: String,
-    started_at_ms: u64,
-}
-
-impl Holder {
-    fn me() -> Holder {
-        let read = |p: &str| {
-            std::fs::read_to_string(p).map_or_else(|_| "?".into(), |s| s.trim().to_string())
-        };
-        Holder {
-            pid: std::process::id(),
-            host: read("/proc/sys/kernel/hostname"),
-            boot_id: read("/proc/sys/kernel/random/boot_id"),
-            started_at_ms: runs::now_ms(),
-        }
-    }
-
-    /// Whether this holder is certainly gone: it ran on this host since its
-    /// last boot and its process no longer exists.
-    fn is_gone(&self, me: &Holder) -> bool {
-        self.host == me.host
-            && self.boot_id == me.boot_id
-            && !Path::new(&format!("/proc/{}", self.pid)).exists()
-    }
-}
-
 impl<'e> Lease<'e> {
     pub fn take(env: &'e Env, run_id: &RunId) -> anyhow::Result<Lease<'e>> {
         let key = zones::layout::run_lease_key(run_id);
-        let me = Holder::me();
+        let me = LeaseHolder::me();
         let bytes = serde_json::to_vec_pretty(&me).expect("holders serialize");
         for _ in 0..2 {
             if env.store.put_if_absent(&key, &bytes)? {
                 return Ok(Lease { env, key });
             }
-            let holder: Option<Holder> = env
+            let holder: Option<LeaseHolder> = env
                 .store
                 .get(&key)
                 .ok()

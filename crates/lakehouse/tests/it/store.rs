@@ -318,3 +318,47 @@ fn list_marks_what_is_not_a_regular_file_and_never_follows_links() {
         ]
     );
 }
+
+/// A run's lease holds while its process may run: not once that process is
+/// gone (a killed `stedi run`), so vacuum does not keep its snapshots for ever.
+#[test]
+fn a_lease_holds_only_while_its_process_may_be_running() {
+    use lakehouse::runs::LeaseHolder;
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::new(dir.path());
+    let run = zones::RunId::parse("r1").unwrap();
+    let key = zones::layout::run_lease_key(&run);
+    assert!(!LeaseHolder::holds(&store, &run).unwrap(), "no lease");
+
+    let mut holder = LeaseHolder::me();
+    store
+        .put(&key, &serde_json::to_vec(&holder).unwrap())
+        .unwrap();
+    assert!(LeaseHolder::holds(&store, &run).unwrap(), "this process");
+
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    holder.pid = child.id();
+    child.wait().unwrap();
+    store
+        .put(&key, &serde_json::to_vec(&holder).unwrap())
+        .unwrap();
+    assert!(
+        !LeaseHolder::holds(&store, &run).unwrap(),
+        "a process that is gone"
+    );
+
+    holder.host = "another-host".into();
+    store
+        .put(&key, &serde_json::to_vec(&holder).unwrap())
+        .unwrap();
+    assert!(
+        LeaseHolder::holds(&store, &run).unwrap(),
+        "another host: may run"
+    );
+
+    store.put(&key, b"not a lease").unwrap();
+    assert!(
+        LeaseHolder::holds(&store, &run).unwrap(),
+        "unreadable: held"
+    );
+}
