@@ -554,7 +554,7 @@ fn run(
         serde_json::from_value::<zones::contract::VacuumResult>(output["vacuum"].clone()).ok()
     }) {
         println!(
-            "vacuum: deleted {} objects, {} ({} snapshots kept per table at most)",
+            "vacuum: deleted {} objects, {} (snapshots kept per table: at most {})",
             vacuum.objects,
             stedi::vacuum::bytes(vacuum.bytes),
             vacuum
