@@ -181,7 +181,7 @@ pub fn erase(
         }
     }
     for (dataset, key) in objects {
-        if let Some(rewritten) = rewrite_object(store, &erasure, dataset, key)? {
+        if let Some(rewritten) = rewrite_object(store, run_id, &erasure, dataset, key)? {
             *report
                 .landing_records_removed
                 .entry(Table::landing(dataset).name().to_string())
@@ -267,6 +267,7 @@ pub fn erase(
 /// version read (retried when it changed), then deletes its older versions.
 fn rewrite_object(
     store: &dyn Store,
+    run_id: &RunId,
     erasure: &Erasure,
     dataset: Dataset,
     key: &str,
@@ -281,7 +282,7 @@ fn rewrite_object(
             erasure
                 .rewrite(dataset, key, &bytes)
                 .map_err(|e| Error::ErasureIncomplete {
-                    run_id: String::new(),
+                    run_id: run_id.to_string(),
                     what: format!("landing object {} is not rewritten: {e}", store.url(key)),
                 })?;
         let Some(rewrite) = rewrite else {
