@@ -556,3 +556,30 @@ fn the_shadows_are_gone_after_a_gate_that_failed() {
     assert_eq!(report["publication"]["published"], false);
     assert!(!report["rubric_comparison"].as_array().unwrap().is_empty());
 }
+
+/// A damaged run record says nothing of its run: vacuum keeps that run's
+/// objects, says so, and still deletes the rest (it used to fail every later
+/// Vacuum state).
+#[test]
+fn a_damaged_run_record_keeps_its_run_and_does_not_stop_vacuum() {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path();
+    stedi_ok(wh, &["seed", "--customers", "60"]);
+    for run in ["s1", "s2", "s3"] {
+        stedi_ok(wh, &["run", "--run-id", run]);
+    }
+    std::fs::write(wh.join("_runs/s1/run.json"), "garbage").unwrap();
+    stedi_ok(wh, &["vacuum", "--retain", "0s", "--force"]);
+    assert!(
+        wh.join("customer/trusted/s1").exists(),
+        "the damaged run is kept"
+    );
+    assert!(
+        !wh.join("customer/trusted/s2").exists(),
+        "the others are vacuumed"
+    );
+    assert!(
+        wh.join("customer/trusted/s3").exists(),
+        "the current snapshot stays"
+    );
+}

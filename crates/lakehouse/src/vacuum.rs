@@ -15,7 +15,7 @@ use zones::contract::{VacuumOptions, VacuumResult, VacuumTable};
 use zones::retention::{self, Inputs, Kind, Object, Plan, Retention, RunState};
 use zones::{RunId, Table, layout};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::{Env, runs};
 
 /// Plans and (unless `options.dry_run`) carries out a vacuum of the
@@ -52,10 +52,32 @@ pub fn vacuum(env: &Env, options: &VacuumOptions) -> Result<(Plan, VacuumResult)
         .collect();
     let mut runs_seen = BTreeMap::new();
     for object in &run_files {
-        if let Some((run_id, None)) = layout::run_object(&object.key)
-            && object.key == layout::run_record_key(&run_id)
-            && let Some(record) = runs::load(store, &run_id)?
-        {
+        let Some((run_id, None)) = layout::run_object(&object.key) else {
+            continue;
+        };
+        if object.key != layout::run_record_key(&run_id) {
+            continue;
+        }
+        let record = match runs::load(store, &run_id) {
+            Ok(record) => record,
+            // A damaged record says nothing of its run: keep everything of
+            // it (as if running), say so, and go on with the others.
+            Err(e @ Error::Damaged { .. }) => {
+                tracing::warn!(%run_id, error = %e, "run record damaged: its objects are kept");
+                runs_seen.insert(
+                    run_id,
+                    RunState {
+                        started_at_ms: env.clock.now_ms(),
+                        finished_at_ms: None,
+                        published: false,
+                        leased: true,
+                    },
+                );
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(record) = record {
             // A lease left by a process that is gone (killed) holds nothing.
             let leased = run_files
                 .iter()
