@@ -272,3 +272,27 @@ fn the_report_of_a_run_that_ended_before_its_gate_points_at_its_page() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A strict run's page and facts.json outlive the quarantine snapshots they
+/// quote: their samples show each line's shape, never an address.
+#[test]
+fn a_strict_run_page_quotes_no_personal_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path();
+    stedi_ok(wh, &["seed", "--customers", "200"]);
+    stedi_ok(wh, &["run", "--run-id", "p1"]);
+    let facts = std::fs::read_to_string(wh.join("_runs/p1/facts.json")).unwrap();
+    let page = std::fs::read_to_string(wh.join("_runs/p1/report.html")).unwrap();
+    let samples: serde_json::Value = serde_json::from_str(&facts).unwrap();
+    assert!(
+        !samples["samples"].as_array().unwrap().is_empty(),
+        "the run quarantined lines"
+    );
+    for (name, text) in [("facts.json", &facts), ("report.html", &page)] {
+        assert!(!text.contains("@test.com"), "{name} quotes an address");
+    }
+    assert!(
+        facts.contains("@xxxx.xxx"),
+        "the shape of an address is shown"
+    );
+}

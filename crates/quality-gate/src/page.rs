@@ -81,8 +81,11 @@ pub fn landing_inputs(store: &dyn Store) -> Vec<LandingInput> {
 }
 
 /// Up to [`report_html::SAMPLES_PER_REASON`] quarantined rows per reason of
-/// one transition's quarantine table. Under strict, a training-table sample
-/// shows no identifier (the serial number that names candidate customers).
+/// one transition's quarantine table. Under strict a sample shows the line's
+/// shape, not its values ([`masked`]): the page and facts.json outlive the
+/// quarantine snapshot they quote (vacuum keeps a run's page), so they hold
+/// no address, name or phone; a training-table sample also loses its
+/// identifier fields (the serial number that names candidate customers).
 pub fn samples(
     store: &dyn Store,
     policy: Policy,
@@ -101,7 +104,13 @@ pub fn samples(
         return Ok(Vec::new());
     }
     let frame = tables::read_table(store, quarantine)?;
-    let redact = policy == Policy::Strict && quarantine.table == Table::MachineLearningQuarantine;
+    let shown = |raw: &str| match policy {
+        Policy::Strict if quarantine.table == Table::MachineLearningQuarantine => {
+            masked(&without_identifiers(raw))
+        }
+        Policy::Strict => masked(raw),
+        Policy::Rubric => raw.to_string(),
+    };
     let mut out = Vec::new();
     for reason in reasons {
         let df = frame
@@ -125,11 +134,7 @@ pub fn samples(
                 SampleLine {
                     source: source.get(i).unwrap_or_default().to_string(),
                     line: line.get(i).map(|n| n as u64),
-                    raw: shorten(&if redact {
-                        without_identifiers(raw)
-                    } else {
-                        raw.to_string()
-                    }),
+                    raw: shorten(&shown(raw)),
                 }
             })
             .collect();
@@ -155,6 +160,48 @@ fn without_identifiers(raw: &str) -> String {
         }
         _ => "(not shown: not a JSON object)".to_string(),
     }
+}
+
+/// A landing line's shape without its values: in every quoted string that
+/// is not a key, letters become `x` and digits `9`; outside strings, digits
+/// become `9`. Punctuation, keys and literals stay, so the page still shows
+/// what is wrong with the line (a missing quote, a trailing comma, a number
+/// where a string belongs), but not whose it is.
+pub fn masked(raw: &str) -> String {
+    let value = |c: char| match c {
+        c if c.is_alphabetic() => 'x',
+        c if c.is_numeric() => '9',
+        c => c,
+    };
+    let chars: Vec<char> = raw.chars().collect();
+    let mut out = String::with_capacity(raw.len());
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i] != '"' {
+            out.push(if chars[i].is_numeric() { '9' } else { chars[i] });
+            i += 1;
+            continue;
+        }
+        // A string: to its closing quote (escapes skipped) or the line's end.
+        let mut end = i + 1;
+        while end < chars.len() && chars[end] != '"' {
+            end += if chars[end] == '\\' { 2 } else { 1 };
+        }
+        let end = end.min(chars.len());
+        let after = chars[(end + 1).min(chars.len())..]
+            .iter()
+            .find(|c| !c.is_whitespace());
+        let is_key = end < chars.len() && after == Some(&':');
+        out.push('"');
+        for &c in &chars[i + 1..end] {
+            out.push(if is_key { c } else { value(c) });
+        }
+        if end < chars.len() {
+            out.push('"');
+        }
+        i = end + 1;
+    }
+    out
 }
 
 fn shorten(raw: &str) -> String {
@@ -212,4 +259,27 @@ pub fn gate_state(definition: &Value) -> Option<String> {
         .iter()
         .find(|(_, s)| s["Resource"] == "${QualityGateFunctionArn}")
         .map(|(name, _)| name.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::masked;
+
+    #[test]
+    fn a_masked_line_keeps_its_shape_and_loses_its_values() {
+        assert_eq!(
+            masked(
+                r#"{"customerName": "Ann Lee", "email": "Ann.Lee1@test.com", "phone": 8015551212, "x": null}"#
+            ),
+            r#"{"customerName": "xxx xxx", "email": "xxx.xxx9@xxxx.xxx", "phone": 9999999999, "x": null}"#
+        );
+        // Malformed lines keep what makes them malformed.
+        assert_eq!(
+            masked(r#"{"user": "a@b.c", "x": 1,}"#),
+            r#"{"user": "x@x.x", "x": 9,}"#
+        );
+        assert_eq!(masked(r#"{"user": "a\"b", "#), r#"{"user": "x\"x", "#);
+        assert_eq!(masked(r#"{"email": "cut off"#), r#"{"email": "xxx xxx"#);
+        assert_eq!(masked(""), "");
+    }
 }
