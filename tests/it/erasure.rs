@@ -555,3 +555,33 @@ fn request_ids_and_subjects_are_stable() {
     assert_eq!(id.len(), 13 + 1 + 8);
     assert!(id.starts_with("1700000000000-"));
 }
+
+/// Addresses that cannot be anyone's are refused before any request is
+/// filed, naming the file and line they came from.
+#[test]
+fn erase_refuses_what_is_not_an_address_and_names_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path();
+    stedi_ok(wh, &["seed", "--customers", "20"]);
+    for bad in ["a@b@c.com", "x@", "@test.com", "a b@test.com", "a@b"] {
+        let out = crate::support::stedi(wh, &["erase", "--email", bad]);
+        assert!(!out.status.success(), "{bad} was filed");
+        assert!(
+            String::from_utf8_lossy(&out.stderr)
+                .contains(&format!("`{bad}` is not an email address")),
+            "{bad}"
+        );
+    }
+    let list = wh.join("erase.txt");
+    std::fs::write(&list, "good@test.com\n\n# a comment\nbad@\n").unwrap();
+    let out = crate::support::stedi(wh, &["erase", "--from-file", list.to_str().unwrap()]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!(
+            "`bad@` ({} line 4) is not an email address",
+            list.display()
+        )),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!wh.join("_erasure").exists(), "nothing was filed");
+}

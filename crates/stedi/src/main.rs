@@ -411,6 +411,20 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+/// Whether `address` has the shape of an email address: one `@`, a local
+/// part, a domain with an inner dot, no whitespace.
+fn plausible_email(address: &str) -> bool {
+    let Some((local, domain)) = address.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && !domain.contains('@')
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !address.chars().any(char::is_whitespace)
+}
+
 fn erase(
     env: &Env,
     emails: Vec<String>,
@@ -422,22 +436,33 @@ fn erase(
         print!("{}", listing::erasure_requests(&requests));
         return Ok(ExitCode::SUCCESS);
     }
-    let emails = match from_file {
-        Some(path) => std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .map(str::to_string)
-            .collect(),
-        None => emails,
+    // Each address with where it came from: the file's line, or the command line.
+    let (addresses, origin): (Vec<(String, String)>, String) = match &from_file {
+        Some(path) => (
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?
+                .lines()
+                .enumerate()
+                .map(|(n, l)| (format!(" ({} line {})", path.display(), n + 1), l.trim()))
+                .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
+                .map(|(at, l)| (l.to_string(), at))
+                .collect(),
+            format!(" in {}", path.display()),
+        ),
+        None => (
+            emails.into_iter().map(|e| (e, String::new())).collect(),
+            String::new(),
+        ),
     };
-    if emails.is_empty() {
-        bail!("no address to erase");
+    if addresses.is_empty() {
+        bail!("no address to erase{origin}");
     }
-    if let Some(bad) = emails.iter().find(|e| !e.contains('@')) {
-        bail!("`{bad}` is not an email address");
+    if let Some((bad, at)) = addresses.iter().find(|(a, _)| !plausible_email(a)) {
+        bail!(
+            "`{bad}`{at} is not an email address (one `@`, a name before it, a domain with a dot after it, no spaces)"
+        );
     }
+    let emails: Vec<String> = addresses.into_iter().map(|(a, _)| a).collect();
     let request = lakehouse::erasure::file(env, &emails, runs::now_ms())?;
     println!(
         "erasure request {} filed: {} {}; the next run (`stedi run`, or the schedule) applies it",
