@@ -106,6 +106,16 @@ fn strict_run_keeps_the_invariants_and_reruns_identically() {
     let one = stedi_ok(wh, &["tables", "customer_trusted"]);
     let history = stedi_ok(wh, &["history"]);
     let customers = stedi_ok(wh, &["history", "customer_trusted"]);
+    // A table without snapshots of its own says so, not "no snapshot yet".
+    let quarantine = stedi(wh, &["history", "customer_quarantine"]);
+    assert!(!quarantine.status.success());
+    assert!(
+        String::from_utf8_lossy(&quarantine.stderr).contains(
+            "customer_quarantine is a quarantine table (its current state: `stedi tables customer_quarantine`)"
+        ),
+        "{}",
+        String::from_utf8_lossy(&quarantine.stderr)
+    );
     for out in [&tables, &columns, &one, &history, &customers] {
         for line in out.lines() {
             assert!(

@@ -16,7 +16,7 @@ use stedi::asl::Event;
 use stedi::output::{self, Format};
 use stedi::{listing, runner, seed, sfn, summary};
 use zones::report::Report;
-use zones::{Policy, RunId, layout};
+use zones::{Policy, RunId, Table, layout};
 
 /// STEDI lakehouse: landing -> trusted -> curated, on one machine or on AWS.
 #[derive(Parser)]
@@ -366,6 +366,12 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             let env = Env::open(&config)?;
             let catalog = env.catalog.load()?;
             let only = table.as_deref().map(table_named).transpose()?;
+            if let Some(table) = only.filter(|t| !Table::PRODUCED.contains(t)) {
+                bail!(
+                    "history lists the snapshots of the five produced tables; {table} is a {} table (its current state: `stedi tables {table}`)",
+                    table.zone().as_str()
+                );
+            }
             let runs = listing::published_runs(env.store.as_ref())?;
             print!("{}", listing::history(&catalog, &runs, only));
             Ok(ExitCode::SUCCESS)
