@@ -152,7 +152,9 @@ fn seconds(s: Option<f64>) -> String {
     s.map_or("-".into(), |s| format!("{s:.2}"))
 }
 
-fn bytes(n: u64) -> String {
+/// Bytes as B, KiB, MiB or GiB (binary units), one decimal: the page's and
+/// `stedi vacuum`'s.
+pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
     let mut v = n as f64;
     let mut unit = 0;
@@ -500,5 +502,18 @@ fn facts_section(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bytes;
+
+    #[test]
+    fn bytes_use_binary_units() {
+        assert_eq!(bytes(0), "0 B");
+        assert_eq!(bytes(1023), "1023 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(5 << 20), "5.0 MiB");
     }
 }

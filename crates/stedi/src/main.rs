@@ -587,7 +587,7 @@ fn run(
         println!(
             "vacuum: deleted {} objects, {} (snapshots kept per table: at most {})",
             vacuum.objects,
-            stedi::vacuum::bytes(vacuum.bytes),
+            report_html::bytes(vacuum.bytes),
             vacuum
                 .tables
                 .values()

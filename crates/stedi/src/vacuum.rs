@@ -6,24 +6,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use comfy_table::{Table as TextTable, presets};
+use report_html::bytes;
 use zones::contract::VacuumResult;
 use zones::retention::{Kind, Plan};
-
-/// Bytes as B, KiB, MiB or GiB (binary units), one decimal.
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
 
 /// The summary of a vacuum (see the module docs).
 pub fn render(plan: &Plan, result: &VacuumResult) -> String {
@@ -103,17 +88,4 @@ pub fn render(plan: &Plan, result: &VacuumResult) -> String {
         result.seconds
     );
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bytes_use_binary_units() {
-        assert_eq!(bytes(0), "0 B");
-        assert_eq!(bytes(1023), "1023 B");
-        assert_eq!(bytes(1536), "1.5 KiB");
-        assert_eq!(bytes(5 << 20), "5.0 MiB");
-    }
 }
