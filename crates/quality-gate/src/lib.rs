@@ -27,7 +27,7 @@ use zones::contract::{
     VacuumRequest, VacuumResult,
 };
 use zones::report::{Publication, Report};
-use zones::{Dataset, ErrorName, Table, layout};
+use zones::{Dataset, ErrorName, RunId, Table, layout};
 
 /// The function's entry point: the gate, or a vacuum.
 pub fn handle(env: &Env, request: &GateFunctionRequest) -> Result<GateFunctionResult, TaskError> {
@@ -155,13 +155,23 @@ pub fn run(env: &Env, request: &GateRequest) -> Result<GateResult, TaskError> {
         .catalog_version
         .expect("a published report has its version");
     tracing::info!(%run_id, catalog_version, "published");
-    Ok(GateResult {
+    Ok(published(run_id, report, report_key, catalog_version))
+}
+
+/// The gate's answer once `run_id` is published as `catalog_version`.
+fn published(
+    run_id: &RunId,
+    report: Report,
+    report_key: String,
+    catalog_version: u64,
+) -> GateResult {
+    GateResult {
         run_id: run_id.clone(),
         passed: true,
         checks: report.checks,
         report_key,
         catalog_version,
-    })
+    }
 }
 
 /// The answer to a retried gate whose publish already went through: the
@@ -191,13 +201,7 @@ fn already_published(
         runs::finish(env, &record, true, &report.publication.detail).map_err(TaskError::from)?;
     }
     delete_shadows(env, run_id);
-    Ok(GateResult {
-        run_id: run_id.clone(),
-        passed: true,
-        checks: report.checks,
-        report_key,
-        catalog_version,
-    })
+    Ok(published(run_id, report, report_key, catalog_version))
 }
 
 /// Writes the run's page as the gate sees it: the transitions' results, and
