@@ -207,15 +207,17 @@ pub fn erase(
         if current.contains(prefix.as_str()) {
             continue;
         }
-        let mut found = u64::from(anyone && prefix.starts_with(&training));
-        for object in store.list(&prefix)? {
-            if object.key.ends_with(".parquet") {
-                let frame = parquet_frame(store, &object.key)?;
-                found += erasure.rows_found(&frame, &customer_keys)?;
+        let objects = store.list(&prefix)?;
+        let mut holds_person = anyone && prefix.starts_with(&training);
+        for object in objects.iter().filter(|o| o.key.ends_with(".parquet")) {
+            if holds_person {
+                break;
             }
+            let frame = parquet_frame(store, &object.key)?;
+            holds_person = erasure.rows_found(&frame, &customer_keys)? > 0;
         }
-        if found > 0 {
-            for object in store.list(&prefix)? {
+        if holds_person {
+            for object in &objects {
                 delete_all_versions(store, &object.key)?;
             }
             report.snapshots_deleted.push(prefix);
