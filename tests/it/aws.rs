@@ -781,11 +781,12 @@ fn erasure_on_versioned_s3_leaves_no_older_version_with_the_person() {
     assert!(read > 20, "{read} versions read");
 }
 
-/// The pseudonym key in Secrets Manager (moto over HTTP): read by the run,
-/// never in the bucket, its fingerprint in the report; rotation writes a
-/// new value; a short or deleted secret is refused.
+/// The pseudonym and erasure keys in Secrets Manager (moto over HTTP): read
+/// by the run and `stedi erase`, never in the bucket, the pseudonym key's
+/// fingerprint in the report; rotation writes a new value; a short or
+/// deleted secret is refused.
 #[test]
-fn the_pseudonym_key_lives_in_secrets_manager() {
+fn the_keys_live_in_secrets_manager() {
     let moto = Moto::start();
     let aws = moto.aws();
     moto.create_bucket(&aws, "lake");
@@ -801,8 +802,22 @@ fn the_pseudonym_key_lives_in_secrets_manager() {
         )
         .unwrap();
     let arn = created.arn().unwrap().to_string();
+    let erasure_value = "3ras3ras3ras3ras3ras3ras3ras3ras3ras3ras3ras3ras3ras3ras3ras3ras";
+    let erasure_arn = aws
+        .block_on(
+            secrets
+                .create_secret()
+                .name("stedi/erasure-key")
+                .secret_string(erasure_value)
+                .send(),
+        )
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_string();
     let mut envs = moto.env();
     envs.push(("STEDI_PSEUDONYM_SECRET", arn.clone()));
+    envs.push(("STEDI_ERASURE_SECRET", erasure_arn.clone()));
     let remote = ["--warehouse", "s3://lake/warehouse"];
     let cli = |args: &[&str]| stedi_env(&envs, &[&remote[..], args].concat());
     succeeded(cli(&["seed", "--customers", "60"]), "seed");
@@ -840,6 +855,25 @@ fn the_pseudonym_key_lives_in_secrets_manager() {
     assert!(
         keys.lines().any(|k| k == expected),
         "customerKey is the HMAC under the secret"
+    );
+
+    // Erasure: the request holds the HMAC under the erasure secret, and the
+    // next run applies it.
+    let filed = succeeded(cli(&["erase", "--email", email]), "erase");
+    let id = filed.split_whitespace().nth(2).unwrap().to_string();
+    let request = s3
+        .get(&zones::layout::erasure_request_key(&id))
+        .unwrap_or_else(|e| panic!("request {id} from `{filed}`: {e}"));
+    let subject = zones::ErasureKey::new(erasure_value.as_bytes()).subject(email);
+    assert!(String::from_utf8_lossy(&request).contains(&subject));
+    let out = succeeded(cli(&["run", "--run-id", "r1e"]), "run r1e");
+    assert!(
+        out.contains("verification: the person is found nowhere"),
+        "{out}"
+    );
+    assert!(
+        s3.list("_secrets/").unwrap().is_empty(),
+        "the bucket holds no key"
     );
 
     // Rotation: PutSecretValue; the next run says so.

@@ -551,3 +551,60 @@ fn noncurrent_versions_expire_within_a_day_of_the_vacuum_window() {
         .unwrap();
     assert!(days[0] * 24 * zones::retention::HOUR_MS <= retain_ms / 7);
 }
+
+/// Each HMAC key has exactly one reader in the stack: the pseudonym key the
+/// function that writes machine_learning_curated, the erasure key the one
+/// that applies erasures. No other resource may read a secret, and each
+/// reader is told where its key is (and only its key).
+#[test]
+fn each_key_has_one_reader_the_function_that_needs_it() {
+    let lines = template_lines();
+    let resources = template_resources(&lines);
+    let mut readers: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut told: BTreeSet<(String, String, String)> = BTreeSet::new();
+    for (name, _, body) in &resources {
+        let text: Vec<&str> = body.iter().map(|l| l.text.as_str()).collect();
+        for (i, line) in text.iter().enumerate() {
+            if line.contains("secretsmanager:") {
+                assert!(
+                    line.ends_with("secretsmanager:GetSecretValue"),
+                    "{name} may only read secrets: {line}"
+                );
+                let resource = text[i + 1..]
+                    .iter()
+                    .find_map(|l| l.strip_prefix("Resource: !Ref "))
+                    .unwrap_or_else(|| panic!("{name}: a secret read names its secret"));
+                readers.insert((name.to_string(), resource.to_string()));
+            }
+            for variable in ["STEDI_PSEUDONYM_SECRET", "STEDI_ERASURE_SECRET"] {
+                if let Some(secret) = line.strip_prefix(&format!("{variable}: !Ref ")) {
+                    told.insert((name.to_string(), variable.into(), secret.into()));
+                }
+            }
+        }
+    }
+    let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
+    assert_eq!(
+        readers,
+        BTreeSet::from([
+            pair("TrustedToCuratedFunction", "PseudonymKeySecret"),
+            pair("LandingToTrustedFunction", "ErasureKeySecret"),
+        ])
+    );
+    let triple = |a: &str, b: &str, c: &str| (a.to_string(), b.to_string(), c.to_string());
+    assert_eq!(
+        told,
+        BTreeSet::from([
+            triple(
+                "TrustedToCuratedFunction",
+                "STEDI_PSEUDONYM_SECRET",
+                "PseudonymKeySecret"
+            ),
+            triple(
+                "LandingToTrustedFunction",
+                "STEDI_ERASURE_SECRET",
+                "ErasureKeySecret"
+            ),
+        ])
+    );
+}

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use lakehouse::{Env, LocalStore, ObjectInfo, Store};
 use polars::prelude::*;
-use zones::{Dataset, PseudonymKey, RunId, layout};
+use zones::{Dataset, ErasureKey, PseudonymKey, RunId, layout};
 
 use crate::support::{report, stedi, stedi_ok};
 
@@ -511,26 +511,42 @@ fn the_key_has_a_fingerprint_and_rotation_is_explicit_and_reported() {
         serde_json::json!({ "fingerprint": new })
     );
 
-    // A pending erasure request blocks a rotation: it holds HMACs under the
-    // current key, which a new key could never match.
+    // Erasure requests are HMACs under a key of their own: a rotation of
+    // the pseudonym key while one is pending leaves it matching.
     let email = a_curated_customer(wh);
     stedi_ok(wh, &["erase", "--email", &email]);
-    let before = std::fs::read(wh.join("_secrets/pseudonym.key")).unwrap();
-    let refused = crate::support::stedi(wh, &["rotate-key"]);
-    assert!(!refused.status.success());
+    let erasure_key = std::fs::read(wh.join("_secrets/erasure.key")).unwrap();
+    assert_eq!(erasure_key.len(), 32);
+    assert_ne!(
+        erasure_key,
+        std::fs::read(wh.join("_secrets/pseudonym.key")).unwrap()
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(wh.join("_secrets/erasure.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "the erasure key is its owner's only");
+    }
+    stedi_ok(wh, &["rotate-key"]);
+    // The erasure removes every older training table (their customerKeys
+    // cannot be searched without the pseudonym key).
+    let summary = stedi_ok(wh, &["run", "--run-id", "four"]);
     assert!(
-        String::from_utf8_lossy(&refused.stderr).contains("erasure requests are pending"),
-        "{}",
-        String::from_utf8_lossy(&refused.stderr)
+        summary.contains("verification: the person is found nowhere"),
+        "{summary}"
     );
     assert_eq!(
-        std::fs::read(wh.join("_secrets/pseudonym.key")).unwrap(),
-        before,
-        "the key is unchanged"
+        crate::support::query_csv(
+            wh,
+            &format!("SELECT email FROM customer_trusted WHERE email = '{email}'")
+        )
+        .len(),
+        1,
+        "only the header: the person is gone"
     );
-    // The erasure removes every older training table: "one" was keyed with
-    // the key before the rotation, so its customerKeys cannot be searched.
-    stedi_ok(wh, &["run", "--run-id", "four"]);
     for old in ["one", "two", "three"] {
         assert!(
             !wh.join("machine_learning/curated").join(old).exists(),
@@ -538,20 +554,57 @@ fn the_key_has_a_fingerprint_and_rotation_is_explicit_and_reported() {
         );
     }
     assert!(wh.join("machine_learning/curated/four").exists());
-    stedi_ok(wh, &["rotate-key"]);
+}
+
+/// Pending requests whose key is gone: the run fails before publishing
+/// anything (nobody could be matched, so the people they name would stay).
+#[test]
+fn a_run_refuses_pending_requests_whose_key_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path();
+    stedi_ok(wh, &["seed", "--customers", "60"]);
+    stedi_ok(wh, &["run", "--run-id", "one"]);
+    let email = a_curated_customer(wh);
+    let filed = stedi_ok(wh, &["erase", "--email", &email]);
+    let id = filed.split_whitespace().nth(2).unwrap();
+    std::fs::remove_file(wh.join("_secrets/erasure.key")).unwrap();
+    let out = stedi(wh, &["run", "--run-id", "two"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "Stedi.InvalidInput: the erasure key is gone (`{}` is missing) while erasure requests are pending ({id})",
+            wh.join("_secrets/erasure.key").display()
+        )),
+        "{err}"
+    );
+    assert_eq!(
+        crate::support::query_csv(
+            wh,
+            &format!("SELECT email FROM customers_curated WHERE email = '{email}'")
+        )
+        .len(),
+        2,
+        "run one's tables stay published"
+    );
 }
 
 #[test]
 fn request_ids_and_subjects_are_stable() {
-    let key = PseudonymKey::new(&[7u8; 32]);
+    let key = ErasureKey::new(&[7u8; 32]);
     // Normalised: case and surrounding blanks do not change the subject.
-    assert_eq!(
-        key.erasure_subject(" A@X.com "),
-        key.erasure_subject("a@x.com")
+    assert_eq!(key.subject(" A@X.com "), key.subject("a@x.com"));
+    // Domain-separated from the pseudonym of the same address under the same bytes.
+    assert_ne!(
+        key.subject("a@x.com"),
+        PseudonymKey::new(&[7u8; 32]).pseudonym("a@x.com")
     );
-    // Domain-separated from the pseudonym of the same address.
-    assert_ne!(key.erasure_subject("a@x.com"), key.pseudonym("a@x.com"));
-    let id = zones::erasure::request_id(1_700_000_000_000, &[key.erasure_subject("a@x.com")]);
+    assert_eq!(
+        key.subject("a@x.com"),
+        "963e9940f8b9d13f6c2a1ccb9494738e218091c2a73b054238b0fd95f1a0cdcf",
+        "the subject of a filed request never changes"
+    );
+    let id = zones::erasure::request_id(1_700_000_000_000, &[key.subject("a@x.com")]);
     assert_eq!(id.len(), 13 + 1 + 8);
     assert!(id.starts_with("1700000000000-"));
 }

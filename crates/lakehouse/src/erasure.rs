@@ -27,11 +27,11 @@ use crate::tables;
 const REWRITE_ATTEMPTS: usize = 3;
 
 /// Files a request to erase the people with `emails`: stores their
-/// subjects (HMACs under the pseudonym key, never the addresses) with a
+/// subjects (HMACs under the erasure key, never the addresses) with a
 /// new request id and `now_ms`. The next run applies it.
 pub fn file(env: &Env, emails: &[String], now_ms: u64) -> Result<ErasureRequest> {
-    let key = env.pseudonym_key()?;
-    let mut subjects: Vec<String> = emails.iter().map(|e| key.erasure_subject(e)).collect();
+    let key = env.erasure_key_to_file()?;
+    let mut subjects: Vec<String> = emails.iter().map(|e| key.subject(e)).collect();
     subjects.sort();
     subjects.dedup();
     let request = ErasureRequest {
@@ -93,7 +93,8 @@ pub fn erasure_with(
     if requests.is_empty() {
         return Ok(Arc::new(Erasure::none()));
     }
-    let key = env.pseudonym_key()?;
+    let ids: Vec<String> = requests.iter().map(|r| r.id.clone()).collect();
+    let key = env.erasure_key(&ids)?;
     let customers = customers(env.store.as_ref())?;
     let subjects = requests.into_iter().flat_map(|r| r.subjects);
     Ok(Arc::new(Erasure::new(key, subjects, &customers)?))
@@ -152,7 +153,6 @@ pub fn erase(
         });
     }
     let erasure = erasure_of_run(env, run_id)?;
-    let customer_keys = erasure.customer_keys();
     let mut report = ErasureReport {
         run_id: Some(run_id.clone()),
         requests: requests.iter().map(|r| r.id.clone()).collect(),
@@ -197,9 +197,9 @@ pub fn erase(
         .values()
         .map(|e| e.table.location.as_str())
         .collect();
-    // An older training table keyed with an earlier pseudonym key (before a
-    // `stedi rotate-key`) cannot be searched by the person's customerKey:
-    // once anyone is erased, every older one goes.
+    // An older training table cannot be searched by the person's
+    // customerKey (an HMAC under the pseudonym key, which this function
+    // cannot read): once anyone is erased, every older one goes.
     let ml = Table::MachineLearningCurated;
     let training = format!("{}/{}/", ml.dir(), ml.zone().as_str());
     let anyone = !erasure.emails().is_empty();
@@ -214,7 +214,7 @@ pub fn erase(
                 break;
             }
             let frame = parquet_frame(store, &object.key)?;
-            holds_person = erasure.rows_found(&frame, &customer_keys)? > 0;
+            holds_person = erasure.rows_found(&frame)? > 0;
         }
         if holds_person {
             for object in &objects {
@@ -233,7 +233,7 @@ pub fn erase(
         }
     }
 
-    report.verification = verify(store, &erasure, &customer_keys)?;
+    report.verification = verify(store, &erasure)?;
     report.seconds = started.elapsed().as_secs_f64();
     let text = serde_json::to_vec_pretty(&report).expect("reports serialize");
     store.put(&layout::erasure_report_key(run_id), &text)?;
@@ -362,11 +362,7 @@ fn parquet_frame(store: &dyn Store, key: &str) -> Result<DataFrame> {
 /// log for the erased people: Parquet parts read back and searched by
 /// column, landing objects parsed and judged, any other object's text
 /// searched for their addresses.
-pub fn verify(
-    store: &dyn Store,
-    erasure: &Erasure,
-    customer_keys: &HashSet<String>,
-) -> Result<Verification> {
+pub fn verify(store: &dyn Store, erasure: &Erasure) -> Result<Verification> {
     let mut verification = Verification::default();
     for object in store.list("")? {
         let key = &object.key;
@@ -380,7 +376,7 @@ pub fn verify(
         let found = if key.ends_with(".parquet") {
             let frame = parquet_frame(store, key)?;
             verification.parquet_rows_read += frame.height() as u64;
-            erasure.rows_found(&frame, customer_keys)? > 0
+            erasure.rows_found(&frame)? > 0
         } else if let Some(dataset) = landing_dataset(key, object.size) {
             let bytes = store.get(key)?;
             erasure.count(dataset, key, &bytes)?.1 > 0

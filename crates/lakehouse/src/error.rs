@@ -88,13 +88,14 @@ pub enum Error {
     #[error("the erasure of run {run_id} is incomplete: {what}; its requests stay pending")]
     ErasureIncomplete { run_id: String, what: String },
 
-    /// A key rotation asked for while erasure requests wait: they hold
-    /// HMACs under the current key, which a new key could never match.
+    /// Erasure requests wait, but the key their subjects are HMACs under
+    /// is gone: nobody could be matched, and a run must not publish the
+    /// people they name.
     #[error(
-        "erasure requests are pending ({}): a new pseudonym key could not match them; run the pipeline to apply them, then rotate",
+        "the erasure key is gone (`{key}` is missing) while erasure requests are pending ({}): nobody could be matched; restore the key, or delete the requests and file them again",
         requests.join(", ")
     )]
-    ErasurePending { requests: Vec<String> },
+    ErasureKeyGone { key: String, requests: Vec<String> },
 
     #[error("the quality gate's request does not describe run {run_id}: {what}")]
     ForeignResults { run_id: String, what: String },
@@ -244,7 +245,7 @@ impl Error {
             | Error::KeyGone { .. }
             | Error::RetentionTooShort(_)
             | Error::ErasureIncomplete { .. }
-            | Error::ErasurePending { .. } => ErrorName::InvalidInput,
+            | Error::ErasureKeyGone { .. } => ErrorName::InvalidInput,
             // Someone wrote the object while it was rewritten: read it again.
             Error::ObjectChanged { .. } => ErrorName::Transient,
             // Keys come from `zones::layout` and validated run ids: a bad one is our bug.
@@ -371,7 +372,7 @@ mod tests {
             Error::RetentionTooShort(_) => 31,
             Error::ObjectChanged { .. } => 32,
             Error::ErasureIncomplete { .. } => 33,
-            Error::ErasurePending { .. } => 34,
+            Error::ErasureKeyGone { .. } => 34,
         }
     }
     const VARIANTS: usize = 35;
@@ -502,7 +503,8 @@ mod tests {
                 "Stedi.InvalidInput",
             ),
             (
-                Error::ErasurePending {
+                Error::ErasureKeyGone {
+                    key: "k".into(),
                     requests: vec!["1-a".into()],
                 },
                 "Stedi.InvalidInput",

@@ -21,6 +21,7 @@ pub mod error;
 #[cfg(feature = "glue")]
 pub mod glue;
 pub mod handler;
+pub mod keys;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod query;
@@ -37,9 +38,9 @@ use std::sync::Arc;
 
 pub use catalog::Catalog;
 pub use error::{Error, Result};
+pub use keys::{KeySource, Keys, MIN_KEY_BYTES, rotate_key};
 pub use query::QueryEngine;
 pub use store::{LocalStore, ObjectInfo, Store, Unreadable};
-use zones::{PseudonymKey, layout};
 
 /// Where the warehouse lives and which catalog and query engine serve it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -58,6 +59,10 @@ pub struct Config {
     /// holding the pseudonym key, instead of `_secrets/pseudonym.key` in the
     /// warehouse (lakehouse feature `secrets`).
     pub pseudonym_secret: Option<String>,
+    /// `STEDI_ERASURE_SECRET`: the AWS Secrets Manager secret (id or ARN)
+    /// holding the erasure key, instead of `_secrets/erasure.key` in the
+    /// warehouse (lakehouse feature `secrets`).
+    pub erasure_secret: Option<String>,
 }
 
 impl Config {
@@ -72,6 +77,7 @@ impl Config {
             athena_workgroup: var("STEDI_ATHENA_WORKGROUP"),
             athena_output: var("STEDI_ATHENA_OUTPUT"),
             pseudonym_secret: var("STEDI_PSEUDONYM_SECRET"),
+            erasure_secret: var("STEDI_ERASURE_SECRET"),
         })
     }
 }
@@ -86,8 +92,8 @@ pub struct Env {
     pub query: Option<Arc<dyn QueryEngine>>,
     /// The time runs record and vacuum decides by.
     pub clock: Clock,
-    /// Where the pseudonym key lives.
-    pub key: Arc<KeySource>,
+    /// Where the pseudonym key and the erasure key live.
+    pub keys: Arc<Keys>,
 }
 
 /// Where the times of runs and vacuums come from: the system clock, or a
@@ -110,18 +116,6 @@ impl Clock {
     }
 }
 
-/// Where the pseudonym key lives.
-#[derive(Debug, Default)]
-pub enum KeySource {
-    /// `_secrets/pseudonym.key` in the warehouse (owner-only locally),
-    /// created by the first run that needs it.
-    #[default]
-    Warehouse,
-    /// An AWS Secrets Manager secret, created by the SAM template.
-    #[cfg(feature = "secrets")]
-    SecretsManager(secrets::SecretKey),
-}
-
 impl Env {
     /// A local warehouse: the directory is the bucket, the catalog a
     /// document in it, Polars SQL the query engine (feature `sql`).
@@ -141,7 +135,7 @@ impl Env {
             query: None,
             store,
             clock: Clock::System,
-            key: Arc::default(),
+            keys: Arc::default(),
         }
     }
 
@@ -180,9 +174,10 @@ impl Env {
             if config.glue_database.is_some()
                 || config.athena_workgroup.is_some()
                 || config.pseudonym_secret.is_some()
+                || config.erasure_secret.is_some()
             {
                 return Err(Error::Config {
-                    setting: "STEDI_GLUE_DATABASE / STEDI_ATHENA_WORKGROUP / STEDI_PSEUDONYM_SECRET",
+                    setting: "STEDI_GLUE_DATABASE / STEDI_ATHENA_WORKGROUP / STEDI_PSEUDONYM_SECRET / STEDI_ERASURE_SECRET",
                     problem: format!("need the warehouse in S3, not `{}`", config.warehouse),
                 });
             }
@@ -202,18 +197,9 @@ impl Env {
         let aws = aws::Aws::from_env()?;
         let store: Arc<dyn Store> = Arc::new(s3::S3Store::new(aws.clone(), &config.warehouse)?);
         let env = Env::with_store(store.clone());
-        let env = match &config.pseudonym_secret {
-            None => env,
-            #[cfg(feature = "secrets")]
-            Some(secret) => Env {
-                key: Arc::new(KeySource::SecretsManager(secrets::SecretKey::new(
-                    aws.clone(),
-                    secret,
-                ))),
-                ..env
-            },
-            #[cfg(not(feature = "secrets"))]
-            Some(secret) => return Err(not_built("STEDI_PSEUDONYM_SECRET", secret, "secrets")),
+        let env = Env {
+            keys: Arc::new(Keys::from_config(&aws, config)?),
+            ..env
         };
         let env = match &config.glue_database {
             None => env,
@@ -249,64 +235,6 @@ impl Env {
     fn open_aws(config: &Config) -> Result<Env> {
         Err(not_built("STEDI_WAREHOUSE", &config.warehouse, "s3"))
     }
-
-    /// The warehouse's pseudonym key, created on first use. Once a strict
-    /// training table with pseudonyms is published, a missing key is an
-    /// error, never silently replaced: every `customerKey` would change.
-    pub fn pseudonym_key(&self) -> Result<PseudonymKey> {
-        let store = self.store.as_ref();
-        #[cfg(feature = "secrets")]
-        if let KeySource::SecretsManager(secret) = self.key.as_ref() {
-            // The stack creates the secret: gone is an error whether or not
-            // pseudonyms were published, and the function cannot create one.
-            return match secret.get()? {
-                Some(bytes) => checked_key(secret.secret_id(), bytes),
-                None => Err(Error::KeyGone {
-                    key: format!("Secrets Manager secret {}", secret.secret_id()),
-                    run_id: self
-                        .published_keyed_run()?
-                        .unwrap_or_else(|| "none yet".into()),
-                }),
-            };
-        }
-        if let Err(Error::NotFound { .. }) = store.get(layout::pseudonym_key_key()) {
-            let published = self.catalog.load()?;
-            if let Some(entry) = published.get(zones::Table::MachineLearningCurated)
-                && entry.policy == Some(zones::Policy::Strict)
-            {
-                return Err(Error::KeyGone {
-                    key: store.url(layout::pseudonym_key_key()),
-                    run_id: entry.run_id.clone().unwrap_or_default(),
-                });
-            }
-        }
-        load_or_create_key(store)
-    }
-
-    /// The run whose strict training table (keyed with pseudonyms) the
-    /// catalog points at, if any.
-    #[cfg(feature = "secrets")]
-    fn published_keyed_run(&self) -> Result<Option<String>> {
-        let published = self.catalog.load()?;
-        Ok(published
-            .get(zones::Table::MachineLearningCurated)
-            .filter(|e| e.policy == Some(zones::Policy::Strict))
-            .and_then(|e| e.run_id.clone()))
-    }
-}
-
-/// A key read from `location`, refused if shorter than [`MIN_KEY_BYTES`].
-fn checked_key(location: &str, bytes: Vec<u8>) -> Result<PseudonymKey> {
-    if bytes.len() < MIN_KEY_BYTES {
-        return Err(Error::Damaged {
-            key: location.to_string(),
-            what: format!(
-                "the pseudonym key is {} bytes, fewer than {MIN_KEY_BYTES}: anyone could recompute the pseudonyms; restore the key",
-                bytes.len()
-            ),
-        });
-    }
-    Ok(PseudonymKey::new(&bytes))
 }
 
 /// A setting that asks for a service this build leaves out (a Lambda
@@ -317,77 +245,13 @@ fn checked_key(location: &str, bytes: Vec<u8>) -> Result<PseudonymKey> {
     feature = "athena",
     feature = "secrets"
 )))]
-fn not_built(setting: &'static str, value: &str, feature: &str) -> Error {
+pub(crate) fn not_built(setting: &'static str, value: &str, feature: &str) -> Error {
     Error::Config {
         setting,
         problem: format!(
             "is `{value}`, but this build has no {feature} support (lakehouse feature `{feature}`)"
         ),
     }
-}
-
-/// The shortest pseudonym key accepted: 32 bytes, HMAC-SHA-256's block of security.
-pub const MIN_KEY_BYTES: usize = 32;
-
-/// Reads the warehouse's pseudonym key, creating a random 32-byte one first
-/// if absent (atomically with its content: never an empty key). A key shorter
-/// than [`MIN_KEY_BYTES`] is refused, never used.
-pub fn load_or_create_key(store: &dyn Store) -> Result<PseudonymKey> {
-    let key = layout::pseudonym_key_key();
-    let checked = |bytes: Vec<u8>| checked_key(&store.url(key), bytes);
-    match store.get(key) {
-        Ok(bytes) => return checked(bytes),
-        Err(Error::NotFound { .. }) => {}
-        Err(e) => return Err(e),
-    }
-    let mut secret = [0u8; 32];
-    getrandom::fill(&mut secret).map_err(Error::NoRandomness)?;
-    // put_if_absent: two first runs racing agree on one key.
-    store.put_if_absent(key, &secret)?;
-    checked(store.get(key)?)
-}
-
-/// Rotates the pseudonym key: a new random 32-byte key replaces the
-/// warehouse's now (locally `_secrets/pseudonym.key`, owner-only). The next
-/// run keys machine_learning_curated with it, and its report names the old
-/// fingerprint as `rotated_from`. Returns the old key's fingerprint (None if
-/// there was no key) and the new one's. The only way to a new key once
-/// pseudonyms were published: a missing key is refused ([`Error::KeyGone`]).
-///
-/// Errors: [`Error::ErasurePending`] while erasure requests wait (they are
-/// HMACs under the current key: after a rotation nothing would match them).
-pub fn rotate_key(env: &Env, now_ms: u64) -> Result<(Option<String>, String)> {
-    let store = env.store.as_ref();
-    let key = layout::pseudonym_key_key();
-    let pending: Vec<String> = erasure::requests(store)?
-        .into_iter()
-        .filter(|r| r.completed.is_none())
-        .map(|r| r.id)
-        .collect();
-    if !pending.is_empty() {
-        return Err(Error::ErasurePending { requests: pending });
-    }
-    #[cfg(feature = "secrets")]
-    if let KeySource::SecretsManager(secret) = env.key.as_ref() {
-        let old = secret.get()?.map(|b| PseudonymKey::new(&b).fingerprint());
-        let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes).map_err(Error::NoRandomness)?;
-        secret.put(&bytes)?;
-        let new = PseudonymKey::new(&bytes).fingerprint();
-        tracing::info!(old = old.as_deref(), new = %new, now_ms, "pseudonym key rotated in Secrets Manager");
-        return Ok((old, new));
-    }
-    let old = match store.get(key) {
-        Ok(bytes) => Some(PseudonymKey::new(&bytes).fingerprint()),
-        Err(Error::NotFound { .. }) => None,
-        Err(e) => return Err(e),
-    };
-    let mut secret = [0u8; 32];
-    getrandom::fill(&mut secret).map_err(Error::NoRandomness)?;
-    store.put(key, &secret)?;
-    let new = PseudonymKey::new(&secret).fingerprint();
-    tracing::info!(old = old.as_deref(), new = %new, now_ms, "pseudonym key rotated");
-    Ok((old, new))
 }
 
 /// Peak resident set size of this process, in MiB (Linux; None elsewhere).

@@ -1,11 +1,11 @@
-//! The pseudonym key in AWS Secrets Manager (`STEDI_PSEUDONYM_SECRET`, a
-//! secret id or ARN, read from the environment once at cold start): the
-//! value is read with GetSecretValue each time a handler needs the key, not
-//! kept across invocations, so a rotation (`stedi rotate-key`, which writes
-//! it with PutSecretValue) takes effect at the next run even in a warm
-//! function. A run reads it once (machine_learning_curated), plus once per
-//! landing state and the Erase state while erasure requests are pending. The key is the secret's binary value, or its string's
-//! UTF-8 bytes (the SAM template generates 64 random letters and digits).
+//! A key in AWS Secrets Manager (the pseudonym key, `STEDI_PSEUDONYM_SECRET`,
+//! or the erasure key, `STEDI_ERASURE_SECRET`: a secret id or ARN, read
+//! from the environment once at cold start; see `keys.rs`). The value is
+//! read with GetSecretValue each time a handler needs the key, never kept
+//! across invocations, so a rotation (`stedi rotate-key`, PutSecretValue)
+//! takes effect at the next run even in a warm function. The key is the
+//! secret's binary value, or its string's UTF-8 bytes (the SAM template
+//! generates 64 random letters and digits).
 
 use std::sync::Arc;
 
@@ -15,7 +15,7 @@ use aws_sdk_secretsmanager::primitives::Blob;
 use crate::aws::{Aws, sdk_error};
 use crate::error::Result;
 
-/// One secret holding the pseudonym key.
+/// One secret holding a key.
 #[derive(Debug)]
 pub struct SecretKey {
     aws: Arc<Aws>,
@@ -66,7 +66,7 @@ impl SecretKey {
             (None, Some(text)) => text.as_bytes().to_vec(),
             (None, None) => return Ok(None),
         };
-        tracing::info!(secret = %self.secret_id, "read the pseudonym key from Secrets Manager");
+        tracing::info!(secret = %self.secret_id, "read a key from Secrets Manager");
         Ok(Some(bytes))
     }
 

@@ -46,6 +46,11 @@ struct Cli {
     /// key, instead of _secrets/pseudonym.key in the warehouse (S3 only).
     #[arg(long, global = true, env = "STEDI_PSEUDONYM_SECRET")]
     pseudonym_secret: Option<String>,
+    /// The AWS Secrets Manager secret (id or ARN) holding the erasure key
+    /// (what `stedi erase` files requests with), instead of
+    /// _secrets/erasure.key in the warehouse (S3 only).
+    #[arg(long, global = true, env = "STEDI_ERASURE_SECRET")]
+    erasure_secret: Option<String>,
     /// A deployed SAM stack (infra/template.yaml): its outputs give the
     /// warehouse, Glue database, Athena workgroup and state machine.
     #[arg(long, global = true, env = "STEDI_STACK")]
@@ -216,6 +221,10 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 .pseudonym_secret
                 .clone()
                 .or_else(|| d.pseudonym_secret.clone()),
+            erasure_secret: cli
+                .erasure_secret
+                .clone()
+                .or_else(|| d.erasure_secret.clone()),
         },
         None => Config {
             warehouse: cli.warehouse.clone(),
@@ -223,6 +232,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             athena_workgroup: cli.athena_workgroup.clone(),
             athena_output: cli.athena_output.clone(),
             pseudonym_secret: cli.pseudonym_secret.clone(),
+            erasure_secret: cli.erasure_secret.clone(),
         },
     };
     // Commands on an existing lakehouse: a local warehouse that does not

@@ -23,6 +23,8 @@ pub struct Deployment {
     pub athena_workgroup: String,
     /// The pseudonym key's secret (a stack from before it had one: None).
     pub pseudonym_secret: Option<String>,
+    /// The erasure key's secret (a stack from before it had one: None).
+    pub erasure_secret: Option<String>,
 }
 
 /// Reads the outputs of the SAM stack `stack`.
@@ -51,6 +53,7 @@ pub fn deployment(aws: &Aws, stack: &str) -> Result<Deployment> {
         glue_database: get("GlueDatabase")?,
         athena_workgroup: get("AthenaWorkGroup")?,
         pseudonym_secret: get("PseudonymKeySecretArn").ok(),
+        erasure_secret: get("ErasureKeySecretArn").ok(),
     })
 }
 

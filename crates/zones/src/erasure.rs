@@ -4,9 +4,9 @@
 //! requests, reads and rewrites the objects, and deletes what must go.
 //!
 //! A request names its people by *subject*: the HMAC of the normalised
-//! address under the pseudonym key with its own label
-//! ([`PseudonymKey::erasure_subject`]), so the request log holds neither an
-//! address nor a published `customerKey`. A run finds the addresses again
+//! address under the erasure key ([`ErasureKey::subject`]; not the
+//! pseudonym key, so whoever applies erasures cannot compute a
+//! `customerKey`), and the request log holds no address. A run finds the addresses again
 //! by computing the subject of every address it reads.
 //!
 //! Which records are the person's (the rule [`rule::ERASED`], judged before
@@ -30,7 +30,7 @@ use sha2::{Digest, Sha256};
 use crate::landing::{self, QuarantinedLine};
 use crate::layout::Compression;
 use crate::policy::rule;
-use crate::pseudonym::{PseudonymKey, normalise_email};
+use crate::pseudonym::{ErasureKey, normalise_email};
 use crate::run_id::RunId;
 use crate::schema::Dataset;
 
@@ -41,7 +41,7 @@ pub struct ErasureRequest {
     pub id: String,
     /// When it was filed, epoch milliseconds.
     pub requested_at_ms: u64,
-    /// The people to erase, as [`PseudonymKey::erasure_subject`]s.
+    /// The people to erase, as [`ErasureKey::subject`]s.
     pub subjects: Vec<String>,
     /// Set by the run that applied it.
     #[serde(default)]
@@ -72,13 +72,10 @@ pub fn request_id(requested_at_ms: u64, subjects: &[String]) -> String {
 #[derive(Debug, Clone, Default)]
 pub struct Erasure {
     subjects: HashSet<String>,
-    key: Option<PseudonymKey>,
+    key: Option<ErasureKey>,
     /// The erased addresses found in customer landing, normalised. Held in
     /// memory only: never logged, stored or returned in a result.
     emails: HashSet<String>,
-    /// The same addresses as written in the records (a `customerKey` is the
-    /// pseudonym of the address as written).
-    written: HashSet<String>,
     /// Serials that only erased customers hold.
     serials: HashSet<String>,
 }
@@ -92,7 +89,7 @@ impl Erasure {
     /// The erasure of `subjects` under `key`, with the customer landing
     /// records (`email`, `serialNumber`) that name their addresses and serials.
     pub fn new(
-        key: PseudonymKey,
+        key: ErasureKey,
         subjects: impl IntoIterator<Item = String>,
         customer_landing: &DataFrame,
     ) -> PolarsResult<Erasure> {
@@ -120,7 +117,6 @@ impl Erasure {
             };
             if let (true, Some(email)) = (erased, email) {
                 erasure.emails.insert(normalise_email(email));
-                erasure.written.insert(email.to_string());
             }
             if let Some(serial) = serial {
                 let entry = holders.entry(serial).or_default();
@@ -143,7 +139,7 @@ impl Erasure {
         self.key
             .as_ref()
             .expect("an erasure with subjects has a key")
-            .erasure_subject(email)
+            .subject(email)
     }
 
     /// Whether nobody is erased.
@@ -192,24 +188,14 @@ impl Erasure {
         &self.emails
     }
 
-    /// The `customerKey`s the erased customers had (pseudonyms of their
-    /// addresses as written), to find them in older training tables.
-    pub fn customer_keys(&self) -> HashSet<String> {
-        match &self.key {
-            Some(key) => self.written.iter().map(|e| key.pseudonym(e)).collect(),
-            None => HashSet::new(),
-        }
-    }
-
     /// How many rows of a table (any snapshot: trusted, curated,
     /// quarantine, a rubric shadow) hold an erased person: an `email` or
-    /// `user` of theirs, a `serialNumber` only they hold, a `customerKey`
-    /// of theirs, or a `raw` text naming their address.
-    pub fn rows_found(
-        &self,
-        frame: &DataFrame,
-        customer_keys: &HashSet<String>,
-    ) -> PolarsResult<u64> {
+    /// `user` of theirs, a `serialNumber` only they hold, or a `raw` text
+    /// naming their address. A `customerKey` is not searched: it is an HMAC
+    /// under the pseudonym key, which whoever applies erasures cannot read
+    /// (the run that applies an erasure builds the training table without
+    /// the person, and the Erase state deletes every older training table).
+    pub fn rows_found(&self, frame: &DataFrame) -> PolarsResult<u64> {
         if self.is_empty() {
             return Ok(0);
         }
@@ -219,7 +205,6 @@ impl Erasure {
             let judge: Box<dyn Fn(&str) -> bool> = match column.name().as_str() {
                 "email" | "user" => Box::new(|v| self.email(v)),
                 "serialNumber" => Box::new(|v| self.serial(v)),
-                "customerKey" => Box::new(|v| customer_keys.contains(v)),
                 "raw" | "detail" => Box::new(|v| self.names(v)),
                 _ => continue,
             };

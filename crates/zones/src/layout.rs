@@ -14,7 +14,8 @@
 //! <snapshot prefix>/_manifest.json           the parts of a snapshot, with sizes and CRC32C checksums
 //! _catalog/log/<version>.json                the local stand-in for the Glue Data Catalog, one
 //!                                            document per version (catalog.json: the latest, a copy)
-//! _secrets/pseudonym.key                     the local HMAC key (never committed)
+//! _secrets/pseudonym.key                     the local key of customerKey's HMAC (owner-only)
+//! _secrets/erasure.key                       the local key of erasure subjects' HMAC (owner-only)
 //! _erasure/requests/<request id>.json        an erasure request: subjects (HMACs), time, completion
 //! _runs/<run id>/erasure.json                what the run's Erase state removed, and its verification
 //! ```
@@ -356,8 +357,14 @@ pub fn catalog_log_version(key: &str) -> Option<u64> {
         .ok()
 }
 
+/// The pseudonym key of a local warehouse (`customerKey`'s HMAC key).
 pub fn pseudonym_key_key() -> &'static str {
     "_secrets/pseudonym.key"
+}
+
+/// The erasure key of a local warehouse (erasure subjects' HMAC key).
+pub fn erasure_key_key() -> &'static str {
+    "_secrets/erasure.key"
 }
 
 /// `_erasure/requests/`: one document per erasure request.

@@ -34,6 +34,6 @@ pub use contract::{
 };
 pub use layout::{Table, Zone};
 pub use policy::Policy;
-pub use pseudonym::PseudonymKey;
+pub use pseudonym::{ErasureKey, PseudonymKey};
 pub use run_id::RunId;
 pub use schema::Dataset;

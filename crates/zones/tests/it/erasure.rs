@@ -7,20 +7,20 @@ use polars::prelude::*;
 use zones::erasure::{Erasure, RewriteRefused};
 use zones::landing::parse_judged;
 use zones::transitions::ReadingRule;
-use zones::{Dataset, Policy, PseudonymKey};
+use zones::{Dataset, ErasureKey, Policy};
 
 const C1: &str = r#"{"customerName":"A","email":"a@x.com","phone":"1","birthDay":"2000-01-01","serialNumber":"S1","registrationDate":1,"lastUpdateDate":1,"shareWithResearchAsOfDate":5}"#;
 const C2: &str = r#"{"customerName":"A","email":"A@X.com","phone":"1","birthDay":"2000-01-01","serialNumber":"S2","registrationDate":1,"lastUpdateDate":2,"shareWithResearchAsOfDate":5}"#;
 const C3: &str = r#"{"customerName":"B","email":"b@x.com","phone":"1","birthDay":"2000-01-01","serialNumber":"S1","registrationDate":1,"lastUpdateDate":1,"shareWithResearchAsOfDate":5}"#;
 
-fn key() -> PseudonymKey {
-    PseudonymKey::new(&[1u8; 32])
+fn key() -> ErasureKey {
+    ErasureKey::new(&[1u8; 32])
 }
 
 fn erasure_of(emails: &[&str]) -> Erasure {
     let landing = format!("{C1}\n{C2}\n{C3}\n");
     let rows = zones::landing::parse_object(Dataset::Customer, "c.json", landing.as_bytes()).rows;
-    let subjects = emails.iter().map(|e| key().erasure_subject(e));
+    let subjects = emails.iter().map(|e| key().subject(e));
     Erasure::new(key(), subjects, &rows).unwrap()
 }
 
@@ -35,7 +35,7 @@ fn a_serial_shared_with_a_customer_not_erased_stays() {
     // A reader the landing customers never named is found by subject.
     let other = Erasure::new(
         key(),
-        [key().erasure_subject("z@x.com")],
+        [key().subject("z@x.com")],
         &DataFrame::empty_with_schema(&Schema::from_iter([
             Field::new("email".into(), DataType::String),
             Field::new("serialNumber".into(), DataType::String),
