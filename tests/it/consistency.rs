@@ -93,11 +93,31 @@ fn tasks_run_the_transitions_in_design_order_then_the_gate() {
             .count()
             == Table::PRODUCED.len()
     );
-    let (last, vacuum) = order.last().unwrap();
-    assert_eq!(last, "Vacuum");
-    assert!(position("Vacuum") > gate);
+    let vacuum = &order[position("Vacuum")].1;
+    assert_eq!(position("Vacuum"), gate + 2);
     assert_eq!(vacuum["Resource"], "${QualityGateFunctionArn}");
-    assert_eq!(vacuum["End"], true);
+    // Last, the erasure's verdict: caught at Erase so that Vacuum still
+    // runs, it fails the execution after Vacuum with the error it caught.
+    let (last, choice) = order.last().unwrap();
+    assert_eq!(
+        (last.as_str(), position(last)),
+        ("ErasureComplete", gate + 3)
+    );
+    assert_eq!(choice["Type"], "Choice");
+    let failed = &definition["States"][choice["Choices"][0]["Next"].as_str().unwrap()];
+    assert_eq!(
+        (
+            &choice["Choices"][0]["Variable"],
+            &choice["Choices"][0]["IsPresent"]
+        ),
+        (&Value::from("$.erasure_error"), &Value::from(true))
+    );
+    assert_eq!(failed["Type"], "Fail");
+    assert_eq!(failed["ErrorPath"], "$.erasure_error.Error");
+    assert_eq!(
+        definition["States"][choice["Default"].as_str().unwrap()]["Type"],
+        "Succeed"
+    );
     // What the state sends is a vacuum request of the function's contract.
     let request: zones::contract::GateFunctionRequest = serde_json::from_value(serde_json::json!({
         "run_id": "r1",
@@ -113,6 +133,11 @@ fn tasks_run_the_transitions_in_design_order_then_the_gate() {
     assert_eq!(state["Resource"], "${LandingToTrustedFunctionArn}");
     assert_eq!(state["Parameters"]["erase"], true);
     assert_eq!(state["Parameters"]["results.$"], "$.results");
+    assert_eq!(
+        state["Catch"],
+        serde_json::json!([{ "ErrorEquals": [ErrorName::InvalidInput.as_str()], "ResultPath": "$.erasure_error", "Next": "Vacuum" }]),
+        "Erase's verdict waits for Vacuum"
+    );
     for (name, state) in &order {
         let produced = state["Parameters"]["transition"]
             .as_str()
@@ -130,7 +155,9 @@ fn tasks_run_the_transitions_in_design_order_then_the_gate() {
         // everything else fail the Task, where a redrive resumes. Vacuum
         // runs after the publish: nothing it meets is a verdict on the data,
         // so it catches nothing (a redrive vacuums again).
-        if name == "Vacuum" {
+        if name == "Erase" {
+            continue;
+        } else if name == "Vacuum" {
             assert!(state["Catch"].is_null(), "Vacuum catches nothing");
             assert!(
                 state["Retry"][0]["ErrorEquals"]

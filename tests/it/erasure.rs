@@ -292,7 +292,7 @@ fn an_erased_customer_is_found_nowhere_and_every_table_is_as_if_they_never_were(
     let id = erasure["requests"][0].as_str().unwrap();
     let line = status.lines().find(|l| l.contains(id)).unwrap();
     assert!(
-        line.contains("completed") && line.contains("after"),
+        line.contains("completed: 1 of 1 found") && line.contains("after"),
         "{status}"
     );
     assert!(!status.to_lowercase().contains(&lower));
@@ -335,6 +335,17 @@ fn erase_status_lists_requests_by_id_and_time_never_by_address() {
     assert!(
         !out.status.success(),
         "an address, a file or --status is required"
+    );
+    // Applied by a run, the request says that it matched no customer.
+    stedi_ok(wh, &["run", "--run-id", "one"]);
+    let status = stedi_ok(wh, &["erase", "--status"]);
+    assert!(
+        status
+            .lines()
+            .nth(1)
+            .unwrap()
+            .contains("completed: matched no customer  one"),
+        "{status}"
     );
 }
 
@@ -637,4 +648,77 @@ fn erase_refuses_what_is_not_an_address_and_names_its_line() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!wh.join("_erasure").exists(), "nothing was filed");
+}
+
+/// An erasure that cannot complete (a landing line holding two people's
+/// records cannot be rewritten without touching the other's) is reported,
+/// not hidden: the run is published and vacuumed, then fails with the
+/// reason; erasure.json and `stedi erase --status` say why, and the request
+/// stays pending for the next run.
+#[test]
+fn an_erasure_that_cannot_complete_is_reported_and_vacuum_still_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path();
+    stedi_ok(wh, &["seed", "--customers", "40"]);
+    stedi_ok(wh, &["run", "--run-id", "one"]);
+    let email = a_curated_customer(wh);
+    // One line with the person's record and someone else's, back to back.
+    let mut theirs = None;
+    let mut other = None;
+    for path in files(&wh.join("customer/landing")) {
+        for line in std::fs::read_to_string(path).unwrap().lines() {
+            if line.contains(&format!("\"{email}\"")) {
+                theirs.get_or_insert(line.to_string());
+            } else if line.contains("\"email\"") {
+                other.get_or_insert(line.to_string());
+            }
+        }
+    }
+    let (theirs, other) = (theirs.unwrap(), other.unwrap());
+    std::fs::write(
+        wh.join("customer/landing/joined.json"),
+        format!("{theirs}{other}\n"),
+    )
+    .unwrap();
+    stedi_ok(wh, &["erase", "--email", &email]);
+
+    let out = stedi(wh, &["run", "--run-id", "two"]);
+    assert!(!out.status.success());
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        stderr.contains("Stedi.InvalidInput: the erasure of run two is incomplete: landing object"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("done   Vacuum"), "Vacuum ran: {stderr}");
+    assert!(
+        stdout.contains("INCOMPLETE, the request(s) stay pending: landing object"),
+        "{stdout}"
+    );
+    // Published: the person is out of the tables, though not out of landing.
+    assert_eq!(
+        crate::support::query_csv(
+            wh,
+            &format!("SELECT email FROM customer_trusted WHERE email = '{email}'")
+        )
+        .len(),
+        1
+    );
+    let erasure: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(wh.join("_runs/two/erasure.json")).unwrap()).unwrap();
+    assert!(
+        erasure["problem"]
+            .as_str()
+            .unwrap()
+            .contains("customer/landing/joined.json"),
+        "{erasure:#}"
+    );
+    let status = stedi_ok(wh, &["erase", "--status"]);
+    assert!(
+        status.contains("pending: failed (landing object") && status.contains("joined.json"),
+        "{status}"
+    );
+    assert!(!status.contains(&email));
 }

@@ -13,7 +13,8 @@ use std::time::Instant;
 
 use polars::prelude::*;
 use zones::erasure::{
-    Completed, Erasure, ErasureReport, ErasureRequest, RewrittenObject, Verification, request_id,
+    Completed, Erasure, ErasureReport, ErasureRequest, Failed, RewrittenObject, Verification,
+    request_id,
 };
 use zones::{Dataset, RunId, Table, Zone, layout};
 
@@ -39,6 +40,7 @@ pub fn file(env: &Env, emails: &[String], now_ms: u64) -> Result<ErasureRequest>
         requested_at_ms: now_ms,
         subjects,
         completed: None,
+        failed: None,
     };
     let text = serde_json::to_vec_pretty(&request).expect("requests serialize");
     env.store
@@ -163,7 +165,65 @@ pub fn erase(
             report.rows_dropped.insert(table.name().to_string(), *n);
         }
     }
+    // An incomplete erasure is reported (erasure.json, and on each request
+    // for `stedi erase --status`); any other error is retried as it is.
+    let problem = match apply(env, run_id, results, &erasure, &mut report) {
+        Ok(()) => None,
+        Err(Error::ErasureIncomplete { what, .. }) => Some(what),
+        Err(e) => return Err(e),
+    };
+    report.seconds = started.elapsed().as_secs_f64();
+    report.problem = problem.clone();
+    let text = serde_json::to_vec_pretty(&report).expect("reports serialize");
+    store.put(&layout::erasure_report_key(run_id), &text)?;
+    let now = crate::runs::now_ms();
+    for mut request in requests {
+        match &problem {
+            None => {
+                let found = erasure.found(&request.subjects);
+                request.completed.get_or_insert(Completed {
+                    run_id: run_id.clone(),
+                    at_ms: now,
+                    found,
+                });
+                request.failed = None;
+            }
+            Some(problem) => {
+                request.failed = Some(Failed {
+                    run_id: run_id.clone(),
+                    at_ms: now,
+                    problem: problem.clone(),
+                });
+            }
+        }
+        let text = serde_json::to_vec_pretty(&request).expect("requests serialize");
+        store.put(&layout::erasure_request_key(&request.id), &text)?;
+    }
+    if let Some(what) = problem {
+        return Err(Error::ErasureIncomplete {
+            run_id: run_id.to_string(),
+            what,
+        });
+    }
+    tracing::info!(
+        requests = report.requests.len(),
+        objects_rewritten = report.objects_rewritten.len(),
+        snapshots_deleted = report.snapshots_deleted.len(),
+        seconds = report.seconds,
+        "erasure applied and verified"
+    );
+    Ok(report)
+}
 
+/// The Erase state's work on `report`: forget, delete, verify.
+fn apply(
+    env: &Env,
+    run_id: &RunId,
+    results: &BTreeMap<Table, zones::TransitionResult>,
+    erasure: &Erasure,
+    report: &mut ErasureReport,
+) -> Result<()> {
+    let store = env.store.as_ref();
     // Forget: readings first, customers last, so a retry after a failure
     // still finds the erased customers' serials in customer landing.
     let mut objects: Vec<(Dataset, &String)> = Vec::new();
@@ -181,7 +241,7 @@ pub fn erase(
         }
     }
     for (dataset, key) in objects {
-        if let Some(rewritten) = rewrite_object(store, run_id, &erasure, dataset, key)? {
+        if let Some(rewritten) = rewrite_object(store, run_id, erasure, dataset, key)? {
             *report
                 .landing_records_removed
                 .entry(Table::landing(dataset).name().to_string())
@@ -233,10 +293,7 @@ pub fn erase(
         }
     }
 
-    report.verification = verify(store, &erasure)?;
-    report.seconds = started.elapsed().as_secs_f64();
-    let text = serde_json::to_vec_pretty(&report).expect("reports serialize");
-    store.put(&layout::erasure_report_key(run_id), &text)?;
+    report.verification = verify(store, erasure)?;
     if !report.verification.passed {
         return Err(Error::ErasureIncomplete {
             run_id: run_id.to_string(),
@@ -246,23 +303,7 @@ pub fn erase(
             ),
         });
     }
-    let now = crate::runs::now_ms();
-    for mut request in requests {
-        request.completed.get_or_insert(Completed {
-            run_id: run_id.clone(),
-            at_ms: now,
-        });
-        let text = serde_json::to_vec_pretty(&request).expect("requests serialize");
-        store.put(&layout::erasure_request_key(&request.id), &text)?;
-    }
-    tracing::info!(
-        requests = report.requests.len(),
-        objects_rewritten = report.objects_rewritten.len(),
-        snapshots_deleted = report.snapshots_deleted.len(),
-        seconds = report.seconds,
-        "erasure applied and verified"
-    );
-    Ok(report)
+    Ok(())
 }
 
 /// Rewrites one landing object without the erased records, only over the

@@ -33,7 +33,7 @@ pub fn gather(
     facts.samples = results
         .values()
         .flat_map(|r| {
-            samples(store, policy, r).unwrap_or_else(|e| {
+            samples(store, r).unwrap_or_else(|e| {
                 tracing::warn!(table = %r.transition, error = %e, "no quarantine samples");
                 Vec::new()
             })
@@ -81,14 +81,14 @@ pub fn landing_inputs(store: &dyn Store) -> Vec<LandingInput> {
 }
 
 /// Up to [`report_html::SAMPLES_PER_REASON`] quarantined rows per reason of
-/// one transition's quarantine table. Under strict a sample shows the line's
-/// shape, not its values ([`masked`]): the page and facts.json outlive the
-/// quarantine snapshot they quote (vacuum keeps a run's page), so they hold
-/// no address, name or phone; a training-table sample also loses its
+/// one transition's quarantine table. Under either policy a sample shows the
+/// line's shape, not its values ([`masked`]): the page and facts.json outlive
+/// the quarantine snapshot they quote (vacuum keeps a run's page), so they
+/// hold no address, name or phone; a training-table sample also loses its
 /// identifier fields (the serial number that names candidate customers).
+/// The values are in the quarantine table, for the retention window.
 pub fn samples(
     store: &dyn Store,
-    policy: Policy,
     result: &TransitionResult,
 ) -> lakehouse::Result<Vec<QuarantineSamples>> {
     let Some(quarantine) = &result.quarantine else {
@@ -104,12 +104,9 @@ pub fn samples(
         return Ok(Vec::new());
     }
     let frame = tables::read_table(store, quarantine)?;
-    let shown = |raw: &str| match policy {
-        Policy::Strict if quarantine.table == Table::MachineLearningQuarantine => {
-            masked(&without_identifiers(raw))
-        }
-        Policy::Strict => masked(raw),
-        Policy::Rubric => raw.to_string(),
+    let shown = |raw: &str| match quarantine.table {
+        Table::MachineLearningQuarantine => masked(&without_identifiers(raw)),
+        _ => masked(raw),
     };
     let mut out = Vec::new();
     for reason in reasons {

@@ -247,8 +247,24 @@ pub fn erasure_requests(requests: &[zones::erasure::ErasureRequest]) -> String {
     ]);
     for r in requests {
         let (status, run, at) = match &r.completed {
-            Some(c) => ("completed", c.run_id.to_string(), time(c.at_ms)),
-            None => ("pending", "-".into(), "-".into()),
+            Some(c) if c.found == 0 => (
+                "completed: matched no customer".to_string(),
+                c.run_id.to_string(),
+                time(c.at_ms),
+            ),
+            Some(c) => (
+                format!("completed: {} of {} found", c.found, r.subjects.len()),
+                c.run_id.to_string(),
+                time(c.at_ms),
+            ),
+            None => match &r.failed {
+                Some(f) => (
+                    format!("pending: failed ({})", f.problem),
+                    f.run_id.to_string(),
+                    "-".into(),
+                ),
+                None => ("pending".to_string(), "-".into(), "-".into()),
+            },
         };
         table.add_row([
             r.id.clone(),

@@ -157,9 +157,20 @@ pub fn erasure(report: &zones::erasure::ErasureReport, location: &str) -> String
         .iter()
         .map(|o| o.older_versions_deleted)
         .sum();
+    let verification = match &report.problem {
+        Some(problem) => format!("INCOMPLETE, the request(s) stay pending: {problem}"),
+        None if report.verification.passed => format!(
+            "verification: the person is found nowhere ({} objects searched, {} Parquet rows read)",
+            report.verification.objects_searched, report.verification.parquet_rows_read
+        ),
+        None => format!(
+            "verification: STILL FOUND in {}",
+            report.verification.found_in.join(", ")
+        ),
+    };
     let _ = writeln!(
         out,
-        "erasure: {} request(s) applied ({}); {} landing object(s) rewritten ({} older version(s) deleted); landing records removed: {}; rows dropped as erased: {}; {} older snapshot(s) and {} other object(s) deleted; verification: {} ({} objects searched, {} Parquet rows read){}",
+        "erasure: {} request(s) applied ({}); {} landing object(s) rewritten ({} older version(s) deleted); landing records removed: {}; rows dropped as erased: {}; {} older snapshot(s) and {} other object(s) deleted; {verification}",
         report.requests.len(),
         report.requests.join(", "),
         report.objects_rewritten.len(),
@@ -168,17 +179,6 @@ pub fn erasure(report: &zones::erasure::ErasureReport, location: &str) -> String
         rules(&report.rows_dropped),
         report.snapshots_deleted.len(),
         report.objects_deleted.len(),
-        if report.verification.passed {
-            "the person is found nowhere"
-        } else {
-            "STILL FOUND"
-        },
-        report.verification.objects_searched,
-        report.verification.parquet_rows_read,
-        match report.verification.found_in.is_empty() {
-            true => String::new(),
-            false => format!(" in {}", report.verification.found_in.join(", ")),
-        }
     );
     let _ = writeln!(out, "erasure report: {location}");
     out

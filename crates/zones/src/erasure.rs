@@ -46,6 +46,20 @@ pub struct ErasureRequest {
     /// Set by the run that applied it.
     #[serde(default)]
     pub completed: Option<Completed>,
+    /// The last run that tried to apply it and could not, and why (the
+    /// request stays pending; `stedi erase --status` shows it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<Failed>,
+}
+
+/// A run's failed attempt at applying a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failed {
+    pub run_id: RunId,
+    /// Epoch milliseconds.
+    pub at_ms: u64,
+    /// What stopped it (no address: keys and counts only).
+    pub problem: String,
 }
 
 /// When and by which run a request was applied.
@@ -54,6 +68,11 @@ pub struct Completed {
     pub run_id: RunId,
     /// Epoch milliseconds.
     pub at_ms: u64,
+    /// How many of the request's people had a customer record in landing
+    /// when it was applied (0: the address matched nobody; their readings,
+    /// if any, were still dropped by `user`).
+    #[serde(default)]
+    pub found: u64,
 }
 
 /// A request id: the time it was filed and 8 hex digits of the SHA-256 of
@@ -73,6 +92,8 @@ pub fn request_id(requested_at_ms: u64, subjects: &[String]) -> String {
 pub struct Erasure {
     subjects: HashSet<String>,
     key: Option<ErasureKey>,
+    /// The subjects whose address was found in customer landing.
+    found: HashSet<String>,
     /// The erased addresses found in customer landing, normalised. Held in
     /// memory only: never logged, stored or returned in a result.
     emails: HashSet<String>,
@@ -115,8 +136,11 @@ impl Erasure {
                 }),
                 None => false,
             };
-            if let (true, Some(email)) = (erased, email) {
-                erasure.emails.insert(normalise_email(email));
+            if let (true, Some(email)) = (erased, email)
+                && erasure.emails.insert(normalise_email(email))
+            {
+                let subject = erasure.subject(email);
+                erasure.found.insert(subject);
             }
             if let Some(serial) = serial {
                 let entry = holders.entry(serial).or_default();
@@ -219,6 +243,11 @@ impl Erasure {
             }
         }
         Ok(found.iter().filter(|f| **f).count() as u64)
+    }
+
+    /// How many of `subjects` had a customer record in landing.
+    pub fn found(&self, subjects: &[String]) -> u64 {
+        subjects.iter().filter(|s| self.found.contains(*s)).count() as u64
     }
 
     /// The serials only erased customers hold.
@@ -464,6 +493,9 @@ pub struct ErasureReport {
     pub objects_deleted: Vec<String>,
     pub verification: Verification,
     pub seconds: f64,
+    /// Why the erasure is incomplete, when it is (its requests stay pending).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 /// One landing object rewritten.

@@ -88,19 +88,25 @@ fn the_graph_is_laid_out_from_the_definition() {
         "QualityGate",
         "Erase",
         "Vacuum",
+        "ErasureComplete",
+        "Done",
     ];
     for (rank, name) in order.iter().enumerate() {
         let node = g.node(name).unwrap();
         assert_eq!((node.rank, node.column), (rank, 0), "{name}");
     }
-    assert_eq!(g.node("RunFailed").unwrap().column, 1);
+    // The Choice's other branch beside Done, the Fail state of the data's
+    // verdicts beside them all.
+    let incomplete = g.node("ErasureIncomplete").unwrap();
+    assert_eq!((incomplete.rank, incomplete.column), (order.len() - 1, 1));
+    assert_eq!(g.node("RunFailed").unwrap().column, 2);
     let catches = g.edges.iter().filter(|e| e.catch).count();
-    // Vacuum runs last and catches nothing.
+    // Vacuum catches nothing; Erase's catch leads on to Vacuum.
     assert_eq!(
         catches, 7,
-        "every Task but Vacuum routes its data errors to RunFailed"
+        "every Task but Vacuum routes its data errors on"
     );
-    assert_eq!(g.edges.len() - catches, order.len() - 1);
+    assert_eq!(g.edges.len() - catches, order.len() - 1 + 1);
 }
 
 #[test]
