@@ -279,7 +279,7 @@ impl Erasure {
     pub fn count(&self, dataset: Dataset, key: &str, bytes: &[u8]) -> PolarsResult<(u64, u64)> {
         let parsed = landing::read_object(dataset, key, bytes);
         Ok((
-            parsed.records,
+            parsed.counts.input,
             self.erased_in(dataset, &parsed.rows, &parsed.quarantined)?,
         ))
     }
@@ -338,7 +338,7 @@ impl Erasure {
         if expected == 0 {
             return Ok(None);
         }
-        let records = whole.records;
+        let records = whole.counts.input;
         let (mut out, mut erased) = (Vec::new(), 0);
         for every_line in [false, true] {
             (out, erased) = self.without_erased_lines(dataset, key, &data, every_line)?;
@@ -391,7 +391,7 @@ impl Erasure {
                     let on_line = self
                         .erased_in(dataset, &parsed.rows, &parsed.quarantined)
                         .map_err(|e| RewriteRefused::Internal(e.to_string()))?;
-                    (parsed.records, on_line)
+                    (parsed.counts.input, on_line)
                 }
             };
             erased += on_line;
