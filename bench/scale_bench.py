@@ -90,7 +90,7 @@ def clean_run(warehouse):
                 shutil.rmtree(path / zone, ignore_errors=True)
 
 
-COUNTED = ("input_rows", "kept_rows", "quarantined", "dropped", "repaired", "rubric_rows", "rubric_dropped")
+COUNTED = ("counts", "rubric_rows", "rubric_counts")
 
 
 def run_counts(warehouse, run_id):

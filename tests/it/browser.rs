@@ -279,12 +279,13 @@ fn assert_matches_report(dom: &Value, report: &Value) {
         .zip(transitions)
     {
         assert_eq!(row["table"], t["table"]);
-        assert_eq!(row["input"], t["input_rows"], "{}", t["table"]);
-        assert_eq!(row["kept"], t["kept_rows"], "{}", t["table"]);
+        let counts = &t["counts"];
+        assert_eq!(row["input"], counts["input"], "{}", t["table"]);
+        assert_eq!(row["kept"], counts["kept"], "{}", t["table"]);
         assert_eq!(row["rows"], t["rows"], "{}", t["table"]);
         outflows += 1;
-        // Every count map of the line (quarantined, dropped, and any added later).
-        for (field, counts) in t.as_object().unwrap() {
+        // Every count map of the line (quarantined, dropped, repaired, and any added later).
+        for (field, counts) in counts.as_object().unwrap() {
             let Some(counts) = counts.as_object() else {
                 continue;
             };
@@ -314,7 +315,7 @@ fn assert_matches_report(dom: &Value, report: &Value) {
                 }
             }
         }
-        let quarantined = t["quarantined"].as_object().unwrap();
+        let quarantined = counts["quarantined"].as_object().unwrap();
         for (reason, n) in quarantined {
             let shown = dom["reasons"]
                 .as_array()

@@ -155,16 +155,16 @@ fn check(case: &Case, policy: &str) {
     for (d, dataset) in DATASETS.iter().enumerate() {
         let line = &lines[READS_LANDING[d]];
         assert_eq!(
-            line["input_rows"], case.records[d],
+            line["counts"]["input"], case.records[d],
             "{what}: {dataset} records"
         );
         assert_eq!(
-            as_map(&line["quarantined"]),
+            as_map(&line["counts"]["quarantined"]),
             map(case.quarantined[d]),
             "{what}: {dataset} quarantine by reason"
         );
         assert_eq!(
-            as_map(&line["repaired"]),
+            as_map(&line["counts"]["repaired"]),
             map(case.repaired[d]),
             "{what}: {dataset} repairs by kind"
         );
@@ -242,7 +242,7 @@ fn the_consent_sentinel_is_named_in_the_strict_vs_rubric_explanation() {
     let summary = stedi_ok(wh, &["run", "--run-id", "s"]);
     let r = report(wh, "s");
     assert_eq!(
-        as_map(&r["transitions"][0]["dropped"]),
+        as_map(&r["transitions"][0]["counts"]["dropped"]),
         map(&[("implausible_consent_date", 1), ("no_research_consent", 2)])
     );
     let customer = &r["rubric_comparison"][0];

@@ -239,25 +239,12 @@ fn no_io_in(krate: &str) {
     for forbidden in ["aws", "tokio", "lambda", "lakehouse", "reqwest"] {
         assert!(!deps.contains(forbidden), "{krate} depends on {forbidden}");
     }
-    // Every source file, those of submodules (`src/landing/`) included.
-    let mut files = Vec::new();
-    let mut folders = vec![root.join("src")];
-    while let Some(folder) = folders.pop() {
-        for entry in std::fs::read_dir(folder).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                folders.push(path);
-            } else {
-                files.push(path);
-            }
-        }
-    }
+    let files = sources(krate);
     assert!(
-        krate != "crates/zones" || files.iter().any(|p| p.ends_with("landing/flat.rs")),
+        krate != "crates/zones" || files.iter().any(|(p, _)| p.ends_with("landing/flat.rs")),
         "submodules are walked"
     );
-    for path in files {
-        let source = std::fs::read_to_string(&path).unwrap();
+    for (path, source) in files {
         for forbidden in [
             "std::fs",
             "std::env",
@@ -270,6 +257,46 @@ fn no_io_in(krate: &str) {
                 !source.contains(forbidden),
                 "{} uses {forbidden}",
                 path.display()
+            );
+        }
+    }
+}
+
+/// Every source file of `krate`, those of submodules (`src/landing/`) included.
+fn sources(krate: &str) -> Vec<(std::path::PathBuf, String)> {
+    let mut files = Vec::new();
+    let mut folders = vec![workspace().join(krate).join("src")];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                folders.push(path);
+            } else {
+                let source = std::fs::read_to_string(&path).unwrap();
+                files.push((path, source));
+            }
+        }
+    }
+    files
+}
+
+/// The I/O crate decides nothing about transitions: what a transition
+/// writes and how its rows are counted are decided beside the transitions
+/// (`zones`, and the transition crates), and its snapshot writer takes
+/// plain values, never a request.
+#[test]
+fn the_io_crate_takes_no_transition_decision() {
+    for (path, source) in sources("crates/lakehouse") {
+        // `zones::transitions::...`, or `transitions::...` after any import of it.
+        assert!(
+            !source.contains("transitions::"),
+            "{} uses zones::transitions",
+            path.display()
+        );
+        if path.ends_with("tables.rs") {
+            assert!(
+                !source.contains("Request"),
+                "the snapshot writer takes a request"
             );
         }
     }

@@ -48,7 +48,9 @@ fn strict_run_keeps_the_invariants_and_reruns_identically() {
     }
     for (dataset, table) in [("customer", 0), ("accelerometer", 1), ("step_trainer", 3)] {
         assert_eq!(
-            first["transitions"][table]["input_rows"].as_u64().unwrap(),
+            first["transitions"][table]["counts"]["input"]
+                .as_u64()
+                .unwrap(),
             landing_lines(wh, dataset),
             "{dataset}: landing lines read"
         );

@@ -191,7 +191,7 @@ fn an_erased_customer_is_found_nowhere_and_every_table_is_as_if_they_never_were(
             .unwrap()
             .iter()
             .find(|t| t["table"] == table)
-            .unwrap()["dropped"]["erased"]
+            .unwrap()["counts"]["dropped"]["erased"]
             .as_u64()
     };
     assert!(dropped("customer_trusted").unwrap() >= 1);

@@ -14,14 +14,22 @@ pub fn stedi_binary() -> PathBuf {
     binary("stedi")
 }
 
-/// A binary of this build (`cargo build --workspace --bins` puts them next
-/// to the test binary's `deps/` folder): `stedi` or a Lambda function.
+/// A binary of this build: `stedi` or a Lambda function. `cargo build
+/// --workspace --bins` puts them in the target directory's profile folder,
+/// which is the test binary's (`<profile>/deps/<test>`) unless the build
+/// directory is separate (`CARGO_BUILD_BUILD_DIR`): then the target
+/// directory is `CARGO_TARGET_DIR`'s, and binaries beside the test binary
+/// may be another build's.
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    let dir = exe
+    let profile = exe
         .parent()
         .and_then(Path::parent)
-        .expect("target/<profile>/deps/<test>");
+        .expect("<build dir>/<profile>/deps/<test>");
+    let dir = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(target) => Path::new(&target).join(profile.file_name().expect("a profile folder")),
+        None => profile.to_path_buf(),
+    };
     let bin = dir.join(name);
     assert!(
         bin.exists(),

@@ -161,7 +161,7 @@ pub fn erase(
         ..ErasureReport::default()
     };
     for (table, result) in results {
-        if let Some(n) = result.dropped.get(zones::policy::rule::ERASED) {
+        if let Some(n) = result.counts.dropped.get(zones::policy::rule::ERASED) {
             report.rows_dropped.insert(table.name().to_string(), *n);
         }
     }

@@ -147,21 +147,10 @@ pub enum Error {
         transition: zones::Table,
     },
 
-    /// The request names no snapshot of a table its transition reads.
-    #[error("{transition} needs input `{input}`, which the request does not name")]
-    MissingInput {
-        transition: zones::Table,
-        input: zones::Table,
-    },
-
-    /// A strict request names no rubric shadow of a table its transition reads.
-    #[error(
-        "{transition} under strict needs the rubric shadow of `{input}`, which the request does not name"
-    )]
-    MissingShadow {
-        transition: zones::Table,
-        input: zones::Table,
-    },
+    /// The request names no snapshot (or, under strict, no rubric shadow)
+    /// of a table its transition reads.
+    #[error(transparent)]
+    MissingInput(#[from] zones::contract::MissingInput),
 
     /// The deployment's settings (`STEDI_*`): found at cold start, before
     /// any request is served.
@@ -257,8 +246,7 @@ impl Error {
             | Error::MissingTable { .. }
             | Error::Request { .. }
             | Error::NotServed { .. }
-            | Error::MissingInput { .. }
-            | Error::MissingShadow { .. } => ErrorName::InvalidInput,
+            | Error::MissingInput(_) => ErrorName::InvalidInput,
             Error::Query(_) | Error::QueryFailed { .. } => ErrorName::InvalidInput,
             Error::Io { .. }
             | Error::NotFound { .. }
@@ -306,6 +294,7 @@ impl From<Error> for TaskError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use zones::contract::MissingInput;
     use zones::{Dataset, Table};
 
     fn polars_error() -> polars::error::PolarsError {
@@ -354,28 +343,27 @@ mod tests {
             Error::Polars(_) => 13,
             Error::Request { .. } => 14,
             Error::NotServed { .. } => 15,
-            Error::MissingInput { .. } => 16,
-            Error::MissingShadow { .. } => 17,
-            Error::Config { .. } => 18,
-            Error::NoRandomness(_) => 19,
-            Error::WorkerFailed { .. } => 20,
-            Error::UnexpectedAnswer { .. } => 21,
-            Error::BuildRequest { .. } => 22,
-            Error::CatalogEntry { .. } => 23,
-            Error::ViewNotInGlue => 24,
-            Error::RunIdUsed { .. } => 25,
-            Error::PolicyMismatch { .. } => 26,
-            Error::InvalidKey { .. } => 27,
-            Error::Damaged { .. } => 28,
-            Error::KeyGone { .. } => 29,
-            Error::ForeignResults { .. } => 30,
-            Error::RetentionTooShort(_) => 31,
-            Error::ObjectChanged { .. } => 32,
-            Error::ErasureIncomplete { .. } => 33,
-            Error::ErasureKeyGone { .. } => 34,
+            Error::MissingInput(_) => 16,
+            Error::Config { .. } => 17,
+            Error::NoRandomness(_) => 18,
+            Error::WorkerFailed { .. } => 19,
+            Error::UnexpectedAnswer { .. } => 20,
+            Error::BuildRequest { .. } => 21,
+            Error::CatalogEntry { .. } => 22,
+            Error::ViewNotInGlue => 23,
+            Error::RunIdUsed { .. } => 24,
+            Error::PolicyMismatch { .. } => 25,
+            Error::InvalidKey { .. } => 26,
+            Error::Damaged { .. } => 27,
+            Error::KeyGone { .. } => 28,
+            Error::ForeignResults { .. } => 29,
+            Error::RetentionTooShort(_) => 30,
+            Error::ObjectChanged { .. } => 31,
+            Error::ErasureIncomplete { .. } => 32,
+            Error::ErasureKeyGone { .. } => 33,
         }
     }
-    const VARIANTS: usize = 35;
+    const VARIANTS: usize = 34;
 
     /// Every variant with the name Step Functions sees: the data is wrong
     /// -> InvalidInput; a retry may succeed -> Transient; our bug, the
@@ -544,17 +532,17 @@ mod tests {
                 "Stedi.InvalidInput",
             ),
             (
-                Error::MissingInput {
+                Error::MissingInput(MissingInput::Table {
                     transition: Table::CustomersCurated,
                     input: Table::CustomerTrusted,
-                },
+                }),
                 "Stedi.InvalidInput",
             ),
             (
-                Error::MissingShadow {
+                Error::MissingInput(MissingInput::Shadow {
                     transition: Table::CustomersCurated,
                     input: Table::CustomerTrusted,
-                },
+                }),
                 "Stedi.InvalidInput",
             ),
             (
@@ -619,10 +607,10 @@ mod tests {
 
     #[test]
     fn messages_name_what_went_wrong() {
-        let shadow = Error::MissingShadow {
+        let shadow = Error::from(MissingInput::Shadow {
             transition: Table::CustomersCurated,
             input: Table::CustomerTrusted,
-        };
+        });
         assert_eq!(
             shadow.to_string(),
             "customers_curated under strict needs the rubric shadow of `customer_trusted`, which the request does not name"

@@ -2,8 +2,9 @@
 //!
 //! A [`Store`] (a local directory, or S3), a [`Catalog`] (a JSON document in
 //! the store, or the Glue Data Catalog) with its atomic, version-guarded
-//! publish, a [`QueryEngine`] (Polars SQL, or Athena), Parquet snapshots, and
-//! the handler plumbing every Lambda shares.
+//! publish, a [`QueryEngine`] (Polars SQL, or Athena), Parquet snapshots
+//! (written part by part, then sealed), and the Lambda `main` every function
+//! shares.
 //!
 //! Deliberately absent: business rules (they live in `zones`) and reading
 //! the environment outside [`Config::from_env`].
@@ -20,7 +21,6 @@ pub mod erasure;
 pub mod error;
 #[cfg(feature = "glue")]
 pub mod glue;
-pub mod handler;
 pub mod keys;
 #[cfg(feature = "lambda")]
 pub mod lambda;

@@ -1,29 +1,22 @@
-//! Reading landing objects and writing/reading table snapshots as Parquet.
+//! Reading landing objects, and the snapshot writer: Parquet parts written
+//! under a snapshot's prefix ([`write_part`], [`PartWriter`]), then sealed
+//! by a separate call ([`seal`]) that writes the manifest of the parts;
+//! snapshots read back through their manifests. Plain values in (a
+//! [`SnapshotRef`], a part name, frames), never a request.
 
 use polars::prelude::*;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use zones::contract::{ColumnDef, TableRef};
 
-use zones::landing::{self, JudgedObject, QuarantineReason, QuarantinedLine};
+use zones::landing::{self, JudgedObject, ParsedObject, QuarantineReason};
+use zones::layout::SnapshotRef;
 use zones::reading_rule::ReadingRule;
 use zones::schema::hive_type;
 use zones::{Dataset, Table, layout};
 
 use crate::error::{Error, Result};
 use crate::store::{ObjectInfo, Store, Unreadable};
-
-/// Every landing object of a dataset, parsed once.
-#[derive(Debug)]
-pub struct Landing {
-    pub rows: DataFrame,
-    pub quarantined: Vec<QuarantinedLine>,
-    /// Records read: `rows.height() + quarantined.len()`.
-    pub records: u64,
-    /// Lossless repairs made, by kind (`zones::landing::Repair`).
-    pub repaired: BTreeMap<String, u64>,
-}
 
 /// The landing objects of `dataset`, sorted by key, by the one listing rule
 /// of `zones::layout::landing_object` (any depth and extension, no `_` or
@@ -105,12 +98,13 @@ pub fn stream_landing_object(
                 }
             })?;
             let judged = parser.finish();
+            let counts = &judged.counts[0];
             tracing::debug!(
                 key,
                 bytes,
-                records = judged.records,
-                rows = judged.records - judged.quarantined.len() as u64,
-                quarantined = judged.quarantined.len(),
+                records = counts.input,
+                rows = counts.kept,
+                quarantined = counts.quarantined_total(),
                 "parsed landing object"
             );
             judged
@@ -119,8 +113,9 @@ pub fn stream_landing_object(
 }
 
 /// Reads and parses all landing objects of `dataset`, in parallel across
-/// objects; rows keep the order of (object key, line).
-pub fn read_landing(store: &dyn Store, dataset: Dataset) -> Result<Landing> {
+/// objects, as one: rows keep the order of (object key, line), and the
+/// counts are the objects' merged.
+pub fn read_landing(store: &dyn Store, dataset: Dataset) -> Result<ParsedObject> {
     let objects = landing_objects(store, dataset)?;
     // Rayon's threads log in the caller's span (the invocation's).
     let span = tracing::Span::current();
@@ -128,27 +123,20 @@ pub fn read_landing(store: &dyn Store, dataset: Dataset) -> Result<Landing> {
         .par_iter()
         .map(|o| span.in_scope(|| read_landing_object(store, dataset, o, &[])))
         .collect::<Result<_>>()?;
-    let mut rows = landing::empty_rows(dataset);
-    let mut quarantined = Vec::new();
-    let mut records = 0;
-    let mut repaired = BTreeMap::new();
+    let mut all = ParsedObject {
+        rows: landing::empty_rows(dataset),
+        quarantined: Vec::new(),
+        counts: Default::default(),
+    };
     for mut p in parsed {
-        let (part, _) = p.kept.pop().expect("one output without rules");
-        rows.vstack_mut_owned(part)?;
-        quarantined.extend(p.quarantined);
-        records += p.records;
-        for (kind, n) in p.repaired {
-            *repaired.entry(kind).or_insert(0) += n;
-        }
+        let rows = p.rows.pop().expect("one output without rules");
+        all.rows.vstack_mut_owned(rows)?;
+        all.quarantined.append(&mut p.quarantined);
+        all.counts.merge(&p.counts[0]);
     }
-    rows.rechunk_mut_par();
-    tracing::info!(%dataset, objects = objects.len(), records, quarantined = quarantined.len(), ?repaired, "parsed landing data");
-    Ok(Landing {
-        rows,
-        quarantined,
-        records,
-        repaired,
-    })
+    all.rows.rechunk_mut_par();
+    tracing::info!(%dataset, objects = objects.len(), records = all.counts.input, quarantined = all.quarantined.len(), repaired = ?all.counts.repaired, "parsed landing data");
+    Ok(all)
 }
 
 /// One Parquet part of a snapshot as its writer saw it: what the manifest records.
@@ -156,6 +144,9 @@ pub fn read_landing(store: &dyn Store, dataset: Dataset) -> Result<Landing> {
 pub struct PartInfo {
     /// The part's name under the snapshot prefix (`part-00000.parquet`).
     pub name: String,
+    /// Rows (0 in a manifest written before parts recorded them).
+    #[serde(default)]
+    pub rows: u64,
     /// Bytes.
     pub size: u64,
     /// CRC32C (Castagnoli) of the bytes, the checksum S3 also computes.
@@ -175,24 +166,16 @@ pub struct Manifest {
     pub parts: Vec<PartInfo>,
 }
 
-/// Writes `df` as the `n`-th Parquet part under `prefix` (the same key on a retry).
+/// Writes `df` as the Parquet part `name` of `snapshot` ([`layout::part_name`],
+/// [`layout::batch_part_name`]; the same name on a retry writes the same
+/// key). The part counts once [`seal`] lists it.
 pub fn write_part(
     store: &dyn Store,
-    prefix: &str,
-    n: usize,
+    snapshot: &SnapshotRef,
+    name: &str,
     df: &mut DataFrame,
 ) -> Result<PartInfo> {
-    write_part_at(store, prefix, &layout::part_key(prefix, n), df)
-}
-
-/// Writes `df` as the Parquet part `key` under `prefix`.
-fn write_part_at(
-    store: &dyn Store,
-    prefix: &str,
-    key: &str,
-    df: &mut DataFrame,
-) -> Result<PartInfo> {
-    let key = key.to_string();
+    let key = snapshot.part_key(name);
     let bytes = encode_parquet(df).map_err(|source| Error::Write {
         key: key.clone(),
         source,
@@ -200,7 +183,8 @@ fn write_part_at(
     store.put(&key, &bytes)?;
     tracing::debug!(key, rows = df.height(), bytes = bytes.len(), "wrote part");
     Ok(PartInfo {
-        name: key[prefix.len()..].to_string(),
+        name: name.to_string(),
+        rows: df.height() as u64,
         size: bytes.len() as u64,
         crc32c: crc32c::crc32c(&bytes),
     })
@@ -233,7 +217,7 @@ pub const BATCH_BYTES: u64 = 16 << 20;
 /// larger than that is a batch alone). A batch is one unit of work: its
 /// objects' rows are gathered into the same parts, so many small objects
 /// make few parts, and its parts are named by the batch's index
-/// ([`layout::batch_part_key`]): the batches, and so the keys, follow from
+/// ([`layout::batch_part_name`]): the batches, and so the keys, follow from
 /// the listing alone, and a retry writes the same keys.
 pub fn landing_batches(objects: &[ObjectInfo]) -> Vec<std::ops::Range<usize>> {
     let mut batches = Vec::new();
@@ -252,12 +236,12 @@ pub fn landing_batches(objects: &[ObjectInfo]) -> Vec<std::ops::Range<usize>> {
 }
 
 /// Gathers the rows of one batch, in order, into Parquet parts of exactly
-/// `rows_per_part` rows (the batch's last part: the rest) under `prefix`,
+/// `rows_per_part` rows (the batch's last part: the rest) of a snapshot,
 /// named `part-<batch>-<n>.parquet`: the same rows give the same parts and
-/// keys however the rows arrive.
+/// keys however the rows arrive. The parts count once [`seal`] lists them.
 pub struct PartWriter<'s> {
     store: &'s dyn Store,
-    prefix: String,
+    snapshot: &'s SnapshotRef,
     /// None: the writer that gathers batches' rests, `part-<n>.parquet`.
     batch: Option<usize>,
     rows_per_part: usize,
@@ -266,42 +250,44 @@ pub struct PartWriter<'s> {
     /// Frames of `buffer` before this one are compacted blocks.
     compacted: usize,
     written: Vec<PartInfo>,
-    rows: u64,
 }
 
 impl<'s> PartWriter<'s> {
-    pub fn new(store: &'s dyn Store, prefix: &str, batch: usize, rows_per_part: usize) -> Self {
-        Self::named(store, prefix, Some(batch), rows_per_part)
+    pub fn new(
+        store: &'s dyn Store,
+        snapshot: &'s SnapshotRef,
+        batch: usize,
+        rows_per_part: usize,
+    ) -> Self {
+        Self::named(store, snapshot, Some(batch), rows_per_part)
     }
 
     /// A writer of the rests the batches kept ([`Self::finish_keeping`]),
     /// gathered in batch order into parts named `part-<n>.parquet`.
-    pub fn gathering(store: &'s dyn Store, prefix: &str, rows_per_part: usize) -> Self {
-        Self::named(store, prefix, None, rows_per_part)
+    pub fn gathering(
+        store: &'s dyn Store,
+        snapshot: &'s SnapshotRef,
+        rows_per_part: usize,
+    ) -> Self {
+        Self::named(store, snapshot, None, rows_per_part)
     }
 
     fn named(
         store: &'s dyn Store,
-        prefix: &str,
+        snapshot: &'s SnapshotRef,
         batch: Option<usize>,
         rows_per_part: usize,
     ) -> Self {
         PartWriter {
             store,
-            prefix: prefix.to_string(),
+            snapshot,
             batch,
             rows_per_part,
             buffer: Vec::new(),
             buffered: 0,
             compacted: 0,
             written: Vec::new(),
-            rows: 0,
         }
-    }
-
-    /// Rows pushed so far, written or buffered.
-    pub fn pushed(&self) -> u64 {
-        self.rows + self.buffered as u64
     }
 
     /// Appends rows; writes every full part.
@@ -351,13 +337,12 @@ impl<'s> PartWriter<'s> {
 
     fn write(&mut self, part: &mut DataFrame) -> Result<()> {
         let n = self.written.len();
-        let key = match self.batch {
-            Some(batch) => layout::batch_part_key(&self.prefix, batch, n),
-            None => layout::part_key(&self.prefix, n),
+        let name = match self.batch {
+            Some(batch) => layout::batch_part_name(batch, n),
+            None => layout::part_name(n),
         };
-        let info = write_part_at(self.store, &self.prefix, &key, part)?;
-        self.rows += part.height() as u64;
-        self.written.push(info);
+        self.written
+            .push(write_part(self.store, self.snapshot, &name, part)?);
         Ok(())
     }
 
@@ -365,42 +350,47 @@ impl<'s> PartWriter<'s> {
     /// instead of written, for a [`Self::gathering`] writer to gather with
     /// the other batches' rests (quarantined records are few: one part for
     /// all batches, not one each).
-    pub fn finish_keeping(
-        mut self,
-        keep: usize,
-    ) -> Result<(Vec<PartInfo>, u64, Option<DataFrame>)> {
+    pub fn finish_keeping(mut self, keep: usize) -> Result<(Vec<PartInfo>, Option<DataFrame>)> {
         if self.buffered == 0 || self.buffered > keep {
-            let (parts, rows) = self.finish()?;
-            return Ok((parts, rows, None));
+            return Ok((self.finish()?, None));
         }
         let rest = self.gathered()?;
-        Ok((self.written, self.rows, Some(rest)))
+        Ok((self.written, Some(rest)))
     }
 
     /// Writes the rest of the rows as the batch's last part; returns the
-    /// parts written and their rows. A batch without rows writes nothing.
-    pub fn finish(mut self) -> Result<(Vec<PartInfo>, u64)> {
+    /// parts written. A batch without rows writes nothing.
+    pub fn finish(mut self) -> Result<Vec<PartInfo>> {
         if self.buffered > 0 {
             let mut rest = self.gathered()?;
             self.write(&mut rest)?;
         }
-        Ok((self.written, self.rows))
+        Ok(self.written)
     }
 }
 
-/// Completes a snapshot of `parts` written under `prefix`: removes parts a
-/// previous attempt of the same run left beyond them (a retry with fewer
-/// landing objects must not keep stale rows), writes the manifest, and
-/// describes the snapshot.
+/// Seals `snapshot` as the `parts` written under it (by any number of
+/// writers, in the order given): removes parts a previous attempt of the
+/// same run left beyond them (a retry with fewer landing objects must not
+/// keep stale rows), writes the manifest, and describes the snapshot, whose
+/// rows are the parts'. A snapshot without parts gets one empty part of
+/// `schema`, so that readers find its columns.
 pub fn seal(
     store: &dyn Store,
-    table: Table,
-    prefix: &str,
-    snapshot: &str,
-    parts: Vec<PartInfo>,
-    rows: u64,
+    snapshot: &SnapshotRef,
+    mut parts: Vec<PartInfo>,
     schema: &Schema,
 ) -> Result<TableRef> {
+    if parts.is_empty() {
+        let mut empty = DataFrame::empty_with_schema(schema);
+        parts.push(write_part(
+            store,
+            snapshot,
+            &layout::part_name(0),
+            &mut empty,
+        )?);
+    }
+    let prefix = snapshot.location.as_str();
     let manifest_key = layout::manifest_key(prefix);
     for stale in store
         .list(prefix)?
@@ -413,42 +403,33 @@ pub fn seal(
         );
         store.delete(&stale.key)?;
     }
+    let rows = parts.iter().map(|p| p.rows).sum();
     let manifest = Manifest {
-        table,
-        snapshot: snapshot.to_string(),
+        table: snapshot.table,
+        snapshot: snapshot.snapshot.clone(),
         rows,
         parts,
     };
     let json = serde_json::to_vec_pretty(&manifest).expect("manifests serialize");
     store.put(&manifest_key, &json)?;
     Ok(TableRef {
-        table,
+        table: snapshot.table,
         location: prefix.to_string(),
-        snapshot: snapshot.to_string(),
+        snapshot: snapshot.snapshot.clone(),
         rows,
         columns: columns_of(schema),
         manifest_crc32c: Some(crc32c::crc32c(&json)),
     })
 }
 
-/// Writes `df` as the single-part snapshot of `table` under `prefix` and describes it.
-pub fn write_table(
+/// Writes `df` as the whole of `snapshot`, one part, and seals it.
+pub fn write_snapshot(
     store: &dyn Store,
-    table: Table,
-    prefix: &str,
-    snapshot: &str,
+    snapshot: &SnapshotRef,
     df: &mut DataFrame,
 ) -> Result<TableRef> {
-    let part = write_part(store, prefix, 0, df)?;
-    seal(
-        store,
-        table,
-        prefix,
-        snapshot,
-        vec![part],
-        df.height() as u64,
-        df.schema(),
-    )
+    let part = write_part(store, snapshot, &layout::part_name(0), df)?;
+    seal(store, snapshot, vec![part], df.schema())
 }
 
 pub fn columns_of(schema: &Schema) -> Vec<ColumnDef> {

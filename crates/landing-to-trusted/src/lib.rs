@@ -15,16 +15,16 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use lakehouse::handler::{self, Produced, Quarantine, Shadow};
 use lakehouse::tables::{PartInfo, PartWriter};
 use lakehouse::{Env, Error, erasure, tables};
 use polars::prelude::*;
-use zones::contract::{EraseRequest, TaskError, TransitionRequest, TransitionResult};
+use zones::contract::{EraseRequest, TableRef, TaskError, TransitionRequest, TransitionResult};
 use zones::erasure::ErasureReport;
-use zones::landing;
-use zones::quarantine::{QuarantinedLine, quarantine_frame, quarantine_schema};
-use zones::transitions::{self, ReadingRule, settle};
-use zones::{Dataset, Policy, Table, layout};
+use zones::layout::SnapshotRef;
+use zones::policy::rule;
+use zones::quarantine::{self, QuarantinedLine, quarantine_frame, quarantine_schema};
+use zones::transitions::{self, Outputs, ReadingRule, settle};
+use zones::{Dataset, Policy, RowCounts, Table};
 
 /// The tables this function produces.
 pub const PRODUCES: [Table; 3] = [
@@ -93,15 +93,23 @@ pub fn erase(env: &Env, request: &EraseRequest) -> Result<ErasureReport, TaskErr
 fn run_inner(env: &Env, request: &TransitionRequest) -> Result<TransitionResult, Error> {
     let started = Instant::now();
     lakehouse::runs::begin(env, &request.run_id, request.policy)?;
-    let store = env.store.as_ref();
-    let produced = match request.transition {
-        Table::CustomerTrusted => customers(env, request)?,
-        Table::AccelerometerTrusted => {
-            readings(env, request, Dataset::Accelerometer, Table::CustomerTrusted)?
-        }
-        Table::StepTrainerTrusted => {
-            readings(env, request, Dataset::StepTrainer, Table::CustomersCurated)?
-        }
+    let outputs = transitions::outputs(request.transition, request.policy, &request.run_id);
+    let mut result = match request.transition {
+        Table::CustomerTrusted => customers(env, request, &outputs)?,
+        Table::AccelerometerTrusted => readings(
+            env,
+            request,
+            &outputs,
+            Dataset::Accelerometer,
+            Table::CustomerTrusted,
+        )?,
+        Table::StepTrainerTrusted => readings(
+            env,
+            request,
+            &outputs,
+            Dataset::StepTrainer,
+            Table::CustomersCurated,
+        )?,
         other => {
             return Err(Error::NotServed {
                 function: "landing-to-trusted",
@@ -109,53 +117,83 @@ fn run_inner(env: &Env, request: &TransitionRequest) -> Result<TransitionResult,
             });
         }
     };
-    handler::finish(store, request, started, produced)
+    result.seconds = started.elapsed().as_secs_f64();
+    result.peak_rss_mib = lakehouse::peak_rss_mib();
+    tracing::info!(
+        table = %result.transition,
+        policy = %result.policy,
+        rows = result.table.rows,
+        input_rows = result.counts.input,
+        seconds = result.seconds,
+        "transition done"
+    );
+    Ok(result)
 }
 
-fn customers(env: &Env, request: &TransitionRequest) -> Result<Produced, Error> {
+/// The quarantine table a landing transition writes.
+fn quarantine_of(outputs: &Outputs) -> &SnapshotRef {
+    outputs
+        .quarantine
+        .as_ref()
+        .expect("a landing transition writes a quarantine table")
+}
+
+/// Transition 1: every customer landing record parsed, erased people's
+/// records removed, the rest through the policy's plan (and under strict
+/// the rubric's); each output written as one part.
+fn customers(
+    env: &Env,
+    request: &TransitionRequest,
+    outputs: &Outputs,
+) -> Result<TransitionResult, Error> {
     let store = env.store.as_ref();
     let landing = tables::read_landing(store, Dataset::Customer)?;
     // Erased people's records leave first, under both policies.
     let erasure = erasure::erasure_with(env, &request.run_id, |_| Ok(landing.rows.clone()))?;
     let (rows, quarantined, erased) = erasure.split_customers(landing.rows, landing.quarantined)?;
-    let erased_objects = erasure::objects_holding(store, &erasure, Dataset::Customer)?;
-    let rows = rows.lazy();
-    let outcome = settle(transitions::customer_trusted(request.policy, rows.clone()))?;
-    let rubric = match handler::wants_rubric_shadow(request) {
-        true => Some(settle(transitions::customer_trusted(Policy::Rubric, rows))?),
-        false => None,
+    // The records the plans do not see: quarantined or erased.
+    let mut set_aside = RowCounts {
+        repaired: landing.counts.repaired,
+        ..quarantine::counts(&quarantined)
     };
-    let quarantine = (Table::CustomerQuarantine, quarantine_frame(&quarantined));
-    let mut produced = handler::write_outcome(store, request, outcome, rubric, Some(quarantine))?;
-    produced.repaired = landing.repaired;
-    produced.input_rows += erased;
-    zones::erasure::add_erased(&mut produced.drops, erased);
-    if let Some(shadow) = &mut produced.rubric {
-        zones::erasure::add_erased(&mut shadow.drops, erased);
+    set_aside.merge(&RowCounts::dropped(rule::ERASED, erased));
+    let judged = |policy, snapshot| -> Result<(TableRef, RowCounts), Error> {
+        let mut outcome = settle(transitions::customer_trusted(policy, rows.clone().lazy()))?;
+        let mut counts = set_aside.clone();
+        counts.merge(&outcome.counts);
+        debug_assert_eq!(counts.input, landing.counts.input);
+        Ok((
+            tables::write_snapshot(store, snapshot, &mut outcome.table)?,
+            counts,
+        ))
+    };
+    let (table, counts) = judged(request.policy, &outputs.table)?;
+    let mut result = TransitionResult::new(request, table, counts);
+    if let Some(shadow) = outputs.shadow() {
+        let (table, counts) = judged(Policy::Rubric, shadow)?;
+        result = result.with_rubric(Some(table.clone()), table.rows, counts);
     }
-    produced.erased_objects = erased_objects;
-    Ok(produced)
+    result.quarantine = Some(tables::write_snapshot(
+        store,
+        quarantine_of(outputs),
+        &mut quarantine_frame(&quarantined),
+    )?);
+    result.erased_objects = erasure::objects_holding(store, &erasure, Dataset::Customer)?;
+    Ok(result)
 }
 
-/// Parts written under one prefix, and the rows they hold.
-type Written = (Vec<PartInfo>, u64);
-
-/// What one batch of landing objects of readings contributed.
+/// What one batch of landing objects of readings wrote and counted.
 struct Batch {
-    /// The batch's landing objects that held erased records, with how many.
-    erased: BTreeMap<String, u64>,
-    input_rows: u64,
-    drops: BTreeMap<String, u64>,
-    repaired: BTreeMap<String, u64>,
-    /// The parts of the table, of its rubric shadow (strict runs), of the
-    /// quarantine, each with its rows.
-    parts: Written,
-    rubric: Option<(Written, BTreeMap<String, u64>)>,
-    quarantine: Written,
+    /// Per output (the policy's table, then under strict its rubric
+    /// shadow): the batch's counts, and the parts written.
+    counts: Vec<RowCounts>,
+    parts: Vec<Vec<PartInfo>>,
+    quarantine: Vec<PartInfo>,
     /// The batch's last quarantined records, when few: written with the
     /// other batches' into shared parts.
     quarantine_rest: Option<DataFrame>,
-    quarantined: BTreeMap<String, u64>,
+    /// The batch's landing objects that held erased records, with how many.
+    erased: BTreeMap<String, u64>,
 }
 
 /// A batch keeps at most this many quarantined records for the shared parts.
@@ -166,7 +204,6 @@ const QUARANTINE_REST_ROWS: usize = 4096;
 struct BatchWriter<'s> {
     outputs: Vec<PartWriter<'s>>,
     quarantine: PartWriter<'s>,
-    quarantined: BTreeMap<String, u64>,
 }
 
 impl BatchWriter<'_> {
@@ -175,228 +212,145 @@ impl BatchWriter<'_> {
             writer.push(rows)?;
         }
         if !lines.is_empty() {
-            for line in &lines {
-                *self
-                    .quarantined
-                    .entry(line.reason.as_str().to_string())
-                    .or_default() += 1;
-            }
             self.quarantine.push(quarantine_frame(&lines))?;
         }
         Ok(())
     }
 }
 
-/// Streams the landing objects of `dataset` against the customer table
-/// `index`, batch by batch ([`tables::landing_batches`]), one batch per
-/// core in flight: each object is parsed piece by piece and judged while
-/// parsing, and the batch's kept rows (and its rubric shadow's, and its
-/// quarantined records) are gathered into parts of a fixed number of rows
-/// named by the batch, so memory depends on neither the objects' sizes nor
-/// their number.
+/// Transitions 2 and 4: streams the landing objects of `dataset` against
+/// the customer table `index`, batch by batch ([`tables::landing_batches`]),
+/// one batch per core in flight: each object is parsed piece by piece and
+/// judged while parsing, and the batch's kept rows (and its rubric
+/// shadow's, and its quarantined records) are gathered into parts of a
+/// fixed number of rows named by the batch, so memory depends on neither
+/// the objects' sizes nor their number. Then the reduce: each output's
+/// parts sealed as one snapshot, the batches' counts merged.
 fn readings(
     env: &Env,
     request: &TransitionRequest,
+    outputs: &Outputs,
     dataset: Dataset,
     index: Table,
-) -> Result<Produced, Error> {
+) -> Result<TransitionResult, Error> {
     let store = env.store.as_ref();
     // Erased people's readings leave first, under both policies (and in the shadow).
     let erasure = erasure::erasure_of_run(env, &request.run_id)?;
-    let rule = |policy: Policy, customers: &DataFrame| -> Result<ReadingRule, Error> {
+    let rule = |policy: Policy, customers: &TableRef| -> Result<ReadingRule, Error> {
+        let customers = tables::read_table(store, customers)?.collect()?;
         let rule = match dataset {
-            Dataset::Accelerometer => ReadingRule::accelerometer_trusted(policy, customers),
-            _ => ReadingRule::step_trainer_trusted(policy, customers),
+            Dataset::Accelerometer => ReadingRule::accelerometer_trusted(policy, &customers),
+            _ => ReadingRule::step_trainer_trusted(policy, &customers),
         }?;
         Ok(rule.with_erasure(erasure.clone()))
     };
-    let mut rules = vec![rule(
-        request.policy,
-        &handler::input(store, request, index)?.collect()?,
-    )?];
-    let shadow = handler::wants_rubric_shadow(request);
-    if shadow {
-        rules.push(rule(
-            Policy::Rubric,
-            &handler::rubric_input(store, request, index)?.collect()?,
-        )?);
+    // One output per rule: the policy's table, then the rubric's shadow.
+    let mut rules = vec![rule(request.policy, request.input(index)?)?];
+    let mut snapshots = vec![&outputs.table];
+    if let Some(shadow) = outputs.shadow() {
+        rules.push(rule(Policy::Rubric, request.rubric_input(index)?)?);
+        snapshots.push(shadow);
     }
     let rules: Vec<&ReadingRule> = rules.iter().collect();
-    let (run_id, table) = (&request.run_id, request.transition);
-    let quarantine_table = Table::quarantine(dataset);
-    let prefix = layout::snapshot_prefix(table, run_id);
-    let shadow_prefix = layout::rubric_shadow_prefix(run_id, table);
-    let quarantine_prefix = layout::snapshot_prefix(quarantine_table, run_id);
+    let quarantine = quarantine_of(outputs);
     let objects = tables::landing_objects(store, dataset)?;
     let batches = tables::landing_batches(&objects);
 
-    let done: Vec<Batch> = lakehouse::map_bounded(&batches, |b, range| -> Result<Batch, Error> {
-        let mut prefixes = vec![prefix.as_str()];
-        if shadow {
-            prefixes.push(shadow_prefix.as_str());
-        }
-        let mut writer = BatchWriter {
-            outputs: prefixes
-                .iter()
-                .map(|p| PartWriter::new(store, p, b, tables::PART_ROWS))
-                .collect(),
-            quarantine: PartWriter::new(store, &quarantine_prefix, b, tables::QUARANTINE_PART_ROWS),
-            quarantined: BTreeMap::new(),
-        };
-        let (mut input_rows, mut drops, mut repaired) = (0, Vec::new(), BTreeMap::new());
-        let mut erased = BTreeMap::new();
-        drops.resize(rules.len(), BTreeMap::new());
-        for object in &objects[range.clone()] {
-            let (rows_before, quarantined_before) = (
-                writer.outputs[0].pushed(),
-                writer.quarantined.values().sum::<u64>(),
-            );
-            let mut judged =
-                tables::stream_landing_object(store, dataset, object, &rules, &mut |parser| {
-                    writer.take(parser.take_rows(), parser.take_quarantined())
-                })?;
-            let kept = std::mem::take(&mut judged.kept);
-            if let Some(n) = kept[0].1.get(zones::policy::rule::ERASED) {
-                erased.insert(object.key.clone(), *n);
+    let mut done: Vec<Batch> =
+        lakehouse::map_bounded(&batches, |b, range| -> Result<Batch, Error> {
+            let mut writer = BatchWriter {
+                outputs: snapshots
+                    .iter()
+                    .map(|s| PartWriter::new(store, s, b, tables::PART_ROWS))
+                    .collect(),
+                quarantine: PartWriter::new(store, quarantine, b, tables::QUARANTINE_PART_ROWS),
+            };
+            let mut counts = vec![RowCounts::default(); rules.len()];
+            let mut erased = BTreeMap::new();
+            for object in &objects[range.clone()] {
+                let mut judged =
+                    tables::stream_landing_object(store, dataset, object, &rules, &mut |parser| {
+                        writer.take(parser.take_rows(), parser.take_quarantined())
+                    })?;
+                writer.take(
+                    std::mem::take(&mut judged.rows),
+                    std::mem::take(&mut judged.quarantined),
+                )?;
+                let object_counts = &judged.counts[0];
+                if let Some(n) = object_counts.dropped.get(rule::ERASED) {
+                    erased.insert(object.key.clone(), *n);
+                }
+                tracing::debug!(
+                    key = object.key,
+                    bytes = object.size,
+                    records = object_counts.input,
+                    rows = object_counts.kept,
+                    quarantined = object_counts.quarantined_total(),
+                    "judged landing object"
+                );
+                for (all, object) in counts.iter_mut().zip(&judged.counts) {
+                    all.merge(object);
+                }
             }
-            let mut rows = Vec::with_capacity(kept.len());
-            for ((frame, object_drops), drops) in kept.into_iter().zip(&mut drops) {
-                handler::add_counts(drops, &object_drops);
-                rows.push(frame);
-            }
-            writer.take(rows, std::mem::take(&mut judged.quarantined))?;
             tracing::debug!(
-                key = object.key,
-                bytes = object.size,
-                records = judged.records,
-                rows = writer.outputs[0].pushed() - rows_before,
-                quarantined = writer.quarantined.values().sum::<u64>() - quarantined_before,
-                "judged landing object"
+                batch = b,
+                objects = range.len(),
+                records = counts[0].input,
+                "judged a batch of landing objects"
             );
-            input_rows += judged.records;
-            handler::add_counts(&mut repaired, &judged.repaired);
-        }
-        tracing::debug!(
-            batch = b,
-            objects = range.len(),
-            records = input_rows,
-            "judged a batch of landing objects"
-        );
-        let mut outputs = writer.outputs.into_iter();
-        let mut drops = drops.into_iter();
-        let parts = outputs.next().expect("one output per rule").finish()?;
-        let main_drops = drops.next().expect("one per rule");
-        let rubric = match outputs.next() {
-            Some(w) => Some((w.finish()?, drops.next().expect("one per rule"))),
-            None => None,
-        };
-        let (quarantine_parts, quarantine_rows, quarantine_rest) =
-            writer.quarantine.finish_keeping(QUARANTINE_REST_ROWS)?;
-        Ok(Batch {
-            erased,
-            input_rows,
-            drops: main_drops,
-            repaired,
-            parts,
-            rubric,
-            quarantine: (quarantine_parts, quarantine_rows),
-            quarantine_rest,
-            quarantined: writer.quarantined,
-        })
-    })?;
+            let parts = writer
+                .outputs
+                .into_iter()
+                .map(PartWriter::finish)
+                .collect::<Result<_, _>>()?;
+            let (quarantine, quarantine_rest) =
+                writer.quarantine.finish_keeping(QUARANTINE_REST_ROWS)?;
+            Ok(Batch {
+                counts,
+                parts,
+                quarantine,
+                quarantine_rest,
+                erased,
+            })
+        })?;
     tracing::info!(%dataset, objects = objects.len(), batches = batches.len(), "streamed landing objects");
 
-    let (mut drops, mut rubric_drops, mut repaired, mut quarantined) = (
-        BTreeMap::new(),
-        BTreeMap::new(),
-        BTreeMap::new(),
-        BTreeMap::new(),
-    );
-    let (mut input_rows, mut kept_rows, mut rubric_rows, mut quarantine_rows) = (0, 0, 0, 0);
-    let (mut written, mut shadow_written, mut quarantine_written) =
-        (Vec::new(), Vec::new(), Vec::new());
-    let mut quarantine_rests =
-        PartWriter::gathering(store, &quarantine_prefix, tables::QUARANTINE_PART_ROWS);
-    let mut erased_objects = BTreeMap::new();
-    for batch in done {
-        erased_objects.extend(batch.erased);
-        input_rows += batch.input_rows;
-        kept_rows += batch.parts.1;
-        handler::add_counts(&mut drops, &batch.drops);
-        handler::add_counts(&mut repaired, &batch.repaired);
-        handler::add_counts(&mut quarantined, &batch.quarantined);
-        written.extend(batch.parts.0);
-        quarantine_rows += batch.quarantine.1;
-        quarantine_written.extend(batch.quarantine.0);
-        if let Some(rest) = batch.quarantine_rest {
-            quarantine_rests.push(rest)?;
-        }
-        if let Some(((parts, rows), part_drops)) = batch.rubric {
-            rubric_rows += rows;
-            handler::add_counts(&mut rubric_drops, &part_drops);
-            shadow_written.extend(parts);
+    // The reduce: every batch's parts of an output sealed as its snapshot,
+    // the batches' counts merged; the quarantine's rests gathered first.
+    let mut rests = PartWriter::gathering(store, quarantine, tables::QUARANTINE_PART_ROWS);
+    let mut quarantine_parts = Vec::new();
+    for batch in &mut done {
+        quarantine_parts.append(&mut batch.quarantine);
+        if let Some(rest) = batch.quarantine_rest.take() {
+            rests.push(rest)?;
         }
     }
-    let (rest_parts, rest_rows) = quarantine_rests.finish()?;
-    quarantine_written.extend(rest_parts);
-    quarantine_rows += rest_rows;
+    quarantine_parts.extend(rests.finish()?);
     let schema = dataset.landing_schema().polars_schema();
-    // A table without rows is one empty part, so that it has a schema.
-    let or_empty = |parts: &mut Vec<PartInfo>, prefix: &str, empty: DataFrame| {
-        if parts.is_empty() {
-            parts.push(tables::write_part(store, prefix, 0, &mut { empty })?);
-        }
-        Ok::<_, Error>(())
-    };
-    or_empty(&mut written, &prefix, landing::empty_rows(dataset))?;
-    or_empty(
-        &mut quarantine_written,
-        &quarantine_prefix,
-        quarantine_frame(&[]),
-    )?;
-    let rubric = match shadow {
-        true => {
-            or_empty(
-                &mut shadow_written,
-                &shadow_prefix,
-                landing::empty_rows(dataset),
-            )?;
-            Some(Shadow {
-                table: Some(tables::seal(
-                    store,
-                    table,
-                    &shadow_prefix,
-                    run_id,
-                    shadow_written,
-                    rubric_rows,
-                    &schema,
-                )?),
-                rows: rubric_rows,
-                drops: rubric_drops,
-            })
-        }
-        false => None,
-    };
-    let quarantine = tables::seal(
+    let mut sealed = Vec::new();
+    for (n, snapshot) in snapshots.iter().enumerate() {
+        let parts = done
+            .iter_mut()
+            .flat_map(|b| std::mem::take(&mut b.parts[n]));
+        let table = tables::seal(store, snapshot, parts.collect(), &schema)?;
+        let counts: RowCounts = done.iter().map(|b| &b.counts[n]).sum();
+        debug_assert_eq!(table.rows, counts.kept, "{}", table.table);
+        sealed.push((table, counts));
+    }
+    let mut sealed = sealed.into_iter();
+    let (table, counts) = sealed.next().expect("one output per rule");
+    let mut result = TransitionResult::new(request, table, counts);
+    if let Some((shadow, counts)) = sealed.next() {
+        result = result.with_rubric(Some(shadow.clone()), shadow.rows, counts);
+    }
+    result.quarantine = Some(tables::seal(
         store,
-        quarantine_table,
-        &quarantine_prefix,
-        run_id,
-        quarantine_written,
-        quarantine_rows,
+        quarantine,
+        quarantine_parts,
         &quarantine_schema(),
-    )?;
-    Ok(Produced {
-        table: tables::seal(store, table, &prefix, run_id, written, kept_rows, &schema)?,
-        input_rows,
-        kept_rows,
-        drops,
-        repaired,
-        quarantine: Some(Quarantine::Written(quarantine, quarantined)),
-        rubric,
-        erased_objects,
-        pseudonym_key_fingerprint: None,
-    })
+    )?);
+    result.erased_objects = done.into_iter().flat_map(|b| b.erased).collect();
+    Ok(result)
 }
 
 impl lakehouse::lambda::Invocation for Request {

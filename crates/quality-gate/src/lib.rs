@@ -307,8 +307,11 @@ fn entries(request: &GateRequest) -> Vec<Entry> {
         if let Some(result) = request.results.get(&checks::trusted_table(dataset)) {
             // The records that parse, what `COUNT(*)` over the landing table
             // gives; the quarantined ones are in the quarantine table.
-            let quarantined: u64 = result.quarantined.values().sum();
-            entries.push(landing_entry(dataset, result.input_rows - quarantined));
+            let counts = &result.counts;
+            entries.push(landing_entry(
+                dataset,
+                counts.input - counts.quarantined_total(),
+            ));
         }
     }
     entries
@@ -375,6 +378,11 @@ fn previous_key_fingerprint(env: &Env) -> Option<String> {
     let run_id = catalog.get(Table::MachineLearningCurated)?.run_id.clone()?;
     let run_id = zones::RunId::parse(&run_id).ok()?;
     let bytes = env.store.get(&zones::layout::report_key(&run_id)).ok()?;
-    let report: Report = serde_json::from_slice(&bytes).ok()?;
+    // Only the key's part: a report of an older shape still names it.
+    #[derive(serde::Deserialize)]
+    struct KeyOnly {
+        pseudonym_key: Option<zones::report::KeyUse>,
+    }
+    let report: KeyOnly = serde_json::from_slice(&bytes).ok()?;
     Some(report.pseudonym_key?.fingerprint)
 }

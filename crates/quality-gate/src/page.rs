@@ -95,6 +95,7 @@ pub fn samples(
         return Ok(Vec::new());
     };
     let reasons: Vec<&String> = result
+        .counts
         .quarantined
         .iter()
         .filter(|(_, n)| **n > 0)

@@ -56,14 +56,16 @@ impl Kind {
 
 /// Where a transition's input rows went, kept first.
 pub fn outflows(line: &TransitionLine) -> Vec<(Kind, String, u64)> {
-    let mut out = vec![(Kind::Kept, line.table.to_string(), line.kept_rows)];
+    let mut out = vec![(Kind::Kept, line.table.to_string(), line.counts.kept)];
     out.extend(
-        line.quarantined
+        line.counts
+            .quarantined
             .iter()
             .map(|(r, n)| (Kind::Quarantined, r.clone(), *n)),
     );
     out.extend(
-        line.dropped
+        line.counts
+            .dropped
             .iter()
             .map(|(r, n)| (Kind::Dropped, r.clone(), *n)),
     );
@@ -89,8 +91,8 @@ fn px(n: u64, scale: f64) -> f64 {
 
 /// A label of the kept bar: its table, rows, and under strict the rubric's rows.
 fn kept_label(line: &TransitionLine, report: &Report) -> String {
-    let mut text = format!("{} {}", line.table, line.kept_rows);
-    if line.rows != line.kept_rows {
+    let mut text = format!("{} {}", line.table, line.counts.kept);
+    if line.rows != line.counts.kept {
         text.push_str(&format!(" → {} rows", line.rows));
     }
     if let Some(c) = report
@@ -105,7 +107,12 @@ fn kept_label(line: &TransitionLine, report: &Report) -> String {
 
 /// One lane as SVG.
 pub fn lane_svg(lane: &[&TransitionLine], report: &Report) -> Markup {
-    let max_in = lane.iter().map(|l| l.input_rows).max().unwrap_or(0).max(1);
+    let max_in = lane
+        .iter()
+        .map(|l| l.counts.input)
+        .max()
+        .unwrap_or(0)
+        .max(1);
     let scale = LANE_MAX / max_in as f64;
     // Height: the tallest stack of outflows.
     let height = lane
@@ -124,7 +131,7 @@ pub fn lane_svg(lane: &[&TransitionLine], report: &Report) -> Markup {
     let first = lane[0];
     let title = format!(
         "{} rows of {}: {}",
-        first.input_rows,
+        first.counts.input,
         source_of(first.table),
         lane.iter()
             .map(|l| {
@@ -149,7 +156,7 @@ pub fn lane_svg(lane: &[&TransitionLine], report: &Report) -> Markup {
 
 fn segment(line: &TransitionLine, report: &Report, x: f64, scale: f64, feeds_next: bool) -> Markup {
     let x_out = x + BAR + CURVE;
-    let in_h = px(line.input_rows, scale);
+    let in_h = px(line.counts.input, scale);
     let mut in_y = TOP;
     let mut out_y = TOP;
     let mut bands = Vec::new();
@@ -163,10 +170,10 @@ fn segment(line: &TransitionLine, report: &Report, x: f64, scale: f64, feeds_nex
         g.segment data-table=(line.table.to_string()) {
             // The input bar and its label above it.
             rect.node x=(x) y=(TOP) width=(BAR) height=(in_h.max(1.0)) {
-                title { (source_of(line.table).name()) " " (line.input_rows) " rows in" }
+                title { (source_of(line.table).name()) " " (line.counts.input) " rows in" }
             }
             @if x < 20.0 {
-                text.flow-label.input-label x=(x) y=(TOP - 26.0) { (source_of(line.table).name()) " " (line.input_rows) }
+                text.flow-label.input-label x=(x) y=(TOP - 26.0) { (source_of(line.table).name()) " " (line.counts.input) }
             }
             @for (kind, name, n, iy, oy, h) in &bands {
                 @let (x1, x2) = (x + BAR, x_out);

@@ -114,6 +114,8 @@ fn verdict(report: Option<&Report>, facts: &RunFacts) -> (&'static str, String) 
     }
 }
 
+/// The maps of counts (by reason, rule or kind) among `counts`, a report
+/// line's `RowCounts` as JSON, by field.
 fn count_maps(value: &Value) -> Vec<(String, Vec<(String, u64)>)> {
     let Some(fields) = value.as_object() else {
         return Vec::new();
@@ -279,7 +281,7 @@ fn flow_section(
     // Every count map any line has, in the order first seen.
     let mut fields: Vec<String> = Vec::new();
     for line in &lines {
-        for (field, _) in count_maps(line) {
+        for (field, _) in count_maps(&line["counts"]) {
             if !fields.contains(&field) {
                 fields.push(field);
             }
@@ -307,10 +309,10 @@ fn flow_section(
                         tr data-table=(t.table.to_string()) {
                             td { code { (t.table.name()) } }
                             td { (t.zone.as_str()) }
-                            td.num.input { (t.input_rows) }
-                            td.num.kept { (t.kept_rows) }
-                            td.num { (t.quarantined.values().sum::<u64>()) }
-                            td.num { (t.dropped.values().sum::<u64>()) }
+                            td.num.input { (t.counts.input) }
+                            td.num.kept { (t.counts.kept) }
+                            td.num { (t.counts.quarantined_total()) }
+                            td.num { (t.counts.dropped_total()) }
                             td.num.rows { (t.rows) }
                             td { @if t.accounted { "yes" } @else { strong.bad { "NO" } } }
                             td.num { (format!("{:.2}", t.seconds)) }
@@ -324,7 +326,7 @@ fn flow_section(
                 tbody {
                     @for line in &lines {
                         @let table = line["table"].as_str().unwrap_or_default();
-                        @let maps: BTreeMap<String, Vec<(String, u64)>> = count_maps(line).into_iter().collect();
+                        @let maps: BTreeMap<String, Vec<(String, u64)>> = count_maps(&line["counts"]).into_iter().collect();
                         tr data-table=(table) {
                             td { code { (table) } }
                             @for field in &fields {
@@ -378,7 +380,7 @@ fn quarantine_section(report: &Report, facts: &RunFacts) -> Markup {
     // Every (table, reason) the counts name, with the samples gathered for it.
     let mut by_reason: BTreeMap<(String, String), (u64, Vec<&SampleLine>)> = BTreeMap::new();
     for t in &report.transitions {
-        for (reason, n) in &t.quarantined {
+        for (reason, n) in &t.counts.quarantined {
             let table = quarantine_table(t.table);
             by_reason.insert((table, reason.clone()), (*n, Vec::new()));
         }

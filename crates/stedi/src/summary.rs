@@ -35,10 +35,10 @@ pub fn render(report: &Report, report_location: &str) -> String {
         tables.add_row([
             t.table.to_string(),
             t.zone.as_str().to_string(),
-            t.input_rows.to_string(),
-            t.kept_rows.to_string(),
-            t.quarantined.values().sum::<u64>().to_string(),
-            t.dropped.values().sum::<u64>().to_string(),
+            t.counts.input.to_string(),
+            t.counts.kept.to_string(),
+            t.counts.quarantined_total().to_string(),
+            t.counts.dropped_total().to_string(),
             t.rows.to_string(),
             t.snapshot.clone(),
             format!("{:.2}", t.seconds),
@@ -46,11 +46,15 @@ pub fn render(report: &Report, report_location: &str) -> String {
     }
     let _ = writeln!(out, "{tables}");
     // A join writes a row per match, so its rows are not its kept input rows.
-    for t in report.transitions.iter().filter(|t| t.rows != t.kept_rows) {
+    for t in report
+        .transitions
+        .iter()
+        .filter(|t| t.rows != t.counts.kept)
+    {
         let _ = writeln!(
             out,
             "{}: {} kept input rows joined into {} rows written",
-            t.table, t.kept_rows, t.rows
+            t.table, t.counts.kept, t.rows
         );
     }
 
@@ -64,28 +68,33 @@ pub fn render(report: &Report, report_location: &str) -> String {
             "  {:<26} {}  in {} = kept {} + quarantined {} + dropped {}",
             t.table.to_string(),
             if t.accounted { "ok  " } else { "FAIL" },
-            t.input_rows,
-            t.kept_rows,
-            t.quarantined.values().sum::<u64>(),
-            t.dropped.values().sum::<u64>(),
+            t.counts.input,
+            t.counts.kept,
+            t.counts.quarantined_total(),
+            t.counts.dropped_total(),
         );
-        if !t.quarantined.is_empty() {
+        if !t.counts.quarantined.is_empty() {
             let _ = writeln!(
                 out,
                 "  {:<26}       quarantined: {}",
                 "",
-                rules(&t.quarantined)
+                rules(&t.counts.quarantined)
             );
         }
-        if !t.dropped.is_empty() {
-            let _ = writeln!(out, "  {:<26}       dropped: {}", "", rules(&t.dropped));
+        if !t.counts.dropped.is_empty() {
+            let _ = writeln!(
+                out,
+                "  {:<26}       dropped: {}",
+                "",
+                rules(&t.counts.dropped)
+            );
         }
-        if !t.repaired.is_empty() {
+        if !t.counts.repaired.is_empty() {
             let _ = writeln!(
                 out,
                 "  {:<26}       repaired (lossless, kept in the counts above): {}",
                 "",
-                rules(&t.repaired)
+                rules(&t.counts.repaired)
             );
         }
     }

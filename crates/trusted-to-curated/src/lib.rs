@@ -9,15 +9,14 @@
 //!
 //! Deliberately absent: catalog switches and environment reads.
 
-use std::collections::BTreeMap;
 use std::time::Instant;
 
-use lakehouse::handler::{self, Produced, Quarantine, Shadow};
 use lakehouse::{Env, Error, Store, tables};
 use polars::prelude::*;
-use zones::contract::{TaskError, TransitionRequest, TransitionResult};
-use zones::transitions::{self, settle};
-use zones::{Policy, Table, layout};
+use zones::contract::{TableRef, TaskError, TransitionRequest, TransitionResult};
+use zones::layout;
+use zones::transitions::{self, Outputs, RubricShadow, settle};
+use zones::{Policy, RowCounts, Table};
 
 /// The tables this function produces.
 pub const PRODUCES: [Table; 2] = [Table::CustomersCurated, Table::MachineLearningCurated];
@@ -32,67 +31,10 @@ pub fn run(env: &Env, request: &TransitionRequest) -> Result<TransitionResult, T
 fn run_inner(env: &Env, request: &TransitionRequest) -> Result<TransitionResult, Error> {
     let started = Instant::now();
     lakehouse::runs::begin(env, &request.run_id, request.policy)?;
-    let store = env.store.as_ref();
-    let strict = handler::wants_rubric_shadow(request);
-    let produced = match request.transition {
-        Table::CustomersCurated => {
-            let curate = |policy,
-                          input: &dyn Fn(Table) -> lakehouse::Result<LazyFrame>|
-             -> lakehouse::Result<_> {
-                Ok(settle(transitions::customers_curated(
-                    policy,
-                    input(Table::CustomerTrusted)?,
-                    input(Table::AccelerometerTrusted)?,
-                )?)?)
-            };
-            let outcome = curate(request.policy, &|t| handler::input(store, request, t))?;
-            let rubric = match strict {
-                true => Some(curate(Policy::Rubric, &|t| {
-                    handler::rubric_input(store, request, t)
-                })?),
-                false => None,
-            };
-            handler::write_outcome(store, request, outcome, rubric, None)?
-        }
-        Table::MachineLearningCurated => {
-            let input = |t| handler::input(store, request, t).and_then(|f| Ok(f.collect()?));
-            // Rubric pairs readings by time alone. Strict pairs them with
-            // customers, who carry their pseudonyms: keyed once here, not
-            // once per bucket.
-            let key = match request.policy {
-                Policy::Strict => Some(env.pseudonym_key()?),
-                Policy::Rubric => None,
-            };
-            let customers = match &key {
-                Some(key) => transitions::keyed_customers(
-                    handler::input(store, request, Table::CustomersCurated)?,
-                    key,
-                )
-                .collect()?,
-                None => DataFrame::empty(),
-            };
-            let inputs = [
-                input(Table::StepTrainerTrusted)?,
-                input(Table::AccelerometerTrusted)?,
-                customers,
-            ];
-            let mut produced = training_table(store, request, inputs)?;
-            produced.pseudonym_key_fingerprint = key.map(|k| k.fingerprint());
-            if strict {
-                // No later state reads this shadow: count it, don't write it.
-                // Lazy scans, so only the time columns are read.
-                let (outcome, rows) = transitions::machine_learning_rubric_count(
-                    handler::rubric_input(store, request, Table::StepTrainerTrusted)?,
-                    handler::rubric_input(store, request, Table::AccelerometerTrusted)?,
-                )?;
-                produced.rubric = Some(Shadow {
-                    table: None,
-                    rows,
-                    drops: outcome.drops,
-                });
-            }
-            produced
-        }
+    let outputs = transitions::outputs(request.transition, request.policy, &request.run_id);
+    let mut result = match request.transition {
+        Table::CustomersCurated => customers_curated(env.store.as_ref(), request, &outputs)?,
+        Table::MachineLearningCurated => machine_learning_curated(env, request, &outputs)?,
         other => {
             return Err(Error::NotServed {
                 function: "trusted-to-curated",
@@ -100,22 +42,109 @@ fn run_inner(env: &Env, request: &TransitionRequest) -> Result<TransitionResult,
             });
         }
     };
-    handler::finish(store, request, started, produced)
+    result.seconds = started.elapsed().as_secs_f64();
+    result.peak_rss_mib = lakehouse::peak_rss_mib();
+    tracing::info!(
+        table = %result.transition,
+        policy = %result.policy,
+        rows = result.table.rows,
+        input_rows = result.counts.input,
+        seconds = result.seconds,
+        "transition done"
+    );
+    Ok(result)
 }
 
-/// Builds machine_learning_curated bucket by bucket of reading time, one part per bucket.
+/// Transition 3 under the request's policy (and under strict the
+/// rubric's, from the rubric shadows), each written as one part.
+fn customers_curated(
+    store: &dyn Store,
+    request: &TransitionRequest,
+    outputs: &Outputs,
+) -> Result<TransitionResult, Error> {
+    let curate = |policy,
+                  [customers, readings]: [&TableRef; 2],
+                  snapshot|
+     -> Result<(TableRef, RowCounts), Error> {
+        let mut outcome = settle(transitions::customers_curated(
+            policy,
+            tables::read_table(store, customers)?,
+            tables::read_table(store, readings)?,
+        )?)?;
+        let table = tables::write_snapshot(store, snapshot, &mut outcome.table)?;
+        Ok((table, outcome.counts))
+    };
+    let inputs = [Table::CustomerTrusted, Table::AccelerometerTrusted];
+    let [customers, readings] = inputs.map(|t| request.input(t));
+    let (table, counts) = curate(request.policy, [customers?, readings?], &outputs.table)?;
+    let mut result = TransitionResult::new(request, table, counts);
+    if let Some(shadow) = outputs.shadow() {
+        let [customers, readings] = inputs.map(|t| request.rubric_input(t));
+        let (table, counts) = curate(Policy::Rubric, [customers?, readings?], shadow)?;
+        result = result.with_rubric(Some(table.clone()), table.rows, counts);
+    }
+    Ok(result)
+}
+
+/// Transition 5: the training table joined time bucket by time bucket
+/// ([`training_table`]); under strict, customers keyed with their
+/// pseudonyms first, and the rubric's result counted from the shadows.
+fn machine_learning_curated(
+    env: &Env,
+    request: &TransitionRequest,
+    outputs: &Outputs,
+) -> Result<TransitionResult, Error> {
+    let store = env.store.as_ref();
+    let input = |t| -> Result<LazyFrame, Error> { tables::read_table(store, request.input(t)?) };
+    // Rubric pairs readings by time alone. Strict pairs them with
+    // customers, who carry their pseudonyms: keyed once here, not once per
+    // bucket.
+    let key = match request.policy {
+        Policy::Strict => Some(env.pseudonym_key()?),
+        Policy::Rubric => None,
+    };
+    let customers = match &key {
+        Some(key) => {
+            transitions::keyed_customers(input(Table::CustomersCurated)?, key).collect()?
+        }
+        None => DataFrame::empty(),
+    };
+    let inputs = [
+        input(Table::StepTrainerTrusted)?.collect()?,
+        input(Table::AccelerometerTrusted)?.collect()?,
+        customers,
+    ];
+    let mut result = training_table(store, request, outputs, inputs)?;
+    result.pseudonym_key_fingerprint = key.map(|k| k.fingerprint());
+    if let Some(RubricShadow::Counted) = outputs.rubric {
+        // Lazy scans, so only the time columns are read.
+        let shadow =
+            |t| -> Result<LazyFrame, Error> { tables::read_table(store, request.rubric_input(t)?) };
+        let (counts, rows) = transitions::machine_learning_rubric_count(
+            shadow(Table::StepTrainerTrusted)?,
+            shadow(Table::AccelerometerTrusted)?,
+        )?;
+        result = result.with_rubric(None, rows, counts);
+    }
+    Ok(result)
+}
+
+/// Builds machine_learning_curated bucket by bucket of reading time, one
+/// part per bucket, and seals it; the buckets' counts merged, their
+/// quarantined rows written as one part.
 fn training_table(
     store: &dyn Store,
     request: &TransitionRequest,
+    outputs: &Outputs,
     [steps, readings, keyed_customers]: [DataFrame; 3],
-) -> Result<Produced, Error> {
-    let prefix = &layout::snapshot_prefix(Table::MachineLearningCurated, &request.run_id);
+) -> Result<TransitionResult, Error> {
+    let snapshot = &outputs.table;
     let buckets = TimeBuckets::of(&steps, STEP_ROWS_PER_BUCKET)?;
     // One pass over each input finds every bucket's rows.
     let step_rows = buckets.rows(&steps, "sensorReadingTime")?;
     let reading_rows = buckets.rows(&readings, "timestamp")?;
-    let (mut rows, mut schema) = (0, None);
-    let (mut input_rows, mut kept_rows, mut drops) = (0, 0, BTreeMap::new());
+    let mut schema = None;
+    let mut counts = RowCounts::default();
     let mut quarantine: Option<DataFrame> = None;
     // A bucket's Parquet part is encoded and written on a second thread
     // while the next bucket is joined. Small buckets keep the two in flight
@@ -128,7 +157,8 @@ fn training_table(
             let _entered = span.enter();
             let mut written = Vec::new();
             for (n, mut part) in to_write {
-                written.push(tables::write_part(store, prefix, n, &mut part)?);
+                let name = layout::part_name(n);
+                written.push(tables::write_part(store, snapshot, &name, &mut part)?);
             }
             Ok(written)
         });
@@ -147,11 +177,8 @@ fn training_table(
                 quarantined = outcome.quarantine.as_ref().map_or(0, |q| q.height()),
                 "joined time bucket"
             );
-            rows += outcome.table.height() as u64;
             schema.get_or_insert_with(|| outcome.table.schema().clone());
-            input_rows += outcome.input_rows;
-            kept_rows += outcome.kept_rows;
-            handler::add_counts(&mut drops, &outcome.drops);
+            counts.merge(&outcome.counts);
             match (&mut quarantine, outcome.quarantine) {
                 (None, more) => quarantine = more,
                 (Some(all), Some(more)) => {
@@ -167,26 +194,12 @@ fn training_table(
         writer.join().expect("the part writer does not panic")
     })?;
     let schema = schema.expect("there is at least one bucket");
-    let table = Table::MachineLearningCurated;
-    Ok(Produced {
-        table: tables::seal(
-            store,
-            table,
-            prefix,
-            &request.run_id,
-            written,
-            rows,
-            &schema,
-        )?,
-        input_rows,
-        kept_rows,
-        drops,
-        repaired: Default::default(),
-        quarantine: quarantine.map(|q| Quarantine::Rows(Table::MachineLearningQuarantine, q)),
-        rubric: None,
-        erased_objects: Default::default(),
-        pseudonym_key_fingerprint: None,
-    })
+    let table = tables::seal(store, snapshot, written, &schema)?;
+    let mut result = TransitionResult::new(request, table, counts);
+    if let (Some(snapshot), Some(mut rows)) = (&outputs.quarantine, quarantine) {
+        result.quarantine = Some(tables::write_snapshot(store, snapshot, &mut rows)?);
+    }
+    Ok(result)
 }
 
 /// Equal-width ranges of reading time, from the earliest step reading to the

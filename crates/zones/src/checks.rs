@@ -73,14 +73,14 @@ pub fn checks(
     for dataset in Dataset::ALL {
         let trusted = trusted_table(dataset);
         if let Some(result) = results.get(&trusted) {
-            let dropped: u64 = result.dropped.values().sum();
             all.push(check(
                 format!("{}_landing_rows_accounted_for", dataset.dir()),
                 format!(
                     "SELECT {landing} - t.n - q.n - {dropped} AS violations \
                      FROM (SELECT COUNT(*) AS n FROM {trusted}) t \
                      CROSS JOIN (SELECT COUNT(*) AS n FROM {quarantine}) q",
-                    landing = result.input_rows,
+                    landing = result.counts.input,
+                    dropped = result.counts.dropped_total(),
                     quarantine = Table::quarantine(dataset),
                 ),
             ));

@@ -6,6 +6,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::counts::RowCounts;
 use crate::layout::Table;
 use crate::policy::Policy;
 use crate::run_id::RunId;
@@ -107,6 +108,39 @@ pub struct TransitionRequest {
     pub rubric_inputs: BTreeMap<Table, Option<TableRef>>,
 }
 
+impl TransitionRequest {
+    /// The snapshot of `table` this transition reads, as the request names it.
+    pub fn input(&self, table: Table) -> Result<&TableRef, MissingInput> {
+        self.inputs.get(&table).ok_or(MissingInput::Table {
+            transition: self.transition,
+            input: table,
+        })
+    }
+
+    /// The rubric shadow of `table` a strict transition reads.
+    pub fn rubric_input(&self, table: Table) -> Result<&TableRef, MissingInput> {
+        self.rubric_inputs
+            .get(&table)
+            .and_then(Option::as_ref)
+            .ok_or(MissingInput::Shadow {
+                transition: self.transition,
+                input: table,
+            })
+    }
+}
+
+/// A transition request that does not name a snapshot its transition reads
+/// (`Stedi.InvalidInput`: a miswired state machine definition).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MissingInput {
+    #[error("{transition} needs input `{input}`, which the request does not name")]
+    Table { transition: Table, input: Table },
+    #[error(
+        "{transition} under strict needs the rubric shadow of `{input}`, which the request does not name"
+    )]
+    Shadow { transition: Table, input: Table },
+}
+
 /// Output of one transition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TransitionResult {
@@ -120,27 +154,20 @@ pub struct TransitionResult {
     /// shadow snapshot when a later state reads it (null for the training
     /// table, which only the report compares); null under rubric.
     pub rubric: Option<TableRef>,
-    /// Under strict: the rows the rubric policy gives for this table.
+    /// Where the rows of the main input went (landing records, or rows of
+    /// the filtered table): `input = kept + quarantined + dropped`, and the
+    /// repairs made while reading landing records. `kept` equals
+    /// `table.rows` except for machine_learning_curated, whose rows are
+    /// pairings (one step reading can pair with several accelerometer readings).
+    pub counts: RowCounts,
+    /// Under strict: the rows the rubric policy gives for this table (null
+    /// under rubric).
     #[serde(default)]
     pub rubric_rows: Option<u64>,
-    /// Rows of the main input: landing records (a line holding three objects
-    /// is three, a blank line none), or rows of the filtered table.
-    pub input_rows: u64,
-    /// Input rows kept: `input_rows = kept_rows + quarantined + dropped`.
-    /// Equals `table.rows` except for machine_learning_curated, whose rows are
-    /// pairings (one step reading can pair with several accelerometer readings).
-    pub kept_rows: u64,
-    pub quarantined: BTreeMap<String, u64>,
-    pub dropped: BTreeMap<String, u64>,
-    /// Lossless repairs made while reading landing records, by kind
-    /// (`zones::landing::Repair`: `bom`, `crlf`, `blank_lines`,
-    /// `trailing_comma`, `concatenated_objects`, `integral_float`,
-    /// `number_as_string`); a note on records, not a fourth outcome.
+    /// Under strict: where the rubric policy sends the same input rows
+    /// (null under rubric).
     #[serde(default)]
-    pub repaired: BTreeMap<String, u64>,
-    /// Under strict: the rubric shadow's drops, by rule.
-    #[serde(default)]
-    pub rubric_dropped: BTreeMap<String, u64>,
+    pub rubric_counts: Option<RowCounts>,
     /// Landing objects that held records of people erased on request
     /// (`crate::erasure`), by key, with how many: the Erase state rewrites
     /// exactly these. Keys and counts only; empty when nobody is erased.
@@ -152,6 +179,39 @@ pub struct TransitionResult {
     pub pseudonym_key_fingerprint: Option<String>,
     pub seconds: f64,
     pub peak_rss_mib: Option<f64>,
+}
+
+impl TransitionResult {
+    /// The result of `request`'s transition, which wrote `table` and sent
+    /// its input rows where `counts` says; nothing else written or
+    /// measured yet (the fields below are set by the transition).
+    pub fn new(request: &TransitionRequest, table: TableRef, counts: RowCounts) -> Self {
+        TransitionResult {
+            transition: request.transition,
+            policy: request.policy,
+            table,
+            quarantine: None,
+            rubric: None,
+            counts,
+            rubric_rows: None,
+            rubric_counts: None,
+            erased_objects: BTreeMap::new(),
+            pseudonym_key_fingerprint: None,
+            seconds: 0.0,
+            peak_rss_mib: None,
+        }
+    }
+
+    /// With the rubric policy's result of the same input (strict runs):
+    /// its shadow snapshot when written, its rows and its counts.
+    pub fn with_rubric(self, table: Option<TableRef>, rows: u64, counts: RowCounts) -> Self {
+        TransitionResult {
+            rubric: table,
+            rubric_rows: Some(rows),
+            rubric_counts: Some(counts),
+            ..self
+        }
+    }
 }
 
 /// Input of the quality gate: every transition's result, keyed by table.

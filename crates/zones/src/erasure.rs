@@ -29,7 +29,6 @@ use sha2::{Digest, Sha256};
 
 use crate::landing::{self, QuarantinedLine};
 use crate::layout::Compression;
-use crate::policy::rule;
 use crate::pseudonym::{ErasureKey, normalise_email};
 use crate::run_id::RunId;
 use crate::schema::Dataset;
@@ -293,7 +292,7 @@ impl Erasure {
     pub fn count(&self, dataset: Dataset, key: &str, bytes: &[u8]) -> PolarsResult<(u64, u64)> {
         let parsed = landing::read_object(dataset, key, bytes);
         Ok((
-            parsed.records,
+            parsed.counts.input,
             self.erased_in(dataset, &parsed.rows, &parsed.quarantined)?,
         ))
     }
@@ -352,7 +351,7 @@ impl Erasure {
         if expected == 0 {
             return Ok(None);
         }
-        let records = whole.records;
+        let records = whole.counts.input;
         let (mut out, mut erased) = (Vec::new(), 0);
         for every_line in [false, true] {
             (out, erased) = self.without_erased_lines(dataset, key, &data, every_line)?;
@@ -405,7 +404,7 @@ impl Erasure {
                     let on_line = self
                         .erased_in(dataset, &parsed.rows, &parsed.quarantined)
                         .map_err(|e| RewriteRefused::Internal(e.to_string()))?;
-                    (parsed.records, on_line)
+                    (parsed.counts.input, on_line)
                 }
             };
             erased += on_line;
@@ -463,13 +462,6 @@ pub enum RewriteRefused {
     },
     #[error("{0}")]
     Internal(String),
-}
-
-/// Adds one rule's count to drops (a no-op for 0).
-pub fn add_erased(drops: &mut BTreeMap<String, u64>, erased: u64) {
-    if erased > 0 {
-        *drops.entry(rule::ERASED.to_string()).or_insert(0) += erased;
-    }
 }
 
 /// `_runs/<run id>/erasure.json`: what a run's Erase state did, and the

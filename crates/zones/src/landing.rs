@@ -24,6 +24,7 @@ use std::ops::Range;
 use polars::prelude::*;
 
 use self::columns::{Cell, ColumnBuilder, push_row};
+use crate::counts::RowCounts;
 use crate::layout::Compression;
 pub use crate::quarantine::{
     QuarantineReason, QuarantinedLine, quarantine_frame, quarantine_schema,
@@ -126,16 +127,16 @@ impl RepairCounts {
 /// Why a record is quarantined: its reason and a detail naming the field.
 type LineError = (QuarantineReason, String);
 
-/// The result of parsing one landing object.
+/// The result of parsing one landing object (or several, merged).
 #[derive(Debug, Clone)]
 pub struct ParsedObject {
     /// Valid rows, typed as the landing schema says.
     pub rows: DataFrame,
     pub quarantined: Vec<QuarantinedLine>,
-    /// Records seen: `rows.height() + quarantined.len()`.
-    pub records: u64,
-    /// Repairs made, by kind ([`Repair::as_str`]); kinds that did not occur are absent.
-    pub repaired: BTreeMap<String, u64>,
+    /// The records read: `input = kept + quarantined` (`kept` is
+    /// `rows.height()`), and the repairs by kind ([`Repair::as_str`]; kinds
+    /// that did not occur are absent).
+    pub counts: RowCounts,
 }
 
 /// Parses one JSON-lines object of `dataset` (uncompressed bytes). Never
@@ -151,25 +152,27 @@ pub fn read_object(dataset: Dataset, key: &str, bytes: &[u8]) -> ParsedObject {
 }
 
 fn into_parsed(mut parsed: JudgedObject) -> ParsedObject {
-    let (rows, _) = parsed.kept.pop().expect("one output without rules");
     ParsedObject {
-        rows,
+        rows: parsed.rows.pop().expect("one output without rules"),
         quarantined: parsed.quarantined,
-        records: parsed.records,
-        repaired: parsed.repaired,
+        counts: parsed.counts.pop().expect("one output without rules"),
     }
 }
 
-/// The result of parsing one landing object under some [`ReadingRule`]s.
+/// The result of parsing one landing object under some [`ReadingRule`]s:
+/// one output per rule, in order (one output without rules).
 #[derive(Debug, Clone)]
 pub struct JudgedObject {
-    /// Per rule, in order: the rows it keeps and its drops by rule name.
-    pub kept: Vec<(DataFrame, BTreeMap<String, u64>)>,
+    /// Per output: the rows it keeps that were not taken yet
+    /// ([`ObjectParser::take_rows`]).
+    pub rows: Vec<DataFrame>,
+    /// Per output: the whole object's records under that rule (taken rows
+    /// and quarantined records included): kept, quarantined by reason
+    /// (the same for every rule), dropped by the rule's names, and the
+    /// repairs by kind ([`Repair::as_str`]).
+    pub counts: Vec<RowCounts>,
+    /// The quarantined records not taken yet ([`ObjectParser::take_quarantined`]).
     pub quarantined: Vec<QuarantinedLine>,
-    /// Records seen (each rule's kept + dropped, plus the quarantined).
-    pub records: u64,
-    /// Repairs made, by kind ([`Repair::as_str`]).
-    pub repaired: BTreeMap<String, u64>,
 }
 
 /// Reads one landing object stored under `key` and judges its records by
@@ -327,9 +330,9 @@ impl<'r> ObjectParser<'r> {
         }
         if let Some(b) = self.broken {
             let (compression, fed) = (self.compression, self.fed);
-            self.lines.sink.records += 1;
-            self.lines.sink.quarantined.push(QuarantinedLine {
-                source: self.lines.sink.source.to_string(),
+            let source = self.lines.sink.source.to_string();
+            self.lines.sink.set_aside(QuarantinedLine {
+                source,
                 line: Some(b.line),
                 reason: QuarantineReason::CorruptCompression,
                 detail: format!(
@@ -423,10 +426,10 @@ pub fn unreadable_object(
     detail: &str,
     rules: &[&ReadingRule],
 ) -> JudgedObject {
+    let outputs = rules.len().max(1);
     JudgedObject {
-        kept: (0..rules.len().max(1))
-            .map(|_| (empty_rows(dataset), BTreeMap::new()))
-            .collect(),
+        rows: (0..outputs).map(|_| empty_rows(dataset)).collect(),
+        counts: vec![RowCounts::quarantined(reason.as_str(), 1); outputs],
         quarantined: vec![QuarantinedLine {
             source: key.to_string(),
             line: None,
@@ -434,27 +437,37 @@ pub fn unreadable_object(
             detail: format!("landing entry `{key}`: {detail}; not read"),
             raw: String::new(),
         }],
-        records: 1,
-        repaired: BTreeMap::new(),
     }
 }
 
-/// Where the records of one object go: each rule's builders and drops, the
+/// Where the records of one object go: each rule's output, the
 /// quarantine, and the counts.
 struct Sink<'r> {
     source: &'r str,
     schema: &'static LandingSchema,
     judged: Vec<(&'r ReadingRule, usize, usize)>,
-    /// Per rule (or one without rules): builders, and drops under the rules' static names.
-    outputs: Vec<(Vec<ColumnBuilder>, BTreeMap<&'static str, u64>)>,
+    /// Per rule (or one without rules).
+    outputs: Vec<Output>,
     /// Readings come in runs of one key (a user's or a device's): look a key
     /// up once per run, not once per record.
     last_lookup: Vec<Option<(String, crate::reading_rule::Standing)>>,
     quarantined: Vec<QuarantinedLine>,
+    /// Records quarantined, by reason (taken ones included).
+    reasons: BTreeMap<&'static str, u64>,
     records: u64,
     repairs: RepairCounts,
     /// Rows built into the first output since the last take.
     buffered: usize,
+}
+
+/// One rule's output: its rows' builders, and its counts under the rules'
+/// static names (counted in the parse's hot loop, made [`RowCounts`] at
+/// the object's end).
+struct Output {
+    builders: Vec<ColumnBuilder>,
+    /// Records kept (taken rows included).
+    kept: u64,
+    drops: BTreeMap<&'static str, u64>,
 }
 
 impl<'r> Sink<'r> {
@@ -477,12 +490,17 @@ impl<'r> Sink<'r> {
             outputs: Vec::new(),
             last_lookup: vec![None; rules.len()],
             quarantined: Vec::new(),
+            reasons: BTreeMap::new(),
             records: 0,
             repairs: RepairCounts::default(),
             buffered: 0,
         };
         sink.outputs = (0..rules.len().max(1))
-            .map(|_| (sink.builders(), BTreeMap::new()))
+            .map(|_| Output {
+                builders: sink.builders(),
+                kept: 0,
+                drops: BTreeMap::new(),
+            })
             .collect();
         sink
     }
@@ -502,33 +520,42 @@ impl<'r> Sink<'r> {
         self.outputs
             .iter_mut()
             .zip(fresh)
-            .map(|((builders, _), fresh)| finish_rows(std::mem::replace(builders, fresh)))
+            .map(|(output, fresh)| finish_rows(std::mem::replace(&mut output.builders, fresh)))
             .collect()
     }
 
     fn finish(self) -> JudgedObject {
-        let kept = self
+        let named = |counts: &BTreeMap<&'static str, u64>| -> BTreeMap<String, u64> {
+            counts.iter().map(|(k, n)| (k.to_string(), *n)).collect()
+        };
+        let (quarantined, repaired) = (named(&self.reasons), self.repairs.into_map());
+        let (rows, counts) = self
             .outputs
             .into_iter()
-            .map(|(builders, drops)| {
-                (
-                    finish_rows(builders),
-                    drops.into_iter().map(|(k, n)| (k.to_string(), n)).collect(),
-                )
+            .map(|output| {
+                let counts = RowCounts {
+                    input: self.records,
+                    kept: output.kept,
+                    quarantined: quarantined.clone(),
+                    dropped: named(&output.drops),
+                    repaired: repaired.clone(),
+                };
+                (finish_rows(output.builders), counts)
             })
-            .collect();
+            .unzip();
         JudgedObject {
-            kept,
+            rows,
+            counts,
             quarantined: self.quarantined,
-            records: self.records,
-            repaired: self.repairs.into_map(),
         }
     }
 
     fn keep(&mut self, cells: &[Cell<'_>]) {
         self.records += 1;
         if self.judged.is_empty() {
-            push_row(&mut self.outputs[0].0, cells);
+            let output = &mut self.outputs[0];
+            push_row(&mut output.builders, cells);
+            output.kept += 1;
             self.buffered += 1;
             return;
         }
@@ -537,7 +564,7 @@ impl<'r> Sink<'r> {
             .iter()
             .zip(&mut self.last_lookup)
             .zip(self.outputs.iter_mut());
-        for (n, (((rule, key, time), last), (builders, drops))) in rules.enumerate() {
+        for (n, (((rule, key, time), last), output)) in rules.enumerate() {
             let (Cell::Str(k), Cell::Int(t)) = (&cells[*key], &cells[*time]) else {
                 unreachable!("required key and time columns were validated")
             };
@@ -547,33 +574,41 @@ impl<'r> Sink<'r> {
             };
             match rule.judge(standing, *t) {
                 None => {
-                    push_row(builders, cells);
+                    push_row(&mut output.builders, cells);
+                    output.kept += 1;
                     self.buffered += usize::from(n == 0);
                 }
-                Some(name) => *drops.entry(name).or_insert(0) += 1,
+                Some(name) => *output.drops.entry(name).or_insert(0) += 1,
             }
         }
     }
 
     fn quarantine(&mut self, line: u64, raw: &[u8], (reason, detail): LineError) {
-        self.records += 1;
         // A malformed line that holds an erased address is dropped under
         // `erased` (by every rule), never kept in quarantine.
         if let Some((rule, _, _)) = self.judged.first()
             && rule.erasure().names(&String::from_utf8_lossy(raw))
         {
-            for (_, drops) in &mut self.outputs {
-                *drops.entry(crate::policy::rule::ERASED).or_insert(0) += 1;
+            self.records += 1;
+            for output in &mut self.outputs {
+                *output.drops.entry(crate::policy::rule::ERASED).or_insert(0) += 1;
             }
             return;
         }
-        self.quarantined.push(QuarantinedLine {
+        self.set_aside(QuarantinedLine {
             source: self.source.to_string(),
             line: Some(line),
             reason,
             detail,
             raw: String::from_utf8_lossy(raw).into_owned(),
         });
+    }
+
+    /// One record read and quarantined.
+    fn set_aside(&mut self, line: QuarantinedLine) {
+        self.records += 1;
+        *self.reasons.entry(line.reason.as_str()).or_insert(0) += 1;
+        self.quarantined.push(line);
     }
 
     /// One record's outcome.

@@ -284,16 +284,58 @@ pub fn rubric_shadow_prefix(run_id: &RunId, table: Table) -> String {
     format!("_runs/{run_id}/rubric/{}/", table.name())
 }
 
-/// The key of the `n`-th Parquet part under a table prefix.
-pub fn part_key(prefix: &str, n: usize) -> String {
-    format!("{prefix}part-{n:05}.parquet")
+/// Where a snapshot is written: its table, its prefix and its id. What the
+/// snapshot writer (`lakehouse::tables`) takes to write parts and seal
+/// them; a sealed snapshot is described by a `crate::contract::TableRef`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotRef {
+    pub table: Table,
+    /// Prefix under the warehouse root, ending in `/`.
+    pub location: String,
+    /// The snapshot's id: the run id.
+    pub snapshot: String,
 }
 
-/// The `n`-th part written by batch `batch` of a table's work
+impl SnapshotRef {
+    /// The snapshot of `table` written by run `run_id` ([`snapshot_prefix`]).
+    pub fn of(table: Table, run_id: &RunId) -> SnapshotRef {
+        SnapshotRef {
+            table,
+            location: snapshot_prefix(table, run_id),
+            snapshot: run_id.to_string(),
+        }
+    }
+
+    /// A strict run's rubric shadow of `table` ([`rubric_shadow_prefix`]).
+    pub fn rubric_shadow(table: Table, run_id: &RunId) -> SnapshotRef {
+        SnapshotRef {
+            table,
+            location: rubric_shadow_prefix(run_id, table),
+            snapshot: run_id.to_string(),
+        }
+    }
+
+    /// The key of the part `name` ([`part_name`], [`batch_part_name`]).
+    pub fn part_key(&self, name: &str) -> String {
+        format!("{}{name}", self.location)
+    }
+}
+
+/// The key of the `n`-th Parquet part under a table prefix.
+pub fn part_key(prefix: &str, n: usize) -> String {
+    format!("{prefix}{}", part_name(n))
+}
+
+/// The name of a snapshot's `n`-th Parquet part (`part-00000.parquet`).
+pub fn part_name(n: usize) -> String {
+    format!("part-{n:05}.parquet")
+}
+
+/// The name of the `n`-th part written by batch `batch` of a table's work
 /// (`part-00003-00001.parquet`): a batch is a run of consecutive landing
-/// objects, so the key follows from the listing and the rows alone.
-pub fn batch_part_key(prefix: &str, batch: usize, n: usize) -> String {
-    format!("{prefix}part-{batch:05}-{n:05}.parquet")
+/// objects, so the name follows from the listing and the rows alone.
+pub fn batch_part_name(batch: usize, n: usize) -> String {
+    format!("part-{batch:05}-{n:05}.parquet")
 }
 
 pub fn report_key(run_id: &RunId) -> String {

@@ -2,7 +2,8 @@
 //!
 //! Dataset schemas (parsed from the Athena DDL in `infra/athena/`), the
 //! landing parser with its quarantine, the two policies, the five transitions
-//! as Polars plans, the quality checks as SQL text, the run report, the
+//! as Polars plans and what each writes, the row accounting every unit of
+//! work produces (`counts`), the quality checks as SQL text, the run report, the
 //! retention rules (what vacuum deletes), and the request/response contract
 //! passed between states.
 //!
@@ -12,6 +13,7 @@
 
 pub mod checks;
 pub mod contract;
+pub mod counts;
 pub mod erasure;
 pub mod landing;
 pub mod layout;
@@ -32,6 +34,7 @@ pub const STATE_MACHINE: &str = include_str!("../../../statemachine.asl.json");
 pub use contract::{
     ErrorName, GateRequest, GateResult, TableRef, TaskError, TransitionRequest, TransitionResult,
 };
+pub use counts::RowCounts;
 pub use layout::{Table, Zone};
 pub use policy::Policy;
 pub use pseudonym::{ErasureKey, PseudonymKey};

@@ -7,6 +7,8 @@ use std::fmt;
 
 use polars::prelude::*;
 
+use crate::counts::RowCounts;
+
 /// Why a landing record (or a table row) went to quarantine. The names are
 /// stable: they are the `reason` column of the quarantine tables and the keys
 /// of the run report.
@@ -113,4 +115,12 @@ pub fn quarantine_frame(lines: &[QuarantinedLine]) -> DataFrame {
         col_str("raw", &|q| &q.raw),
     ])
     .expect("columns built with equal lengths")
+}
+
+/// The counts of quarantined records: each read and set aside for its reason.
+pub fn counts(lines: &[QuarantinedLine]) -> RowCounts {
+    lines
+        .iter()
+        .map(|line| RowCounts::quarantined(line.reason.as_str(), 1))
+        .sum()
 }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::contract::{CheckOutcome, GateRequest};
+use crate::counts::RowCounts;
 use crate::layout::{Table, Zone};
 use crate::policy::Policy;
 use crate::run_id::RunId;
@@ -49,15 +50,9 @@ pub struct TransitionLine {
     pub rows: u64,
     pub snapshot: String,
     pub location: String,
-    pub input_rows: u64,
-    pub kept_rows: u64,
-    pub quarantined: BTreeMap<String, u64>,
-    pub dropped: BTreeMap<String, u64>,
-    /// Lossless repairs made while reading landing records, by kind (see
-    /// `zones::landing::Repair`); empty for transitions that read tables.
-    #[serde(default)]
-    pub repaired: BTreeMap<String, u64>,
-    /// `input_rows == kept_rows + quarantined + dropped`.
+    /// The transition's counts, as its result carried them.
+    pub counts: RowCounts,
+    /// `counts` are balanced: `input = kept + quarantined + dropped`.
     pub accounted: bool,
     pub seconds: f64,
     /// The process's peak resident set when the transition finished.
@@ -98,7 +93,8 @@ pub struct Comparison {
     pub table: Table,
     pub strict_rows: u64,
     pub rubric_rows: u64,
-    /// Per drop rule: rows strict drops minus rows rubric drops.
+    /// Per drop rule (and quarantine reason): rows strict sets aside minus
+    /// rows rubric sets aside ([`RowCounts::set_aside_beyond`]).
     pub by_rule: BTreeMap<String, i64>,
 }
 
@@ -116,43 +112,24 @@ impl Report {
             let Some(r) = request.results.get(&table) else {
                 continue;
             };
-            let quarantined: u64 = r.quarantined.values().sum();
-            let dropped: u64 = r.dropped.values().sum();
             transitions.push(TransitionLine {
                 table,
                 zone: table.zone(),
                 rows: r.table.rows,
                 snapshot: r.table.snapshot.clone(),
                 location: r.table.location.clone(),
-                input_rows: r.input_rows,
-                kept_rows: r.kept_rows,
-                quarantined: r.quarantined.clone(),
-                dropped: r.dropped.clone(),
-                repaired: r.repaired.clone(),
-                accounted: r.input_rows == r.kept_rows + quarantined + dropped,
+                counts: r.counts.clone(),
+                accounted: r.counts.is_balanced(),
                 seconds: r.seconds,
                 peak_rss_mib: r.peak_rss_mib,
             });
-            if let Some(rubric_rows) = r.rubric_rows {
-                let mut by_rule: BTreeMap<String, i64> = BTreeMap::new();
-                for (rule, n) in &r.dropped {
-                    *by_rule.entry(rule.clone()).or_default() += *n as i64;
-                }
-                for (rule, n) in &r.rubric_dropped {
-                    *by_rule.entry(rule.clone()).or_default() -= *n as i64;
-                }
-                // Strict quarantines what rubric would have kept or dropped.
-                for (reason, n) in &r.quarantined {
-                    if reason == crate::quarantine::QuarantineReason::AmbiguousCustomer.as_str() {
-                        *by_rule.entry(reason.clone()).or_default() += *n as i64;
-                    }
-                }
-                by_rule.retain(|_, v| *v != 0);
+            if let (Some(rubric_rows), Some(rubric)) = (r.rubric_rows, &r.rubric_counts) {
                 rubric_comparison.push(Comparison {
                     table,
                     strict_rows: r.table.rows,
                     rubric_rows,
-                    by_rule,
+                    // Strict also quarantines what rubric would keep or drop.
+                    by_rule: r.counts.set_aside_beyond(rubric),
                 });
             }
         }
@@ -179,5 +156,147 @@ impl Report {
                     rotated_from: None,
                 }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract::{TableRef, TransitionResult};
+
+    fn map(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
+        pairs.iter().map(|(k, n)| (k.to_string(), *n)).collect()
+    }
+
+    fn result(table: Table, rows: u64, counts: RowCounts) -> TransitionResult {
+        TransitionResult {
+            transition: table,
+            policy: Policy::Strict,
+            table: TableRef {
+                table,
+                location: format!("{}/r1/", table.name()),
+                snapshot: "r1".into(),
+                rows,
+                columns: Vec::new(),
+                manifest_crc32c: None,
+            },
+            quarantine: None,
+            rubric: None,
+            counts,
+            rubric_rows: None,
+            rubric_counts: None,
+            erased_objects: BTreeMap::new(),
+            pseudonym_key_fingerprint: None,
+            seconds: 1.0,
+            peak_rss_mib: None,
+        }
+    }
+
+    /// A report line carries the transition's counts unchanged, with their
+    /// balance; the comparison with rubric is the difference of the two
+    /// policies' counts by rule: a quarantine both share cancels out, one
+    /// only strict makes (ambiguous readings) counts against strict.
+    #[test]
+    fn lines_carry_the_counts_and_the_comparison_is_their_difference_by_rule() {
+        let landing = RowCounts {
+            input: 10,
+            kept: 4,
+            quarantined: map(&[("wrong_type", 1)]),
+            dropped: map(&[
+                ("before_research_consent", 3),
+                ("user_not_in_customer_trusted", 2),
+            ]),
+            repaired: map(&[("crlf", 10)]),
+        };
+        let landing_rubric = RowCounts {
+            kept: 8,
+            dropped: map(&[("user_not_in_customer_trusted", 1)]),
+            ..landing.clone()
+        };
+        let training = RowCounts {
+            input: 4,
+            kept: 2,
+            quarantined: map(&[("ambiguous_customer", 1)]),
+            dropped: map(&[("no_candidate_reading_at_time", 1)]),
+            repaired: BTreeMap::new(),
+        };
+        let training_rubric = RowCounts {
+            input: 8,
+            kept: 7,
+            dropped: map(&[("no_accelerometer_reading_at_time", 1)]),
+            ..RowCounts::default()
+        };
+        let request = GateRequest {
+            run_id: RunId::parse("r1").unwrap(),
+            policy: Policy::Strict,
+            results: BTreeMap::from([
+                (
+                    Table::AccelerometerTrusted,
+                    result(Table::AccelerometerTrusted, 4, landing.clone()).with_rubric(
+                        None,
+                        8,
+                        landing_rubric,
+                    ),
+                ),
+                (
+                    Table::MachineLearningCurated,
+                    result(Table::MachineLearningCurated, 5, training.clone()).with_rubric(
+                        None,
+                        20,
+                        training_rubric,
+                    ),
+                ),
+            ]),
+        };
+        let report = Report::build(&request, Vec::new(), Publication::default());
+        let lines: Vec<_> = report
+            .transitions
+            .iter()
+            .map(|l| (l.table, l.rows, &l.counts, l.accounted))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                (Table::AccelerometerTrusted, 4, &landing, true),
+                (Table::MachineLearningCurated, 5, &training, true)
+            ]
+        );
+        let by_rule = |pairs: &[(&str, i64)]| -> BTreeMap<String, i64> {
+            pairs.iter().map(|(k, n)| (k.to_string(), *n)).collect()
+        };
+        assert_eq!(
+            report.rubric_comparison,
+            [
+                Comparison {
+                    table: Table::AccelerometerTrusted,
+                    strict_rows: 4,
+                    rubric_rows: 8,
+                    by_rule: by_rule(&[
+                        ("before_research_consent", 3),
+                        ("user_not_in_customer_trusted", 1)
+                    ]),
+                },
+                Comparison {
+                    table: Table::MachineLearningCurated,
+                    strict_rows: 5,
+                    rubric_rows: 20,
+                    by_rule: by_rule(&[
+                        ("ambiguous_customer", 1),
+                        ("no_accelerometer_reading_at_time", -1),
+                        ("no_candidate_reading_at_time", 1)
+                    ]),
+                },
+            ]
+        );
+        // An unbalanced result is reported as such.
+        let mut request = request;
+        request
+            .results
+            .get_mut(&Table::AccelerometerTrusted)
+            .unwrap()
+            .counts
+            .input += 1;
+        let report = Report::build(&request, Vec::new(), Publication::default());
+        assert!(!report.transitions[0].accounted);
     }
 }

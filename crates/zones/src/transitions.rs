@@ -4,16 +4,18 @@
 //! kept rows from counted drops. 5 under rubric has one rule, so a semi join
 //! keeps its rows and the rest are counted. 2 and 4 judge each reading alone
 //! against a customer index ([`ReadingRule`]), applied while the landing
-//! object is parsed. Nothing here reads or writes storage.
-
-use std::collections::BTreeMap;
+//! object is parsed. [`outputs`] decides what a transition writes beside
+//! its table. Nothing here reads or writes storage.
 
 use polars::prelude::*;
 
+use crate::counts::RowCounts;
+use crate::layout::{SnapshotRef, Table};
 use crate::policy::{CONSENT, Policy, rule};
 use crate::pseudonym::PseudonymKey;
 use crate::quarantine::{QuarantineReason, QuarantinedLine, quarantine_frame};
 pub use crate::reading_rule::ReadingRule;
+use crate::run_id::RunId;
 
 /// The column that carries a row's drop rule while a plan is annotated.
 const DROP: &str = "_drop";
@@ -28,19 +30,77 @@ pub const IDENTIFIER_COLUMNS: [&str; 6] = [
     "serialNumber",
 ];
 
-/// What a transition produced.
+/// What a transition's plan produced from frames.
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub table: DataFrame,
     /// Rows set aside with a reason (machine_learning_curated only; landing
     /// quarantine happens while parsing).
     pub quarantine: Option<DataFrame>,
-    /// Rows of the main input dropped, by rule.
-    pub drops: BTreeMap<String, u64>,
-    /// Rows of the main input (the table the transition filters).
-    pub input_rows: u64,
-    /// Input rows kept (for machine_learning_curated: step readings paired).
-    pub kept_rows: u64,
+    /// Where the rows of the main input (the table the transition filters)
+    /// went; for machine_learning_curated `kept` counts step readings
+    /// paired, not the rows of `table`.
+    pub counts: RowCounts,
+}
+
+/// What a transition writes beside its table, decided by the table, the
+/// policy and the run alone; the transition functions write it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outputs {
+    /// The table's snapshot.
+    pub table: SnapshotRef,
+    /// The quarantine table written alongside: the landing dataset's for
+    /// transitions 1, 2 and 4 (records that cannot be read),
+    /// machine_learning_quarantine for 5 (readings several customers could
+    /// explain; empty under rubric); none for 3.
+    pub quarantine: Option<SnapshotRef>,
+    /// Under strict, the rubric policy's result of the same input, so the
+    /// report can explain the difference rule by rule; none under rubric.
+    pub rubric: Option<RubricShadow>,
+}
+
+/// How a strict run keeps the rubric policy's result of a transition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RubricShadow {
+    /// Written as a shadow snapshot (under `_runs/<run id>/rubric/`),
+    /// because the next transition's shadow reads it.
+    Written(SnapshotRef),
+    /// Only counted: no state reads the training table's shadow (per time,
+    /// step readings times accelerometer readings).
+    Counted,
+}
+
+impl Outputs {
+    /// The rubric shadow's snapshot, when it is written.
+    pub fn shadow(&self) -> Option<&SnapshotRef> {
+        match &self.rubric {
+            Some(RubricShadow::Written(snapshot)) => Some(snapshot),
+            Some(RubricShadow::Counted) | None => None,
+        }
+    }
+}
+
+/// What the transition producing `table` writes under `policy` in run `run_id`.
+pub fn outputs(table: Table, policy: Policy, run_id: &RunId) -> Outputs {
+    let quarantine = match table {
+        Table::CustomerTrusted => Some(Table::CustomerQuarantine),
+        Table::AccelerometerTrusted => Some(Table::AccelerometerQuarantine),
+        Table::StepTrainerTrusted => Some(Table::StepTrainerQuarantine),
+        Table::MachineLearningCurated => Some(Table::MachineLearningQuarantine),
+        _ => None,
+    };
+    let rubric = match (policy, table) {
+        (Policy::Rubric, _) => None,
+        (Policy::Strict, Table::MachineLearningCurated) => Some(RubricShadow::Counted),
+        (Policy::Strict, _) => Some(RubricShadow::Written(SnapshotRef::rubric_shadow(
+            table, run_id,
+        ))),
+    };
+    Outputs {
+        table: SnapshotRef::of(table, run_id),
+        quarantine: quarantine.map(|q| SnapshotRef::of(q, run_id)),
+        rubric,
+    }
 }
 
 fn null_str() -> Expr {
@@ -68,17 +128,20 @@ pub fn settle(annotated: LazyFrame) -> PolarsResult<Outcome> {
 
 fn split(df: DataFrame) -> PolarsResult<Outcome> {
     let drop_column = df.column(DROP)?.str()?.clone();
-    let mut drops = BTreeMap::new();
-    for rule in drop_column.iter().flatten() {
-        *drops.entry(rule.to_string()).or_insert(0u64) += 1;
-    }
     let table = df.filter(&drop_column.is_null())?.drop(DROP)?;
+    let mut drops: std::collections::BTreeMap<&str, u64> = Default::default();
+    for rule in drop_column.iter().flatten() {
+        *drops.entry(rule).or_default() += 1;
+    }
+    let counts = drops
+        .into_iter()
+        .map(|(rule, n)| RowCounts::dropped(rule, n))
+        .chain([RowCounts::kept(table.height() as u64)])
+        .sum();
     Ok(Outcome {
-        input_rows: df.height() as u64,
-        kept_rows: table.height() as u64,
         table,
         quarantine: None,
-        drops,
+        counts,
     })
 }
 
@@ -201,9 +264,7 @@ pub fn machine_learning_curated(
                 table,
                 // Rubric never quarantines here; the table exists all the same.
                 quarantine: Some(quarantine_frame(&[])),
-                drops: unpaired_steps(input_rows, kept_rows),
-                input_rows,
-                kept_rows,
+                counts: paired_steps(input_rows, kept_rows),
             })
         }
         Policy::Strict => {
@@ -212,21 +273,24 @@ pub fn machine_learning_curated(
     }
 }
 
-/// Rubric's drops of step readings: those no accelerometer reading pairs with.
-fn unpaired_steps(input_rows: u64, kept_rows: u64) -> BTreeMap<String, u64> {
-    match input_rows - kept_rows {
-        0 => BTreeMap::new(),
-        n => BTreeMap::from([(rule::NO_READING_AT_TIME.to_string(), n)]),
-    }
+/// Rubric's counts of step readings: `kept` of `input` pair with an
+/// accelerometer reading, the rest are dropped.
+fn paired_steps(input_rows: u64, kept_rows: u64) -> RowCounts {
+    let mut counts = RowCounts::kept(kept_rows);
+    counts.merge(&RowCounts::dropped(
+        rule::NO_READING_AT_TIME,
+        input_rows - kept_rows,
+    ));
+    counts
 }
 
 /// machine_learning_curated under rubric, counted without building its rows:
-/// all a strict run's report needs of it. Returns the outcome (its table
-/// empty) and the number of rows the rubric table would have.
+/// all a strict run's report needs of it. Returns the step readings' counts
+/// and the number of rows the rubric table would have.
 pub fn machine_learning_rubric_count(
     step_trainer_trusted: LazyFrame,
     accelerometer_trusted: LazyFrame,
-) -> PolarsResult<(Outcome, u64)> {
+) -> PolarsResult<(RowCounts, u64)> {
     // Readings pair only at equal times: per time, the step readings times
     // the accelerometer readings there. Only the time columns are read;
     // both are sorted and their runs of equal times walked side by side (a
@@ -252,14 +316,7 @@ pub fn machine_learning_rubric_count(
             rows += step_count * reading_count;
         }
     }
-    let outcome = Outcome {
-        table: DataFrame::empty(),
-        quarantine: None,
-        drops: unpaired_steps(input_rows, kept_rows),
-        input_rows,
-        kept_rows,
-    };
-    Ok((outcome, rows))
+    Ok((paired_steps(input_rows, kept_rows), rows))
 }
 
 /// The customer side of transition 5 under strict: customers_curated's
@@ -332,9 +389,11 @@ fn strict_machine_learning(
         .equal(QuarantineReason::AmbiguousCustomer.as_str());
     let ambiguous = df.filter(&ambiguous_mask)?;
     let mut outcome = split(df)?;
-    outcome
-        .drops
-        .remove(QuarantineReason::AmbiguousCustomer.as_str());
+    // The plan marks ambiguous readings like drops; they are quarantined.
+    let reason = QuarantineReason::AmbiguousCustomer.as_str();
+    if let Some(n) = outcome.counts.dropped.remove(reason) {
+        outcome.counts.quarantined.insert(reason.to_string(), n);
+    }
     outcome.quarantine = Some(ambiguous_quarantine(&ambiguous)?);
     // One output row per accelerometer reading of the confirmed customer.
     outcome.table = outcome

@@ -47,19 +47,14 @@ fn sealing_a_snapshot_removes_parts_an_earlier_attempt_left() {
     let dir = tempfile::tempdir().unwrap();
     let store = LocalStore::new(dir.path());
     let prefix = "customer/trusted/run-1/";
+    let snapshot = snapshot(zones::Table::CustomerTrusted, prefix);
     let mut df = df!("a" => [1i64, 2]).unwrap();
     // A first attempt wrote three parts; the retry writes one.
     for n in 0..3 {
-        lakehouse::tables::write_part(&store, prefix, n, &mut df).unwrap();
+        let name = zones::layout::part_name(n);
+        lakehouse::tables::write_part(&store, &snapshot, &name, &mut df).unwrap();
     }
-    let table_ref = lakehouse::tables::write_table(
-        &store,
-        zones::Table::CustomerTrusted,
-        prefix,
-        "run-1",
-        &mut df,
-    )
-    .unwrap();
+    let table_ref = lakehouse::tables::write_snapshot(&store, &snapshot, &mut df).unwrap();
     let keys: Vec<_> = store
         .list(prefix)
         .unwrap()
@@ -80,6 +75,7 @@ fn sealing_a_snapshot_removes_parts_an_earlier_attempt_left() {
     assert_eq!(manifest.rows, 2);
     assert_eq!(manifest.parts.len(), 1);
     assert_eq!(manifest.parts[0].name, "part-00000.parquet");
+    assert_eq!(manifest.parts[0].rows, 2);
     assert_eq!(manifest.parts[0].size, bytes.len() as u64);
     assert_eq!(manifest.parts[0].crc32c, crc32c::crc32c(&bytes));
     assert_eq!(table_ref.rows, 2);
@@ -180,11 +176,9 @@ fn a_damaged_part_is_refused_naming_the_object() {
     let store = LocalStore::new(dir.path());
     let prefix = "accelerometer/trusted/r1/";
     let mut df = df!("timestamp" => [1i64, 2, 3], "x" => [0.5f64, 1.5, 2.5]).unwrap();
-    let table_ref = lakehouse::tables::write_table(
+    let table_ref = lakehouse::tables::write_snapshot(
         &store,
-        zones::Table::AccelerometerTrusted,
-        prefix,
-        "r1",
+        &snapshot(zones::Table::AccelerometerTrusted, prefix),
         &mut df,
     )
     .unwrap();
@@ -231,13 +225,13 @@ fn a_snapshot_written_again_after_it_was_sealed_is_refused() {
     let store = LocalStore::new(dir.path());
     let prefix = "customer/trusted/r1/";
     let mut df = df!("email" => ["a@x", "b@x"]).unwrap();
-    let table = zones::Table::CustomerTrusted;
-    let sealed = lakehouse::tables::write_table(&store, table, prefix, "r1", &mut df).unwrap();
+    let snapshot = snapshot(zones::Table::CustomerTrusted, prefix);
+    let sealed = lakehouse::tables::write_snapshot(&store, &snapshot, &mut df).unwrap();
     assert!(sealed.manifest_crc32c.is_some());
 
     // Another writer seals the same prefix again with other rows.
     let mut other = df!("email" => ["a@x", "b@x", "evil@x"]).unwrap();
-    lakehouse::tables::write_table(&store, table, prefix, "r1", &mut other).unwrap();
+    lakehouse::tables::write_snapshot(&store, &snapshot, &mut other).unwrap();
     let refused = |err: lakehouse::Error| {
         assert!(
             err.to_string().contains(
@@ -361,4 +355,19 @@ fn a_lease_holds_only_while_its_process_may_be_running() {
         LeaseHolder::holds(&store, &run).unwrap(),
         "unreadable: held"
     );
+}
+
+/// Where a test writes a snapshot: `table` under `prefix`, of run `r1` (or
+/// the run the prefix names).
+fn snapshot(table: zones::Table, prefix: &str) -> zones::layout::SnapshotRef {
+    zones::layout::SnapshotRef {
+        table,
+        location: prefix.to_string(),
+        snapshot: prefix
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_string(),
+    }
 }

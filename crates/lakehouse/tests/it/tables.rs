@@ -91,15 +91,19 @@ fn a_part_writer_cuts_parts_of_exactly_its_rows_whatever_frames_arrive() {
     let store = LocalStore::new(dir.path());
     let rows = |from: i64, to: i64| df!("timestamp" => (from..to).collect::<Vec<_>>()).unwrap();
     let write = |prefix: &str, cuts: &[i64]| {
-        let mut writer = PartWriter::new(&store, prefix, 7, 4);
+        let snapshot = snapshot(prefix);
+        let mut writer = PartWriter::new(&store, &snapshot, 7, 4);
         for pair in cuts.windows(2) {
             writer.push(rows(pair[0], pair[1])).unwrap();
         }
         writer.finish().unwrap()
     };
-    let (one_by_one, rows_a) = write("t/a/", &(0..=10).collect::<Vec<_>>());
-    let (in_lumps, rows_b) = write("t/b/", &[0, 0, 9, 10]);
-    assert_eq!((rows_a, rows_b), (10, 10));
+    let one_by_one = write("t/a/", &(0..=10).collect::<Vec<_>>());
+    let in_lumps = write("t/b/", &[0, 0, 9, 10]);
+    let part_rows =
+        |parts: &[lakehouse::tables::PartInfo]| parts.iter().map(|p| p.rows).collect::<Vec<_>>();
+    assert_eq!(part_rows(&one_by_one), [4, 4, 2]);
+    assert_eq!(part_rows(&in_lumps), [4, 4, 2]);
     let names: Vec<_> = one_by_one.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(
         names,
@@ -131,7 +135,90 @@ fn a_part_writer_cuts_parts_of_exactly_its_rows_whatever_frames_arrive() {
         .collect();
     assert_eq!(heights, [vec![0, 1, 2, 3], vec![4, 5, 6, 7], vec![8, 9]]);
     // A batch without rows writes nothing.
-    let empty = PartWriter::new(&store, "t/c/", 0, 4).finish().unwrap();
-    assert_eq!(empty, (vec![], 0));
+    let empty = PartWriter::new(&store, &snapshot("t/c/"), 0, 4)
+        .finish()
+        .unwrap();
+    assert_eq!(empty, []);
     assert!(store.list("t/c/").unwrap().is_empty());
+}
+
+fn snapshot(prefix: &str) -> zones::layout::SnapshotRef {
+    zones::layout::SnapshotRef {
+        table: zones::Table::AccelerometerTrusted,
+        location: prefix.to_string(),
+        snapshot: "r1".to_string(),
+    }
+}
+
+/// A snapshot is written part by part, by any number of writers, and
+/// sealed by one call from the list of their parts: the manifest lists them
+/// in the order given, and the snapshot's rows are the parts'.
+#[test]
+fn a_snapshot_is_sealed_from_the_parts_several_writers_wrote() {
+    use lakehouse::LocalStore;
+    use lakehouse::tables::{PartWriter, read_table, seal, write_part};
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::new(dir.path());
+    let snapshot = snapshot("accelerometer/trusted/r1/");
+    let rows = |from: i64, to: i64| df!("timestamp" => (from..to).collect::<Vec<_>>()).unwrap();
+    let mut first = PartWriter::new(&store, &snapshot, 0, 3);
+    first.push(rows(0, 5)).unwrap();
+    let mut parts = first.finish().unwrap();
+    let mut second = PartWriter::new(&store, &snapshot, 1, 3);
+    second.push(rows(5, 7)).unwrap();
+    parts.extend(second.finish().unwrap());
+    parts.push(write_part(&store, &snapshot, "part-00002.parquet", &mut rows(7, 8)).unwrap());
+    let names: Vec<_> = parts.iter().map(|p| (p.name.as_str(), p.rows)).collect();
+    assert_eq!(
+        names,
+        [
+            ("part-00000-00000.parquet", 3),
+            ("part-00000-00001.parquet", 2),
+            ("part-00001-00000.parquet", 2),
+            ("part-00002.parquet", 1)
+        ]
+    );
+    let schema = rows(0, 0).schema().as_ref().clone();
+    let sealed = seal(&store, &snapshot, parts.clone(), &schema).unwrap();
+    assert_eq!((sealed.rows, sealed.snapshot.as_str()), (8, "r1"));
+    let manifest = lakehouse::tables::read_manifest(&store, &snapshot.location)
+        .unwrap()
+        .unwrap();
+    assert_eq!((manifest.rows, manifest.parts), (8, parts));
+    let times = read_table(&store, &sealed).unwrap().collect().unwrap();
+    assert_eq!(
+        times
+            .column("timestamp")
+            .unwrap()
+            .i64()
+            .unwrap()
+            .into_no_null_iter()
+            .collect::<Vec<_>>(),
+        (0..8).collect::<Vec<_>>()
+    );
+}
+
+/// Sealing no parts writes one empty part of the schema: a snapshot always
+/// has its columns.
+#[test]
+fn a_snapshot_sealed_without_parts_has_one_empty_part_of_its_schema() {
+    use lakehouse::LocalStore;
+    use lakehouse::tables::{read_table, seal};
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::new(dir.path());
+    let snapshot = snapshot("accelerometer/trusted/r1/");
+    let schema = Schema::from_iter([
+        Field::new("user".into(), DataType::String),
+        Field::new("timestamp".into(), DataType::Int64),
+    ]);
+    let sealed = seal(&store, &snapshot, Vec::new(), &schema).unwrap();
+    assert_eq!(sealed.rows, 0);
+    let names: Vec<_> = sealed
+        .columns
+        .iter()
+        .map(|c| (c.name.as_str(), c.ty.as_str()))
+        .collect();
+    assert_eq!(names, [("user", "string"), ("timestamp", "bigint")]);
+    let read = read_table(&store, &sealed).unwrap().collect().unwrap();
+    assert_eq!((read.height(), read.schema().as_ref()), (0, &schema));
 }

@@ -70,8 +70,9 @@ fn customer_trusted() -> serde_json::Value {
     json!({
         "transition": "customer_trusted", "policy": "strict",
         "table": { "table": "customer_trusted", "location": "customer/trusted/r/", "snapshot": "r", "rows": 5, "columns": [] },
-        "quarantine": null, "rubric": null, "input_rows": 9, "kept_rows": 5,
-        "quarantined": {}, "dropped": { "no_research_consent": 4 }, "seconds": 1.5, "peak_rss_mib": null
+        "quarantine": null, "rubric": null,
+        "counts": { "input": 9, "kept": 5, "dropped": { "no_research_consent": 4 } },
+        "seconds": 1.5, "peak_rss_mib": null
     })
 }
 
@@ -141,5 +142,5 @@ fn retried_caught_and_failed_states_from_a_history() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(results[&Table::CustomerTrusted].kept_rows, 5);
+    assert_eq!(results[&Table::CustomerTrusted].counts.kept, 5);
 }

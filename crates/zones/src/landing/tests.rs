@@ -445,9 +445,9 @@ fn fed_in_pieces(
         }
     }
     let mut judged = parser.finish();
-    rows.vstack_mut_owned(judged.kept.remove(0).0).unwrap();
+    rows.vstack_mut_owned(judged.rows.remove(0)).unwrap();
     quarantined.append(&mut judged.quarantined);
-    judged.kept.insert(0, (rows, BTreeMap::new()));
+    judged.rows.insert(0, rows);
     judged.quarantined = quarantined;
     judged
 }
@@ -467,11 +467,13 @@ proptest! {
     ) {
         let whole = read_judged(dataset, &key, &bytes, &[]);
         let fed = fed_in_pieces(dataset, &key, &bytes, &pieces, &take);
-        prop_assert!(whole.kept[0].0.equals_missing(&fed.kept[0].0), "{:?} {:?}", whole.kept[0].0, fed.kept[0].0);
+        prop_assert!(whole.rows[0].equals_missing(&fed.rows[0]), "{:?} {:?}", whole.rows[0], fed.rows[0]);
         prop_assert_eq!(&whole.quarantined, &fed.quarantined);
-        prop_assert_eq!(whole.records, fed.records);
-        prop_assert_eq!(&whole.repaired, &fed.repaired);
-        prop_assert_eq!(whole.records, whole.kept[0].0.height() as u64 + whole.quarantined.len() as u64);
+        prop_assert_eq!(&whole.counts, &fed.counts);
+        let counts = &whole.counts[0];
+        prop_assert!(counts.is_balanced());
+        prop_assert_eq!(counts.kept, whole.rows[0].height() as u64);
+        prop_assert_eq!(counts.quarantined_total(), whole.quarantined.len() as u64);
     }
 }
 
@@ -498,13 +500,10 @@ fn one_byte_pieces_give_the_whole_parse() {
         &[1],
         &[false, true],
     );
-    assert!(whole.kept[0].0.equals_missing(&fed.kept[0].0));
+    assert!(whole.rows[0].equals_missing(&fed.rows[0]));
     assert_eq!(whole.quarantined, fed.quarantined);
-    assert_eq!(
-        (whole.records, &whole.repaired),
-        (fed.records, &fed.repaired)
-    );
-    assert_eq!(whole.kept[0].0.height(), 3, "{:?}", whole.kept[0].0);
+    assert_eq!(whole.counts, fed.counts);
+    assert_eq!(whole.rows[0].height(), 3, "{:?}", whole.rows[0]);
     let lines: Vec<_> = whole
         .quarantined
         .iter()
@@ -518,8 +517,13 @@ fn one_byte_pieces_give_the_whole_parse() {
             (Some(7), "malformed_json"),
         ]
     );
+    let counts = &whole.counts[0];
     assert_eq!(
-        whole.repaired,
+        (counts.input, counts.kept, counts.quarantined_total()),
+        (6, 3, 3)
+    );
+    assert_eq!(
+        counts.repaired,
         BTreeMap::from(
             [
                 ("bom", 1),

@@ -7,7 +7,7 @@ use polars::prelude::*;
 use zones::erasure::{Erasure, RewriteRefused};
 use zones::landing::parse_judged;
 use zones::transitions::ReadingRule;
-use zones::{Dataset, ErasureKey, Policy};
+use zones::{Dataset, ErasureKey, Policy, RowCounts};
 
 const C1: &str = r#"{"customerName":"A","email":"a@x.com","phone":"1","birthDay":"2000-01-01","serialNumber":"S1","registrationDate":1,"lastUpdateDate":1,"shareWithResearchAsOfDate":5}"#;
 const C2: &str = r#"{"customerName":"A","email":"A@X.com","phone":"1","birthDay":"2000-01-01","serialNumber":"S2","registrationDate":1,"lastUpdateDate":2,"shareWithResearchAsOfDate":5}"#;
@@ -73,18 +73,22 @@ fn readings_of_an_erased_person_are_dropped_under_erased_before_every_other_rule
         "\n",
     );
     let judged = parse_judged(Dataset::Accelerometer, "a.json", lines.as_bytes(), &[&rule]);
-    let (rows, drops) = &judged.kept[0];
-    assert_eq!(rows.height(), 1);
+    assert_eq!(judged.rows[0].height(), 1);
     assert_eq!(
-        drops,
-        &crate::support::drops(&[
-            ("before_research_consent", 1),
-            ("erased", 2),
-            ("user_not_in_customer_trusted", 1)
-        ])
+        judged.counts[0],
+        RowCounts {
+            input: 6,
+            kept: 1,
+            quarantined: crate::support::drops(&[("wrong_type", 1)]),
+            dropped: crate::support::drops(&[
+                ("before_research_consent", 1),
+                ("erased", 2),
+                ("user_not_in_customer_trusted", 1)
+            ]),
+            repaired: Default::default(),
+        }
     );
     assert_eq!(judged.quarantined.len(), 1);
-    assert_eq!(judged.records, 6);
     // Step readings: only by a serial that only erased customers hold.
     let step = ReadingRule::step_trainer_trusted(Policy::Rubric, &customers)
         .unwrap()
@@ -96,8 +100,11 @@ fn readings_of_an_erased_person_are_dropped_under_erased_before_every_other_rule
         "\n",
     );
     let judged = parse_judged(Dataset::StepTrainer, "s.json", lines.as_bytes(), &[&step]);
-    assert_eq!(judged.kept[0].1, crate::support::drops(&[("erased", 1)]));
-    assert_eq!(judged.kept[0].0.height(), 1);
+    assert_eq!(
+        judged.counts[0].dropped,
+        crate::support::drops(&[("erased", 1)])
+    );
+    assert_eq!(judged.rows[0].height(), 1);
 }
 
 #[test]
@@ -144,7 +151,7 @@ fn a_rewrite_keeps_every_other_byte_and_checks_itself() {
             .unwrap()
             .unwrap();
         let parsed = zones::landing::read_object(Dataset::Customer, key, &rewrite.bytes);
-        assert_eq!(parsed.records, 1, "{key}");
+        assert_eq!(parsed.counts.input, 1, "{key}");
         assert_eq!(
             parsed.rows.column("email").unwrap().str().unwrap().get(0),
             Some("b@x.com")

@@ -16,7 +16,7 @@ fn valid_lines_become_typed_rows_and_case_insensitive_keys_match() {
         "accelerometer/landing/a.json",
         input.as_bytes(),
     );
-    assert_eq!(parsed.records, 2, "blank lines are not records");
+    assert_eq!(parsed.counts.input, 2, "blank lines are not records");
     assert!(parsed.quarantined.is_empty());
     assert_eq!(
         canonical(&parsed.rows),
@@ -77,7 +77,7 @@ fn bad_lines_are_quarantined_with_line_reason_and_field() {
     );
 
     let parsed = parse_object(Dataset::StepTrainer, "step_trainer/landing/s.json", &input);
-    assert_eq!(parsed.records, 10);
+    assert_eq!(parsed.counts.input, 10);
     assert_eq!(parsed.rows.height(), 1);
     let got: Vec<(u64, QuarantineReason, &str)> = parsed
         .quarantined
@@ -211,11 +211,11 @@ fn lossless_repairs_are_made_and_counted_by_kind() {
         )
     );
     assert_eq!(
-        parsed.records, 8,
+        parsed.counts.input, 8,
         "a blank line is no record; a line of three objects is three"
     );
     assert_eq!(
-        parsed.repaired,
+        parsed.counts.repaired,
         repaired(&[
             ("blank_lines", 2),
             ("bom", 2),
@@ -295,8 +295,11 @@ fn what_is_not_lossless_stays_quarantined_with_the_field() {
             (12, "malformed_json", "trailing characters at line 1 column 45".into()),
         ]
     );
-    assert_eq!(parsed.records, 13);
-    assert_eq!(parsed.repaired, repaired(&[("concatenated_objects", 2)]));
+    assert_eq!(parsed.counts.input, 13);
+    assert_eq!(
+        parsed.counts.repaired,
+        repaired(&[("concatenated_objects", 2)])
+    );
     assert_eq!(
         parsed.quarantined[9].raw, r#"{"user":"b","timestamp":1.5,"x":1,"y":1,"z":1}"#,
         "a record split from a line keeps its own text"
@@ -373,7 +376,7 @@ fn compressed_objects_are_read_by_their_extension() {
             "{key}: {:?}",
             parsed.quarantined
         );
-        assert_eq!(parsed.records, 3, "{key}");
+        assert_eq!(parsed.counts.input, 3, "{key}");
     }
     // Without the extension the bytes are text: a gzip object named
     // `.json` is not valid UTF-8 JSON and is quarantined, never guessed at.
@@ -399,7 +402,11 @@ fn a_broken_compressed_stream_quarantines_what_it_cannot_read() {
         }),
     ] {
         let parsed = read_object(Dataset::Accelerometer, key, &bytes);
-        assert_eq!(parsed.records, parsed.rows.height() as u64 + 1, "{key}");
+        assert_eq!(
+            parsed.counts.input,
+            parsed.rows.height() as u64 + 1,
+            "{key}"
+        );
         let [q] = parsed.quarantined.as_slice() else {
             panic!(
                 "{key}: one record quarantined, got {:?}",
@@ -426,7 +433,7 @@ fn a_broken_compressed_stream_quarantines_what_it_cannot_read() {
     }
     // Not gzip at all: nothing can be read, one record says so.
     let parsed = read_object(Dataset::Accelerometer, "bad.gz", THREE_LINES.as_bytes());
-    assert_eq!((parsed.rows.height(), parsed.records), (0, 1));
+    assert_eq!((parsed.rows.height(), parsed.counts.input), (0, 1));
     assert_eq!(parsed.quarantined[0].reason.as_str(), "corrupt_compression");
     assert_eq!(parsed.quarantined[0].line, Some(1));
     assert!(

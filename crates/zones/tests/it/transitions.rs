@@ -10,7 +10,7 @@ use polars::prelude::*;
 use zones::landing::parse_judged;
 use zones::policy::rule;
 use zones::transitions::{self, Outcome, ReadingRule, settle};
-use zones::{Dataset, Policy, PseudonymKey};
+use zones::{Dataset, Policy, PseudonymKey, RowCounts};
 
 use crate::support::{canonical, drops, rows};
 
@@ -84,15 +84,12 @@ fn step_landing() -> Vec<u8> {
 
 /// Transitions 2 and 4: parse the landing bytes, judging each reading by the rule.
 fn judged(dataset: Dataset, bytes: &[u8], rule: &ReadingRule) -> Outcome {
-    let parsed = parse_judged(dataset, "test.json", bytes, &[rule]);
+    let mut parsed = parse_judged(dataset, "test.json", bytes, &[rule]);
     assert!(parsed.quarantined.is_empty());
-    let (table, drops) = parsed.kept.into_iter().next().unwrap();
     Outcome {
-        kept_rows: table.height() as u64,
-        table,
+        table: parsed.rows.remove(0),
         quarantine: None,
-        drops,
-        input_rows: parsed.records,
+        counts: parsed.counts.remove(0),
     }
 }
 
@@ -146,14 +143,12 @@ fn column(outcome: &Outcome, name: &str) -> Vec<String> {
     values
 }
 
+/// Every input row accounted for, and the counts agree with the frames.
 fn accounted(outcome: &Outcome) {
-    let dropped: u64 = outcome.drops.values().sum();
+    let counts = &outcome.counts;
+    assert!(counts.is_balanced(), "{counts:?}");
     let quarantined = outcome.quarantine.as_ref().map_or(0, |q| q.height() as u64);
-    assert_eq!(
-        outcome.input_rows,
-        outcome.kept_rows + dropped + quarantined,
-        "every input row accounted for"
-    );
+    assert_eq!(counts.quarantined_total(), quarantined, "{counts:?}");
 }
 
 #[test]
@@ -169,10 +164,10 @@ fn strict_policy() {
         ["a@x", "d@x", "e@x", "f@x", "g@x"]
     );
     assert_eq!(
-        customer.drops,
+        customer.counts.dropped,
         drops(&[(rule::NO_RESEARCH_CONSENT, 2), (rule::SUPERSEDED, 3)])
     );
-    assert_eq!(customer.input_rows, 10);
+    assert_eq!(customer.counts.input, 10);
 
     // No reading before its owner's consent; b, c (revoked) and z are not trusted customers.
     assert_eq!(
@@ -180,12 +175,12 @@ fn strict_policy() {
         ["11.0", "2.0", "3.0", "4.0", "8.0", "9.0"]
     );
     assert_eq!(
-        accelerometer.drops,
+        accelerometer.counts.dropped,
         drops(&[(rule::BEFORE_CONSENT, 2), (rule::USER_NOT_TRUSTED, 3)])
     );
 
     assert_eq!(column(&curated, "email"), ["a@x", "d@x", "e@x", "g@x"]);
-    assert_eq!(curated.drops, drops(&[(rule::NO_READINGS, 1)]));
+    assert_eq!(curated.counts.dropped, drops(&[(rule::NO_READINGS, 1)]));
 
     // S1's earliest consent is g@x's (50), so S1@90 stays; S2@250 precedes d@x's consent.
     assert_eq!(
@@ -193,7 +188,7 @@ fn strict_policy() {
         ["111", "190", "200", "210", "300"]
     );
     assert_eq!(
-        step.drops,
+        step.counts.dropped,
         drops(&[(rule::BEFORE_CONSENT, 1), (rule::SERIAL_NOT_CURATED, 1)])
     );
 
@@ -214,8 +209,16 @@ fn strict_policy() {
     ];
     expected.sort();
     assert_eq!(canonical(&ml.table), expected);
-    assert_eq!(ml.kept_rows, 3);
-    assert_eq!(ml.drops, drops(&[(rule::NO_CONFIRMED_CUSTOMER, 1)]));
+    assert_eq!(
+        ml.counts,
+        RowCounts {
+            input: 5,
+            kept: 3,
+            quarantined: drops(&[("ambiguous_customer", 1)]),
+            dropped: drops(&[(rule::NO_CONFIRMED_CUSTOMER, 1)]),
+            repaired: Default::default(),
+        }
+    );
     let quarantine = ml
         .quarantine
         .as_ref()
@@ -248,7 +251,10 @@ fn rubric_policy() {
         column(&customer, "email"),
         ["a@x", "c@x", "d@x", "e@x", "e@x", "f@x", "g@x"]
     );
-    assert_eq!(customer.drops, drops(&[(rule::NO_RESEARCH_CONSENT, 3)]));
+    assert_eq!(
+        customer.counts.dropped,
+        drops(&[(rule::NO_RESEARCH_CONSENT, 3)])
+    );
 
     assert_eq!(
         column(&accelerometer, "x"),
@@ -256,14 +262,17 @@ fn rubric_policy() {
             "1.0", "11.0", "2.0", "3.0", "4.0", "6.0", "7.0", "8.0", "9.0"
         ]
     );
-    assert_eq!(accelerometer.drops, drops(&[(rule::USER_NOT_TRUSTED, 2)]));
+    assert_eq!(
+        accelerometer.counts.dropped,
+        drops(&[(rule::USER_NOT_TRUSTED, 2)])
+    );
 
     assert_eq!(
         column(&curated, "email"),
         ["a@x", "c@x", "d@x", "e@x", "g@x"]
     );
     assert_eq!(
-        curated.drops,
+        curated.counts.dropped,
         drops(&[(rule::DUPLICATE_ROW, 1), (rule::NO_READINGS, 1)])
     );
 
@@ -271,12 +280,12 @@ fn rubric_policy() {
         column(&step, "distanceFromObject"),
         ["111", "190", "200", "210", "250", "300"]
     );
-    assert_eq!(step.drops, drops(&[(rule::SERIAL_NOT_CURATED, 1)]));
+    assert_eq!(step.counts.dropped, drops(&[(rule::SERIAL_NOT_CURATED, 1)]));
 
     // Joined on time alone: 90 -> 1, 100 -> 3 (a, c, g), 110 -> 3 twice (S1 and S3), 300 -> 1.
     assert_eq!(ml.table.height(), 11);
-    assert_eq!(ml.kept_rows, 5);
-    assert_eq!(ml.drops, drops(&[(rule::NO_READING_AT_TIME, 1)]));
+    assert_eq!(ml.counts.kept, 5);
+    assert_eq!(ml.counts.dropped, drops(&[(rule::NO_READING_AT_TIME, 1)]));
     assert_eq!(
         ml.table.get_column_names(),
         [
@@ -311,18 +320,14 @@ fn pseudonym_is_hmac_sha256() {
 #[test]
 fn rubric_count_matches_the_rubric_table() {
     let [_, accelerometer, _, step, ml] = pipeline(Policy::Rubric);
-    let (outcome, rows) = transitions::machine_learning_rubric_count(
+    let (counts, rows) = transitions::machine_learning_rubric_count(
         step.table.clone().lazy(),
         accelerometer.table.clone().lazy(),
     )
     .unwrap();
     assert_eq!(rows, ml.table.height() as u64);
     assert_eq!(rows, 11);
-    assert_eq!(
-        (outcome.input_rows, outcome.kept_rows),
-        (ml.input_rows, ml.kept_rows)
-    );
-    assert_eq!(outcome.drops, ml.drops);
+    assert_eq!(counts, ml.counts);
 }
 
 /// A consent time at or before the epoch is "no" written as a date: strict
@@ -349,7 +354,7 @@ fn a_consent_at_or_before_the_epoch_is_no_consent_under_strict_only() {
     .unwrap();
     assert_eq!(column(&strict, "email"), ["one@x"]);
     assert_eq!(
-        strict.drops,
+        strict.counts.dropped,
         drops(&[
             (rule::IMPLAUSIBLE_CONSENT_DATE, 3),
             (rule::NO_RESEARCH_CONSENT, 1),
@@ -361,5 +366,107 @@ fn a_consent_at_or_before_the_epoch_is_no_consent_under_strict_only() {
         column(&rubric, "email"),
         ["later@x", "later@x", "negative@x", "one@x", "zero@x"]
     );
-    assert_eq!(rubric.drops, drops(&[(rule::NO_RESEARCH_CONSENT, 1)]));
+    assert_eq!(
+        rubric.counts.dropped,
+        drops(&[(rule::NO_RESEARCH_CONSENT, 1)])
+    );
+}
+
+/// What each transition writes beside its table, under each policy: the
+/// quarantine table, and under strict the rubric shadow (written when the
+/// next transition's shadow reads it, only counted for the training table).
+#[test]
+fn each_transition_writes_its_quarantine_and_under_strict_its_rubric_shadow() {
+    use zones::Table::*;
+    use zones::layout::SnapshotRef;
+    use zones::transitions::{RubricShadow, outputs};
+    let run = zones::RunId::parse("r1").unwrap();
+    for (table, quarantine) in [
+        (CustomerTrusted, Some(CustomerQuarantine)),
+        (AccelerometerTrusted, Some(AccelerometerQuarantine)),
+        (CustomersCurated, None),
+        (StepTrainerTrusted, Some(StepTrainerQuarantine)),
+        (MachineLearningCurated, Some(MachineLearningQuarantine)),
+    ] {
+        let rubric = outputs(table, Policy::Rubric, &run);
+        let strict = outputs(table, Policy::Strict, &run);
+        for o in [&rubric, &strict] {
+            assert_eq!(o.table, SnapshotRef::of(table, &run), "{table}");
+            assert_eq!(
+                o.quarantine,
+                quarantine.map(|q| SnapshotRef::of(q, &run)),
+                "{table}"
+            );
+        }
+        assert_eq!(rubric.rubric, None, "{table}");
+        let shadow = match table {
+            MachineLearningCurated => RubricShadow::Counted,
+            _ => RubricShadow::Written(SnapshotRef::rubric_shadow(table, &run)),
+        };
+        assert_eq!(strict.rubric, Some(shadow), "{table}");
+    }
+    let strict = outputs(CustomerTrusted, Policy::Strict, &run);
+    assert_eq!(
+        (
+            strict.table.location.as_str(),
+            strict.shadow().map(|s| s.location.as_str()),
+            strict.quarantine.as_ref().map(|q| q.location.as_str())
+        ),
+        (
+            "customer/trusted/r1/",
+            Some("_runs/r1/rubric/customer_trusted/"),
+            Some("customer/quarantine/r1/")
+        )
+    );
+    assert_eq!(
+        outputs(MachineLearningCurated, Policy::Strict, &run).shadow(),
+        None
+    );
+}
+
+/// A request names the snapshots its transition reads; one it does not
+/// name is an error naming the transition and the input.
+#[test]
+fn a_request_names_its_inputs_and_a_missing_one_is_named() {
+    use zones::Table::*;
+    use zones::contract::{MissingInput, TableRef, TransitionRequest};
+    let snapshot = |table| TableRef {
+        table,
+        location: format!("{table}/r1/"),
+        snapshot: "r1".into(),
+        rows: 1,
+        columns: Vec::new(),
+        manifest_crc32c: None,
+    };
+    let request = TransitionRequest {
+        run_id: zones::RunId::parse("r1").unwrap(),
+        policy: Policy::Strict,
+        transition: CustomersCurated,
+        inputs: [(CustomerTrusted, snapshot(CustomerTrusted))].into(),
+        rubric_inputs: [(CustomerTrusted, None)].into(),
+    };
+    assert_eq!(
+        request.input(CustomerTrusted),
+        Ok(&snapshot(CustomerTrusted))
+    );
+    let missing = request.input(AccelerometerTrusted).unwrap_err();
+    assert_eq!(
+        missing,
+        MissingInput::Table {
+            transition: CustomersCurated,
+            input: AccelerometerTrusted
+        }
+    );
+    assert_eq!(
+        missing.to_string(),
+        "customers_curated needs input `accelerometer_trusted`, which the request does not name"
+    );
+    // A shadow named as null (a rubric run's) is no shadow.
+    assert_eq!(
+        request
+            .rubric_input(CustomerTrusted)
+            .unwrap_err()
+            .to_string(),
+        "customers_curated under strict needs the rubric shadow of `customer_trusted`, which the request does not name"
+    );
 }
