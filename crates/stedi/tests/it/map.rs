@@ -868,3 +868,104 @@ fn an_inline_map_fails_with_its_first_failed_iteration() {
         "map `Each`: ToleratedFailureCount needs ProcessorConfig.Mode DISTRIBUTED"
     );
 }
+
+/// A Distributed Map over the objects under `${WarehousePrefix}in/` of
+/// `${WarehouseBucket}`, each child passing its item through, the results
+/// written under `${WarehousePrefix}maps`.
+fn warehouse_map(bucket: &str) -> Value {
+    json!({
+        "StartAt": "Each",
+        "States": { "Each": {
+            "Type": "Map",
+            "ItemReader": {
+                "Resource": "arn:aws:states:::s3:listObjectsV2",
+                "Parameters": { "Bucket": bucket, "Prefix": "${WarehousePrefix}in/" }
+            },
+            "ItemProcessor": {
+                "ProcessorConfig": { "Mode": "DISTRIBUTED", "ExecutionType": "EXPRESS" },
+                "StartAt": "Echo",
+                "States": { "Echo": { "Type": "Pass", "End": true } }
+            },
+            "ResultWriter": {
+                "Resource": "arn:aws:states:::s3:putObject",
+                "Parameters": { "Bucket": "${WarehouseBucket}", "Prefix": "${WarehousePrefix}maps" }
+            },
+            "End": true
+        } }
+    })
+}
+
+#[test]
+fn the_local_runner_maps_over_its_warehouse_as_a_bucket() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = lakehouse::Env::local(dir.path());
+    env.store.put("in/a.json", b"{}\n").unwrap();
+    env.store.put("in/sub/b.json", b"[1]\n").unwrap();
+    env.store.put("other/c.json", b"x").unwrap();
+    let run_id = zones::RunId::parse("r1").unwrap();
+    let run = |definition: &Value| {
+        stedi::runner::run(
+            &env,
+            definition,
+            &run_id,
+            zones::Policy::Strict,
+            &|_| {},
+            None,
+        )
+    };
+    let output = run(&warehouse_map("${WarehouseBucket}")).unwrap();
+    let read =
+        |key: &str| -> Value { serde_json::from_slice(&env.store.get(key).unwrap()).unwrap() };
+    assert_eq!(output["ResultWriterDetails"]["Bucket"], "local");
+    let manifest = read(output["ResultWriterDetails"]["Key"].as_str().unwrap());
+    let entries = read(
+        manifest["ResultFiles"]["SUCCEEDED"][0]["Key"]
+            .as_str()
+            .unwrap(),
+    );
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut keys = Vec::new();
+    for entry in entries.as_array().unwrap() {
+        assert!(
+            entry["ExecutionArn"]
+                .as_str()
+                .unwrap()
+                .contains(":express:local/Each:")
+        );
+        let item: Value = serde_json::from_str(entry["Output"].as_str().unwrap()).unwrap();
+        let etag = item["Etag"].as_str().unwrap();
+        assert!(
+            etag.len() > 2 && etag.starts_with('"') && etag.ends_with('"'),
+            "{etag}"
+        );
+        assert!(
+            now_s.abs_diff(item["LastModified"].as_u64().unwrap()) < 600,
+            "{item}"
+        );
+        assert_eq!(item["StorageClass"], "STANDARD");
+        keys.push((
+            item["Key"].as_str().unwrap().to_string(),
+            item["Size"].as_u64().unwrap(),
+        ));
+    }
+    assert_eq!(keys, [("in/a.json".into(), 3), ("in/sub/b.json".into(), 4)]);
+    // The Map Run's record, for a run of the same id again.
+    let id = output["MapRunArn"]
+        .as_str()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap();
+    let record = read(&zones::layout::map_run_record_key(&run_id, id));
+    assert_eq!(record["Succeeded"], entries);
+
+    let failure = run(&warehouse_map("elsewhere")).unwrap_err();
+    assert_eq!(failure.error, "States.ItemReaderFailed");
+    assert_eq!(
+        failure.cause,
+        "map `Each`: listing s3://elsewhere/in/: States.Runtime: s3://elsewhere/in/ is outside the warehouse (s3://local/), the only bucket the local runner has"
+    );
+}
