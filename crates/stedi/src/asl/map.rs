@@ -18,8 +18,9 @@
 //! new Map Run does on AWS.
 //!
 //! Not supported (a definition using them fails with `States.Runtime`):
-//! `ItemReader` input types other than the listing and a JSON array,
-//! `ReaderConfig.Transformation`, `ResultWriter.WriterConfig`, JSONata.
+//! `ItemReader` input types other than the listing and a JSON array (and
+//! the other `ReaderConfig` fields: `Transformation`, `ItemsPointer`, CSV's),
+//! `ResultWriter.WriterConfig`, JSONata.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -128,7 +129,7 @@ pub(super) fn run(
 }
 
 /// Fields only a Distributed Map has.
-const DISTRIBUTED_ONLY: [&str; 9] = [
+const DISTRIBUTED_ONLY: [&str; 8] = [
     "ItemReader",
     "ItemBatcher",
     "ResultWriter",
@@ -137,7 +138,6 @@ const DISTRIBUTED_ONLY: [&str; 9] = [
     "ToleratedFailurePercentage",
     "ToleratedFailurePercentagePath",
     "Label",
-    "ItemsPointer",
 ];
 
 fn inline(
@@ -392,85 +392,8 @@ impl<'i, 's> DistributedMap<'i, 's> {
 
     fn run(&self, processor: &Value, input: &Value) -> Result<Value, Failure> {
         let previous = self.previous_attempt()?;
-        let inputs: Vec<String> = self.children.iter().map(|(c, _)| c.to_string()).collect();
-        let total = self.children.iter().map(|(_, n)| n).sum();
-        let reused: Vec<Option<&Value>> = inputs
-            .iter()
-            .map(|i| previous.succeeded.get(i.as_str()))
-            .collect();
-        let done: usize = reused
-            .iter()
-            .zip(&self.children)
-            .filter_map(|(r, (_, n))| r.map(|_| n))
-            .sum();
-        let counts = Mutex::new(MapRunCounts {
-            total,
-            pending: total - done,
-            succeeded: done,
-            ..MapRunCounts::default()
-        });
-        self.report(*counts.lock().expect("not poisoned"), MapRunStatus::Running);
-        let todo: Vec<usize> = (0..inputs.len()).filter(|&i| reused[i].is_none()).collect();
-        let exceeded = || {
-            let c = counts.lock().expect("not poisoned");
-            self.tolerance.exceeded(c.failed, c.total)
-        };
-        let ran = pool(
-            todo.len(),
-            self.concurrency,
-            |k| {
-                let i = todo[k];
-                let items = self.children[i].1;
-                {
-                    let mut c = counts.lock().expect("not poisoned");
-                    c.pending -= items;
-                    c.running += items;
-                }
-                let started = self.interpreter.clock.now_ms();
-                let child = self.child(&inputs[i]);
-                let scope = Scope {
-                    context: &child.context(&inputs[i]),
-                    recorded: false,
-                };
-                let outcome = self
-                    .interpreter
-                    .run(processor, self.children[i].0.clone(), &scope);
-                let mut c = counts.lock().expect("not poisoned");
-                c.running -= items;
-                match outcome {
-                    Ok(_) => c.succeeded += items,
-                    Err(_) => c.failed += items,
-                }
-                self.report(*c, MapRunStatus::Running);
-                let redrives = previous.redrives.get(inputs[i].as_str()).copied();
-                child.entry(
-                    &inputs[i],
-                    started,
-                    self.interpreter.clock.now_ms(),
-                    redrives,
-                    &outcome,
-                )
-            },
-            exceeded,
-        );
-        let mut ran = ran.into_iter();
-        let mut results = Results::default();
-        for (i, reused) in reused.iter().enumerate() {
-            match reused {
-                Some(entry) => results.succeeded.push((*entry).clone()),
-                None => match ran.next().flatten() {
-                    Some(Ran::Succeeded(entry)) => results.succeeded.push(entry),
-                    Some(Ran::Failed(entry)) => results.failed.push(entry),
-                    None => results.pending.push(json!({
-                        "Input": inputs[i],
-                        "InputDetails": { "Included": true },
-                        "Status": "PENDING",
-                    })),
-                },
-            }
-        }
+        let (results, counts) = self.run_children(processor, &previous);
         self.save_attempt(&results)?;
-        let counts = *counts.lock().expect("not poisoned");
         let failed = self.tolerance.exceeded(counts.failed, counts.total);
         let output = match self.state.get("ResultWriter") {
             Some(writer) => self.write_results(writer, input, &results),
@@ -503,6 +426,84 @@ impl<'i, 's> DistributedMap<'i, 's> {
             ));
         }
         output
+    }
+
+    /// Runs the children that did not succeed in `previous`, in item order
+    /// on the pool, until the failures go beyond the tolerance; returns every
+    /// child as the result files list it, and the final counts.
+    fn run_children(&self, processor: &Value, previous: &Previous) -> (Results, MapRunCounts) {
+        let inputs: Vec<String> = self.children.iter().map(|(c, _)| c.to_string()).collect();
+        let reused: Vec<Option<&Value>> = inputs
+            .iter()
+            .map(|i| previous.succeeded.get(i.as_str()))
+            .collect();
+        let total = self.children.iter().map(|(_, n)| n).sum();
+        let done: usize = reused
+            .iter()
+            .zip(&self.children)
+            .filter(|(r, _)| r.is_some())
+            .map(|(_, (_, n))| n)
+            .sum();
+        let counts = Mutex::new(MapRunCounts {
+            total,
+            pending: total - done,
+            succeeded: done,
+            ..MapRunCounts::default()
+        });
+        self.report(*counts.lock().expect("not poisoned"), MapRunStatus::Running);
+        let todo: Vec<usize> = (0..inputs.len()).filter(|&i| reused[i].is_none()).collect();
+        let ran = pool(
+            todo.len(),
+            self.concurrency,
+            |k| {
+                let i = todo[k];
+                let (child_input, items) = &self.children[i];
+                {
+                    let mut c = counts.lock().expect("not poisoned");
+                    c.pending -= items;
+                    c.running += items;
+                }
+                let started = self.interpreter.clock.now_ms();
+                let child = self.child(&inputs[i]);
+                let scope = Scope {
+                    context: &child.context(child_input),
+                    recorded: false,
+                };
+                let outcome = self.interpreter.run(processor, child_input.clone(), &scope);
+                let mut c = counts.lock().expect("not poisoned");
+                c.running -= items;
+                match outcome {
+                    Ok(_) => c.succeeded += items,
+                    Err(_) => c.failed += items,
+                }
+                self.report(*c, MapRunStatus::Running);
+                let redrives = previous.redrives.get(inputs[i].as_str()).copied();
+                let stopped = self.interpreter.clock.now_ms();
+                child.entry(&inputs[i], started, stopped, redrives, &outcome)
+            },
+            || {
+                let c = counts.lock().expect("not poisoned");
+                self.tolerance.exceeded(c.failed, c.total)
+            },
+        );
+        let mut ran = ran.into_iter();
+        let mut results = Results::default();
+        for (input, reused) in inputs.iter().zip(reused) {
+            match reused {
+                Some(entry) => results.succeeded.push(entry.clone()),
+                None => match ran.next().flatten() {
+                    Some(Ran::Succeeded(entry)) => results.succeeded.push(entry),
+                    Some(Ran::Failed(entry)) => results.failed.push(entry),
+                    None => results.pending.push(json!({
+                        "Input": input,
+                        "InputDetails": { "Included": true },
+                        "Status": "PENDING",
+                    })),
+                },
+            }
+        }
+        let counts = counts.into_inner().expect("not poisoned");
+        (results, counts)
     }
 
     /// The child execution whose input is `input`: named by a digest of the
@@ -699,13 +700,9 @@ struct Child {
 impl Child {
     /// The context object of the child execution (`$$.Execution.Name` is
     /// the child's, as on AWS).
-    fn context(&self, input: &str) -> Value {
+    fn context(&self, input: &Value) -> Value {
         json!({
-            "Execution": {
-                "Id": self.arn,
-                "Input": serde_json::from_str::<Value>(input).expect("our own JSON"),
-                "Name": self.name,
-            },
+            "Execution": { "Id": self.arn, "Input": input, "Name": self.name },
             "StateMachine": { "Id": self.machine_arn, "Name": self.machine },
         })
     }
@@ -810,9 +807,13 @@ fn read_items(
         )));
     }
     let config = reader.get("ReaderConfig").unwrap_or(&Value::Null);
-    if let Some(transformation) = config.get("Transformation") {
+    let supported = ["InputType", "MaxItems", "MaxItemsPath"];
+    if let Some(field) = config
+        .as_object()
+        .and_then(|c| c.keys().find(|k| !supported.contains(&k.as_str())))
+    {
         return Err(Failure::runtime(format!(
-            "map `{name}`: ReaderConfig.Transformation {transformation} is not supported by the local runner"
+            "map `{name}`: ReaderConfig.{field} is not supported by the local runner"
         )));
     }
     let storage = storage_for(interpreter, name, "ItemReader")?;

@@ -696,6 +696,17 @@ fn the_item_reader_reads_a_json_array_and_names_what_is_wrong() {
     let invoker = fake(|_, input, _| Ok(input["n"].clone()));
     let run = execute(&reader("items.json"), json!({}), &invoker, &bucket, 1);
     assert_eq!(run.result.unwrap(), json!([1, 2]));
+    let mut pointer = reader("items.json");
+    pointer["States"]["Each"]["ItemReader"]["ReaderConfig"]["ItemsPointer"] = json!("/n");
+    let run = execute(&pointer, json!({}), &invoker, &bucket, 1);
+    assert_eq!(
+        run.result.unwrap_err(),
+        Failure {
+            error: "States.Runtime".into(),
+            cause: "map `Each`: ReaderConfig.ItemsPointer is not supported by the local runner"
+                .into()
+        }
+    );
     for (key, cause) in [
         (
             "object.json",
