@@ -597,7 +597,7 @@ impl<'i, 's> DistributedMap<'i, 's> {
                 )));
             }
         }
-        let storage = self.storage("ResultWriter")?;
+        let storage = storage_for(self.interpreter, name, "ResultWriter")?;
         let params = parameters_with_context(
             writer.get("Parameters").unwrap_or(&Value::Null),
             input,
@@ -647,10 +647,6 @@ impl<'i, 's> DistributedMap<'i, 's> {
             "MapRunArn": self.arn(),
             "ResultWriterDetails": { "Bucket": bucket, "Key": key },
         }))
-    }
-
-    fn storage(&self, field: &str) -> Result<&'i dyn Storage, Failure> {
-        storage_for(self.interpreter, self.name, field)
     }
 }
 
