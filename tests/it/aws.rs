@@ -95,6 +95,71 @@ fn s3_errors_name_the_bucket_and_are_routed_by_name() {
     assert_eq!(err.name(), ErrorName::Internal, "{err}");
 }
 
+/// A Distributed Map run by the local runner on an S3 warehouse: the
+/// definition's `${WarehouseBucket}` and `${WarehousePrefix}` are the
+/// bucket and `warehouse/`, as SAM substitutes them on AWS; the items are
+/// S3's listing (keys with the prefix, S3's ETags) and the results land in
+/// the bucket.
+#[test]
+fn a_distributed_map_lists_and_writes_the_s3_warehouse() {
+    let moto = Moto::start();
+    let store = Arc::new(store(&moto, "lake"));
+    store.put("in/a.json", b"{}\n").unwrap();
+    store.put("in/b.json", b"[1]\n").unwrap();
+    store.put("out/c.json", b"x").unwrap();
+    let env = lakehouse::Env::with_store(store.clone());
+    let definition = json!({
+        "StartAt": "Each",
+        "States": { "Each": {
+            "Type": "Map",
+            "ItemReader": {
+                "Resource": "arn:aws:states:::s3:listObjectsV2",
+                "Parameters": { "Bucket": "${WarehouseBucket}", "Prefix": "${WarehousePrefix}in/" }
+            },
+            "ItemSelector": { "key.$": "$$.Map.Item.Value.Key", "etag.$": "$$.Map.Item.Value.Etag" },
+            "ItemProcessor": {
+                "ProcessorConfig": { "Mode": "DISTRIBUTED", "ExecutionType": "STANDARD" },
+                "StartAt": "Echo",
+                "States": { "Echo": { "Type": "Pass", "End": true } }
+            },
+            "ResultWriter": {
+                "Resource": "arn:aws:states:::s3:putObject",
+                "Parameters": { "Bucket": "${WarehouseBucket}", "Prefix": "${WarehousePrefix}maps" }
+            },
+            "End": true
+        } }
+    });
+    let run_id = zones::RunId::parse("r1").unwrap();
+    let output =
+        stedi::runner::run(&env, &definition, &run_id, Policy::Strict, &|_| {}, None).unwrap();
+    let details = &output["ResultWriterDetails"];
+    assert_eq!(details["Bucket"], "lake");
+    let manifest_key = details["Key"].as_str().unwrap();
+    let in_warehouse = |key: &str| key.strip_prefix("warehouse/").unwrap().to_string();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&store.get(&in_warehouse(manifest_key)).unwrap()).unwrap();
+    assert_eq!(manifest["DestinationBucket"], "lake");
+    let results_key = manifest["ResultFiles"]["SUCCEEDED"][0]["Key"]
+        .as_str()
+        .unwrap();
+    let results: serde_json::Value =
+        serde_json::from_slice(&store.get(&in_warehouse(results_key)).unwrap()).unwrap();
+    let items: Vec<serde_json::Value> = results
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| serde_json::from_str(e["Output"].as_str().unwrap()).unwrap())
+        .collect();
+    let keys: Vec<&str> = items.iter().map(|i| i["key"].as_str().unwrap()).collect();
+    assert_eq!(keys, ["warehouse/in/a.json", "warehouse/in/b.json"]);
+    for item in &items {
+        // S3's ETag of a single PUT: the MD5 of the content, quoted.
+        let etag = item["etag"].as_str().unwrap();
+        assert_eq!(etag.len(), 34, "{etag}");
+        assert!(etag.starts_with('"') && etag.ends_with('"'), "{etag}");
+    }
+}
+
 fn parquet_entry(table: Table, snapshot: &str, columns: &[(&str, &str)]) -> Entry {
     Entry {
         table: TableRef {

@@ -18,13 +18,147 @@ fn definition() -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-fn tasks(definition: &Value) -> Vec<(&String, &Value)> {
-    definition["States"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .filter(|(_, s)| s["Type"] == "Task")
+/// One state of a definition, at any depth.
+struct Nested<'d> {
+    /// `Name`, or `Map/Name` for a state of a Map's ItemProcessor (or of a
+    /// Parallel's branch).
+    path: String,
+    state: &'d Value,
+    /// The States object the state is in: where its Next and Catch lead.
+    siblings: &'d serde_json::Map<String, Value>,
+    /// In a Map's ItemProcessor: the state runs in a child of the Map.
+    in_item_processor: bool,
+}
+
+/// Every state of `definition`, the states of Maps' ItemProcessors and
+/// Parallels' branches included.
+fn states(definition: &Value) -> Vec<Nested<'_>> {
+    fn walk<'d>(machine: &'d Value, prefix: &str, in_map: bool, out: &mut Vec<Nested<'d>>) {
+        let siblings = machine["States"].as_object().expect("a States object");
+        for (name, state) in siblings {
+            let path = format!("{prefix}{name}");
+            out.push(Nested {
+                path: path.clone(),
+                state,
+                siblings,
+                in_item_processor: in_map,
+            });
+            let inner = format!("{path}/");
+            if let Some(processor) = state.get("ItemProcessor").or(state.get("Iterator")) {
+                walk(processor, &inner, true, out);
+            }
+            for branch in state["Branches"].as_array().into_iter().flatten() {
+                walk(branch, &inner, in_map, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(definition, "", false, &mut out);
+    out
+}
+
+fn tasks(definition: &Value) -> Vec<(String, &Value)> {
+    states(definition)
+        .into_iter()
+        .filter(|s| s.state["Type"] == "Task")
+        .map(|s| (s.path, s.state))
         .collect()
+}
+
+#[test]
+fn states_are_walked_into_map_processors_and_parallel_branches() {
+    let definition = serde_json::json!({
+        "StartAt": "A",
+        "States": {
+            "A": { "Type": "Map", "ItemProcessor": { "StartAt": "B", "States": {
+                "B": { "Type": "Parallel", "Branches": [
+                    { "StartAt": "C", "States": { "C": { "Type": "Task" } } }
+                ] }
+            } } },
+            "D": { "Type": "Task" }
+        }
+    });
+    let walked: Vec<(String, bool)> = states(&definition)
+        .into_iter()
+        .map(|s| (s.path, s.in_item_processor))
+        .collect();
+    assert_eq!(
+        walked,
+        [
+            ("A".into(), false),
+            ("A/B".into(), true),
+            ("A/B/C".into(), true),
+            ("D".into(), false)
+        ]
+    );
+    let tasks: Vec<String> = tasks(&definition).into_iter().map(|(p, _)| p).collect();
+    assert_eq!(tasks, ["A/B/C", "D"]);
+}
+
+/// Every state leads only to states of its own States object; every Task,
+/// at any depth, retries the same errors; and a child of a Map never
+/// swallows an error: its Catch may only lead to a Fail state, so that the
+/// child fails and its Map Run counts it.
+#[test]
+fn transitions_retries_and_catches_agree_at_every_depth() {
+    let definition = definition();
+    let all = states(&definition);
+    let mut retried: BTreeSet<Vec<&str>> = BTreeSet::new();
+    for Nested {
+        path,
+        state,
+        siblings,
+        in_item_processor,
+    } in &all
+    {
+        let catches = state["Catch"].as_array().into_iter().flatten();
+        let targets = catches
+            .clone()
+            .map(|c| &c["Next"])
+            .chain(
+                state["Choices"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|c| &c["Next"]),
+            )
+            .chain([&state["Next"], &state["Default"]])
+            .filter_map(Value::as_str);
+        for target in targets {
+            assert!(
+                siblings.contains_key(target),
+                "{path} leads to {target}, not a state beside it"
+            );
+        }
+        if *in_item_processor {
+            for catch in catches {
+                let next = catch["Next"].as_str().unwrap();
+                assert_eq!(siblings[next]["Type"], "Fail", "{path} catches into {next}");
+            }
+        }
+        if state["Type"] == "Task" {
+            retried.insert(
+                state["Retry"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|r| r["ErrorEquals"].as_array().unwrap())
+                    .map(|e| e.as_str().unwrap())
+                    .collect(),
+            );
+        }
+    }
+    assert_eq!(
+        retried.len(),
+        1,
+        "every Task retries the same errors: {retried:?}"
+    );
+    assert!(
+        retried
+            .first()
+            .unwrap()
+            .contains(&ErrorName::Transient.as_str())
+    );
 }
 
 #[test]
@@ -192,7 +326,10 @@ fn error_names_in_retry_and_catch_exist_in_the_code() {
     let definition = definition();
     let known: BTreeSet<&str> = ErrorName::ALL.iter().map(|e| e.as_str()).collect();
     let mut seen = 0;
-    for (name, state) in tasks(&definition) {
+    for Nested {
+        path: name, state, ..
+    } in states(&definition)
+    {
         for rule in state["Retry"]
             .as_array()
             .into_iter()
@@ -424,9 +561,25 @@ fn template_substitutes_every_resource_of_the_definition() {
         "the ${{...}} names of statemachine.asl.json and {name}'s DefinitionSubstitutions"
     );
 
-    // Each name resolves, on AWS, to the function built from the crate the
-    // local runner calls for the same resource.
+    // Where the warehouse is, for a Distributed Map's ItemReader and
+    // ResultWriter: the bucket and prefix of the functions' STEDI_WAREHOUSE.
+    let warehouse = lines
+        .iter()
+        .find_map(|l| l.text.strip_prefix("STEDI_WAREHOUSE: !Sub s3://${"))
+        .and_then(|rest| rest.split_once("}/"))
+        .expect("STEDI_WAREHOUSE: !Sub s3://${<bucket>}/<prefix>");
+    // Each other name resolves, on AWS, to the function built from the
+    // crate the local runner calls for the same resource.
     for (key, value, _) in &substitutions {
+        let name = format!("${{{key}}}");
+        if name == stedi::runner::WAREHOUSE_BUCKET {
+            assert_eq!(*value, format!("!Ref {}", warehouse.0), "{key}");
+            continue;
+        }
+        if name == stedi::runner::WAREHOUSE_PREFIX {
+            assert_eq!(*value, format!("{}/", warehouse.1), "{key}");
+            continue;
+        }
         let function = value
             .strip_prefix("!GetAtt ")
             .and_then(|v| v.strip_suffix(".Arn"))

@@ -241,6 +241,11 @@ impl Store for S3Store {
                     out.push(ObjectInfo {
                         key: key.to_string(),
                         size: object.size().unwrap_or(0).max(0) as u64,
+                        modified_ms: object
+                            .last_modified()
+                            .and_then(|t| t.to_millis().ok())
+                            .map_or(0, |ms| ms.max(0) as u64),
+                        etag: object.e_tag().unwrap_or_default().to_string(),
                         unreadable: None,
                     });
                 }

@@ -7,11 +7,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ObjectInfo {
     pub key: String,
     /// Bytes (0 for an entry that is not a regular file).
     pub size: u64,
+    /// When the object was last written, epoch milliseconds (S3's
+    /// `LastModified`; locally the entry's modification time).
+    pub modified_ms: u64,
+    /// An opaque token that changes when the object's content does, quoted
+    /// as S3 quotes it: S3's `ETag`; locally `"<size>-<modification time
+    /// in nanoseconds>"` in hex (an MD5 would mean reading every object).
+    pub etag: String,
     /// Why this listed entry must not be read, when it must not: locally,
     /// an entry that is not a regular file (a symlink is never followed; a
     /// named pipe would block a read; a device never ends) or whose name is
@@ -218,9 +225,17 @@ impl LocalStore {
                 } else {
                     None
                 };
+                let size = if unreadable.is_some() { 0 } else { meta.len() };
+                let modified_ns = meta
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_nanos());
                 out.push(ObjectInfo {
                     key,
-                    size: if unreadable.is_some() { 0 } else { meta.len() },
+                    size,
+                    modified_ms: (modified_ns / 1_000_000) as u64,
+                    etag: format!("\"{size:x}-{modified_ns:x}\""),
                     unreadable,
                 });
             }

@@ -1,17 +1,26 @@
 //! An interpreter for the subset of the Amazon States Language that
-//! statemachine.asl.json uses: Task, Parallel, Map, Choice, Pass, Succeed,
-//! Fail; InputPath, Parameters, ResultSelector, ResultPath, OutputPath;
-//! Retry (with backoff, max delay and full jitter) and Catch.
+//! statemachine.asl.json uses: Task, Parallel, Map (inline, and distributed
+//! with ItemReader, ItemBatcher, ResultWriter and tolerated failures: `map`),
+//! Choice, Pass, Succeed, Fail; InputPath, Parameters, ResultSelector,
+//! ResultPath, OutputPath; Retry (with backoff, max delay and full jitter)
+//! and Catch.
 //!
-//! Task resources are resolved through an [`Invoker`], so the same definition
-//! runs here with in-process handlers and on AWS with Lambda ARNs.
+//! Task resources are resolved through an [`Invoker`] and the S3 reads and
+//! writes of a Distributed Map through a [`Storage`], so the same definition
+//! runs here with in-process handlers and a local warehouse, and on AWS with
+//! Lambda ARNs and a bucket.
 
-use std::collections::HashMap;
+mod map;
+
+use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use lakehouse::Clock;
 use serde_json::{Map, Value, json};
 use serde_json_path::JsonPath;
+
+pub use map::{MapRunCounts, MapRunStatus, ObjectSummary, Storage};
 
 /// A failed task or state, as Step Functions names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,12 +49,15 @@ impl std::fmt::Display for Failure {
 
 impl std::error::Error for Failure {}
 
-/// Runs a Task's resource.
-pub trait Invoker {
+/// Runs a Task's resource. Called from several threads at once when a Map
+/// runs its items concurrently.
+pub trait Invoker: Sync {
     fn invoke(&self, resource: &str, input: Value) -> Result<Value, Failure>;
 }
 
-/// What the interpreter reports as it goes.
+/// What the interpreter reports as it goes. The states of a Distributed
+/// Map's child executions are not reported (on AWS each child is an
+/// execution of its own); their Map Run's progress is.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     Entered {
@@ -71,6 +83,15 @@ pub enum Event {
         error: String,
         next: String,
     },
+    /// A Distributed Map state's Map Run: reported when it starts (items
+    /// that succeeded in an earlier attempt already count as succeeded),
+    /// each time a child execution ends, and when it ends.
+    MapRun {
+        state: String,
+        map_run_arn: String,
+        counts: MapRunCounts,
+        status: MapRunStatus,
+    },
 }
 
 /// How one state ended.
@@ -84,7 +105,8 @@ pub enum Outcome {
 }
 
 /// One state as it ran: the execution's timeline is a list of these, in the
-/// order the states were entered (a state inside a Map appears once per item).
+/// order the states were entered (a state inside an inline Map appears once
+/// per item; the states of a Distributed Map's children do not appear).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StateRun {
     pub name: String,
@@ -95,34 +117,58 @@ pub struct StateRun {
     pub outcome: Outcome,
 }
 
+/// Where states run: the context object `$$` they read, and whether they
+/// are recorded in the timeline and reported to the observer (the
+/// execution and its inline Maps' iterations are; a Distributed Map's
+/// child executions are not).
+struct Scope<'s> {
+    context: &'s Value,
+    recorded: bool,
+}
+
+/// What happened while one state ran, beside its result.
 #[derive(Debug, Default)]
-struct Timeline {
-    runs: Vec<StateRun>,
-    /// Per state being executed: retries so far, and the error a Catch took.
-    retries: HashMap<String, u32>,
-    caught: HashMap<String, Failure>,
+struct Attempts {
+    retries: u32,
+    /// The error a Catch routed.
+    caught: Option<Failure>,
 }
 
 pub struct Interpreter<'a> {
     invoker: &'a dyn Invoker,
-    observer: &'a dyn Fn(&Event),
+    storage: Option<&'a dyn Storage>,
+    observer: &'a (dyn Fn(&Event) + Sync),
     started: Instant,
-    timeline: Mutex<Timeline>,
+    timeline: Mutex<Vec<StateRun>>,
+    /// The ids of the Map Runs started in this execution: a Map Run's first
+    /// start redrives what an earlier execution of the same name left
+    /// (`map`), a later one (a Retry of the Map state) starts afresh.
+    map_runs: Mutex<HashSet<String>>,
     /// Multiplies every retry delay; 1.0 honours the definition, 0.0 skips waits (tests).
     pub retry_time_scale: f64,
     /// The context object `$$` reads (`$$.Execution.Name`, ...).
     pub context: Value,
+    /// At most this many items of one Map run at once here, whatever its
+    /// MaxConcurrency allows (AWS runs up to 10,000 child executions; one
+    /// machine has its cores). Default: the number of cores.
+    pub workers: usize,
+    /// The time of the StartDate and StopDate of a Map Run's result files.
+    pub clock: Clock,
 }
 
 impl<'a> Interpreter<'a> {
-    pub fn new(invoker: &'a dyn Invoker, observer: &'a dyn Fn(&Event)) -> Self {
+    pub fn new(invoker: &'a dyn Invoker, observer: &'a (dyn Fn(&Event) + Sync)) -> Self {
         Interpreter {
             invoker,
+            storage: None,
             observer,
             started: Instant::now(),
             timeline: Mutex::default(),
+            map_runs: Mutex::default(),
             retry_time_scale: 1.0,
             context: Value::Null,
+            workers: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+            clock: Clock::System,
         }
     }
 
@@ -133,33 +179,53 @@ impl<'a> Interpreter<'a> {
         self
     }
 
-    /// Every state that ran so far, in the order entered, with its outcome.
-    pub fn timeline(&self) -> Vec<StateRun> {
-        self.timeline.lock().expect("not poisoned").runs.clone()
+    /// The S3 buckets a Distributed Map's ItemReader reads and ResultWriter
+    /// writes, and where its Map Runs are remembered for a redrive. Without
+    /// it, a Map with either field fails (`States.Runtime`).
+    pub fn with_storage(mut self, storage: &'a dyn Storage) -> Self {
+        self.storage = Some(storage);
+        self
     }
 
-    /// Records how state `name` ended; returns the error a Catch routed, if one did.
-    fn record(&self, name: &str, entered: Instant, failure: Option<&Failure>) -> Option<Failure> {
-        let mut timeline = self.timeline.lock().expect("not poisoned");
-        let retries = timeline.retries.remove(name).unwrap_or(0);
-        let caught = timeline.caught.remove(name);
-        let (outcome, routed) = match (failure, caught) {
-            (Some(f), _) => (Outcome::Failed(f.clone()), None),
-            (None, Some(f)) => (Outcome::Caught(f.clone()), Some(f)),
-            (None, None) => (Outcome::Succeeded, None),
+    /// Every state that ran so far, in the order entered, with its outcome.
+    pub fn timeline(&self) -> Vec<StateRun> {
+        self.timeline.lock().expect("not poisoned").clone()
+    }
+
+    fn emit(&self, scope: &Scope, event: Event) {
+        if scope.recorded {
+            (self.observer)(&event);
+        }
+    }
+
+    /// Records how state `name` ended.
+    fn record(&self, name: &str, entered: Instant, attempts: &Attempts, failure: Option<&Failure>) {
+        let outcome = match (failure, &attempts.caught) {
+            (Some(f), _) => Outcome::Failed(f.clone()),
+            (None, Some(f)) => Outcome::Caught(f.clone()),
+            (None, None) => Outcome::Succeeded,
         };
-        timeline.runs.push(StateRun {
+        self.timeline.lock().expect("not poisoned").push(StateRun {
             name: name.to_string(),
             started: entered.duration_since(self.started),
             seconds: entered.elapsed().as_secs_f64(),
-            retries,
+            retries: attempts.retries,
             outcome,
         });
-        routed
     }
 
-    /// Executes a state machine (or a Parallel branch / Map processor) definition.
+    /// Executes a state machine definition.
     pub fn execute(&self, definition: &Value, input: Value) -> Result<Value, Failure> {
+        let scope = Scope {
+            context: &self.context,
+            recorded: true,
+        };
+        self.run(definition, input, &scope)
+    }
+
+    /// Runs the states of a definition, a Parallel branch or a Map's
+    /// ItemProcessor from StartAt to their end.
+    fn run(&self, definition: &Value, input: Value, scope: &Scope) -> Result<Value, Failure> {
         let states = definition
             .get("States")
             .and_then(Value::as_object)
@@ -174,15 +240,21 @@ impl<'a> Interpreter<'a> {
             let state = states
                 .get(&name)
                 .ok_or_else(|| Failure::runtime(format!("no state named `{name}`")))?;
-            (self.observer)(&Event::Entered {
-                state: name.clone(),
-            });
+            self.emit(
+                scope,
+                Event::Entered {
+                    state: name.clone(),
+                },
+            );
             let started = Instant::now();
-            let step = self.step(&name, state, data);
-            let routed = self.record(&name, started, step.as_ref().err());
+            let mut attempts = Attempts::default();
+            let step = self.step(&name, state, data, scope, &mut attempts);
+            if scope.recorded {
+                self.record(&name, started, &attempts, step.as_ref().err());
+            }
             match step {
                 Ok(Step::Next(next, output)) => {
-                    (self.observer)(&match routed {
+                    let event = match attempts.caught {
                         Some(failure) => Event::Caught {
                             state: name.clone(),
                             error: failure.error,
@@ -192,53 +264,66 @@ impl<'a> Interpreter<'a> {
                             state: name.clone(),
                             seconds: started.elapsed().as_secs_f64(),
                         },
-                    });
+                    };
+                    self.emit(scope, event);
                     name = next;
                     data = output;
                 }
                 Ok(Step::End(output)) => {
-                    (self.observer)(&Event::Succeeded {
-                        state: name.clone(),
-                        seconds: started.elapsed().as_secs_f64(),
-                    });
+                    self.emit(
+                        scope,
+                        Event::Succeeded {
+                            state: name.clone(),
+                            seconds: started.elapsed().as_secs_f64(),
+                        },
+                    );
                     return Ok(output);
                 }
                 Err(failure) => {
-                    (self.observer)(&Event::Failed {
-                        state: name.clone(),
-                        error: failure.error.clone(),
-                    });
+                    self.emit(
+                        scope,
+                        Event::Failed {
+                            state: name.clone(),
+                            error: failure.error.clone(),
+                        },
+                    );
                     return Err(failure);
                 }
             }
         }
     }
 
-    fn step(&self, name: &str, state: &Value, input: Value) -> Result<Step, Failure> {
+    fn step(
+        &self,
+        name: &str,
+        state: &Value,
+        input: Value,
+        scope: &Scope,
+        attempts: &mut Attempts,
+    ) -> Result<Step, Failure> {
         let kind = str_field(state, "Type")
             .ok_or_else(|| Failure::runtime(format!("state `{name}` has no Type")))?;
+        let context = scope.context;
         match kind {
             "Pass" => {
                 let effective = input_path(state, &input)?;
                 let result = match (state.get("Result"), state.get("Parameters")) {
                     (Some(result), _) => result.clone(),
-                    (None, Some(params)) => {
-                        parameters_with_context(params, &effective, &self.context)?
-                    }
+                    (None, Some(params)) => parameters_with_context(params, &effective, context)?,
                     (None, None) => effective,
                 };
                 self.finish(state, &input, result)
             }
-            "Task" => self.guarded(name, state, input, |effective| {
+            "Task" => self.guarded(name, state, input, scope, attempts, |effective| {
                 let resource = str_field(state, "Resource")
                     .ok_or_else(|| Failure::runtime(format!("task `{name}` has no Resource")))?;
                 let payload = match state.get("Parameters") {
-                    Some(params) => parameters_with_context(params, &effective, &self.context)?,
+                    Some(params) => parameters_with_context(params, &effective, context)?,
                     None => effective,
                 };
                 self.invoker.invoke(resource, payload)
             }),
-            "Parallel" => self.guarded(name, state, input, |effective| {
+            "Parallel" => self.guarded(name, state, input, scope, attempts, |effective| {
                 let branches =
                     state
                         .get("Branches")
@@ -247,45 +332,17 @@ impl<'a> Interpreter<'a> {
                             Failure::runtime(format!("parallel `{name}` has no Branches"))
                         })?;
                 let payload = match state.get("Parameters") {
-                    Some(params) => parameters_with_context(params, &effective, &self.context)?,
+                    Some(params) => parameters_with_context(params, &effective, context)?,
                     None => effective,
                 };
                 branches
                     .iter()
-                    .map(|b| self.execute(b, payload.clone()))
+                    .map(|b| self.run(b, payload.clone(), scope))
                     .collect::<Result<Vec<_>, _>>()
                     .map(Value::Array)
             }),
-            "Map" => self.guarded(name, state, input, |effective| {
-                let processor = state
-                    .get("ItemProcessor")
-                    .or_else(|| state.get("Iterator"))
-                    .ok_or_else(|| {
-                        Failure::runtime(format!("map `{name}` has no ItemProcessor"))
-                    })?;
-                let items_path = str_field(state, "ItemsPath").unwrap_or("$");
-                let items = read_path(&effective, items_path)?;
-                let items = items.as_array().ok_or_else(|| {
-                    Failure::runtime(format!(
-                        "map `{name}`: ItemsPath {items_path} is not an array"
-                    ))
-                })?;
-                let selector = state
-                    .get("ItemSelector")
-                    .or_else(|| state.get("Parameters"));
-                let mut outputs = Vec::with_capacity(items.len());
-                for (index, item) in items.iter().enumerate() {
-                    let item_input = match selector {
-                        Some(sel) => {
-                            let mut context = self.context.clone();
-                            context["Map"] = json!({ "Item": { "Index": index, "Value": item } });
-                            parameters_with_context(sel, &effective, &context)?
-                        }
-                        None => item.clone(),
-                    };
-                    outputs.push(self.execute(processor, item_input)?);
-                }
-                Ok(Value::Array(outputs))
+            "Map" => self.guarded(name, state, input, scope, attempts, |effective| {
+                map::run(self, name, state, effective, scope)
             }),
             "Choice" => {
                 let effective = input_path(state, &input)?;
@@ -342,21 +399,23 @@ impl<'a> Interpreter<'a> {
         name: &str,
         state: &Value,
         input: Value,
+        scope: &Scope,
+        attempts: &mut Attempts,
         body: impl Fn(Value) -> Result<Value, Failure>,
     ) -> Result<Step, Failure> {
         let effective = input_path(state, &input)?;
         let retriers = state
             .get("Retry")
             .and_then(Value::as_array)
-            .cloned()
+            .map(Vec::as_slice)
             .unwrap_or_default();
-        let mut attempts = vec![0u32; retriers.len()];
+        let mut tries = vec![0u32; retriers.len()];
         let failure = loop {
             match body(effective.clone()) {
                 Ok(result) => {
                     let result = match state.get("ResultSelector") {
                         Some(selector) => {
-                            parameters_with_context(selector, &result, &self.context)?
+                            parameters_with_context(selector, &result, scope.context)?
                         }
                         None => result,
                     };
@@ -374,25 +433,22 @@ impl<'a> Interpreter<'a> {
                         .get("MaxAttempts")
                         .and_then(Value::as_u64)
                         .unwrap_or(3) as u32;
-                    if attempts[i] >= max_attempts {
+                    if tries[i] >= max_attempts {
                         break failure;
                     }
-                    let delay = retry_delay(retrier, attempts[i]) * self.retry_time_scale;
-                    attempts[i] += 1;
-                    *self
-                        .timeline
-                        .lock()
-                        .expect("not poisoned")
-                        .retries
-                        .entry(name.to_string())
-                        .or_default() += 1;
+                    let delay = retry_delay(retrier, tries[i]) * self.retry_time_scale;
+                    tries[i] += 1;
+                    attempts.retries += 1;
                     let delay = Duration::from_secs_f64(delay.max(0.0));
-                    (self.observer)(&Event::Retrying {
-                        state: name.to_string(),
-                        error: failure.error.clone(),
-                        attempt: attempts[i],
-                        delay,
-                    });
+                    self.emit(
+                        scope,
+                        Event::Retrying {
+                            state: name.to_string(),
+                            error: failure.error.clone(),
+                            attempt: tries[i],
+                            delay,
+                        },
+                    );
                     std::thread::sleep(delay);
                 }
             }
@@ -400,20 +456,16 @@ impl<'a> Interpreter<'a> {
         let catchers = state
             .get("Catch")
             .and_then(Value::as_array)
-            .cloned()
+            .map(Vec::as_slice)
             .unwrap_or_default();
-        for catcher in &catchers {
+        for catcher in catchers {
             if error_matches(catcher, &failure.error) {
                 let next = str_field(catcher, "Next")
                     .ok_or_else(|| Failure::runtime("a Catch has no Next"))?;
                 let error_output = json!({ "Error": failure.error, "Cause": failure.cause });
                 let result_path = catcher.get("ResultPath").cloned().unwrap_or(json!("$"));
                 let output = apply_result_path(&result_path, input, error_output)?;
-                self.timeline
-                    .lock()
-                    .expect("not poisoned")
-                    .caught
-                    .insert(name.to_string(), failure);
+                attempts.caught = Some(failure);
                 return Ok(Step::Next(next.to_string(), output));
             }
         }

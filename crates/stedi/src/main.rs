@@ -12,7 +12,7 @@ use lakehouse::aws::Aws;
 use lakehouse::catalog::Format as TableFormat;
 use lakehouse::query::PolarsSql;
 use lakehouse::{Config, Env, Store, runs, tables};
-use stedi::asl::Event;
+use stedi::asl::{Event, MapRunStatus};
 use stedi::output::{self, Format};
 use stedi::{listing, runner, seed, sfn, summary};
 use zones::report::Report;
@@ -574,6 +574,27 @@ fn run(
             Event::Failed { state, error } => format!("  failed {state:<24} {error}"),
             Event::Caught { state, error, next } => {
                 format!("  failed {state:<24} {error} (caught: next {next})")
+            }
+            Event::MapRun {
+                state,
+                counts,
+                status,
+                ..
+            } => {
+                let progress = format!(
+                    "{}/{} items succeeded, {} failed",
+                    counts.succeeded, counts.total, counts.failed
+                );
+                if *status == MapRunStatus::Running {
+                    if let Some(bar) = &spinner {
+                        bar.set_message(format!(
+                            "{state} ... {progress}, {} running",
+                            counts.running
+                        ));
+                    }
+                    return;
+                }
+                format!("  map    {state:<24} {progress}")
             }
         };
         print(line);

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use zones::contract::TransitionResult;
 use zones::{ErrorName, Policy, RunId, Table, TaskError};
 
-use crate::asl::{Event, Failure, Interpreter, Invoker, Outcome, StateRun};
+use crate::asl::{Event, Failure, Interpreter, Invoker, ObjectSummary, Outcome, StateRun, Storage};
 
 /// The definition the runner executes, compiled in from the repository root.
 pub const DEFINITION: &str = zones::STATE_MACHINE;
@@ -25,9 +25,79 @@ pub const RESOURCES: [(&str, &str); 3] = [
     ("${QualityGateFunctionArn}", "quality-gate"),
 ];
 
-/// Resolves Task resources to in-process handlers.
+/// The `${...}` substitutions that say where the warehouse is, for a
+/// Distributed Map's ItemReader and ResultWriter: its bucket and its key
+/// prefix (ending in `/`, or empty). On AWS the SAM template substitutes
+/// the stack's bucket and the prefix of its `STEDI_WAREHOUSE`; the local
+/// runner those of the warehouse it runs on ([`Warehouse`]).
+pub const WAREHOUSE_BUCKET: &str = "${WarehouseBucket}";
+pub const WAREHOUSE_PREFIX: &str = "${WarehousePrefix}";
+
+/// The bucket a local directory warehouse stands for.
+pub const LOCAL_BUCKET: &str = "local";
+
+/// Where the warehouse is, as an S3 location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warehouse {
+    pub bucket: String,
+    /// The key prefix of the warehouse's objects: empty, or ending in `/`.
+    pub prefix: String,
+}
+
+impl Warehouse {
+    /// `s3://bucket/prefix` is `bucket` and `prefix/`; a local directory is
+    /// the bucket [`LOCAL_BUCKET`], its files' paths the keys.
+    pub fn of(store: &dyn lakehouse::Store) -> Warehouse {
+        let url = store.url("");
+        let (bucket, prefix) = match url.strip_prefix("s3://") {
+            Some(rest) => rest.split_once('/').unwrap_or((rest, "")),
+            None => (LOCAL_BUCKET, ""),
+        };
+        Warehouse {
+            bucket: bucket.to_string(),
+            prefix: prefix.to_string(),
+        }
+    }
+
+    /// The definition with the warehouse's bucket and prefix in place of
+    /// [`WAREHOUSE_BUCKET`] and [`WAREHOUSE_PREFIX`], as SAM's
+    /// DefinitionSubstitutions place them on AWS.
+    pub fn substitute(&self, definition: &Value) -> Value {
+        match definition {
+            Value::String(text) => Value::String(
+                text.replace(WAREHOUSE_BUCKET, &self.bucket)
+                    .replace(WAREHOUSE_PREFIX, &self.prefix),
+            ),
+            Value::Array(values) => values.iter().map(|v| self.substitute(v)).collect(),
+            Value::Object(fields) => fields
+                .iter()
+                .map(|(k, v)| (k.clone(), self.substitute(v)))
+                .collect(),
+            other => other.clone(),
+        }
+    }
+
+    /// The store key of the S3 object `bucket`/`key`: the key without the
+    /// warehouse's prefix. Objects outside the warehouse are refused.
+    fn store_key<'k>(&self, bucket: &str, key: &'k str) -> Result<&'k str, Failure> {
+        key.strip_prefix(&self.prefix)
+            .filter(|_| bucket == self.bucket)
+            .ok_or_else(|| Failure {
+                error: "States.Runtime".into(),
+                cause: format!(
+                    "s3://{bucket}/{key} is outside the warehouse (s3://{}/{}), the only bucket the local runner has",
+                    self.bucket, self.prefix
+                ),
+            })
+    }
+}
+
+/// Resolves Task resources to in-process handlers, and S3 reads and writes
+/// to the run's warehouse.
 pub struct LocalInvoker<'e> {
     pub env: &'e Env,
+    pub run_id: &'e RunId,
+    pub warehouse: Warehouse,
     /// Where to save each request as `<function>/<transition>.json`, the
     /// events `cargo lambda invoke --data-file` sends to a function.
     pub save_requests: Option<&'e Path>,
@@ -60,6 +130,56 @@ impl Invoker for LocalInvoker<'_> {
                 .insert(result.transition, result);
         }
         Ok(output)
+    }
+}
+
+fn store_failure(e: lakehouse::Error) -> Failure {
+    Failure {
+        error: e.name().as_str().into(),
+        cause: e.to_string(),
+    }
+}
+
+impl Storage for LocalInvoker<'_> {
+    fn list_objects(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectSummary>, Failure> {
+        let listed = self
+            .env
+            .store
+            .list(self.warehouse.store_key(bucket, prefix)?)
+            .map_err(store_failure)?;
+        Ok(listed
+            .into_iter()
+            .map(|o| ObjectSummary {
+                key: format!("{}{}", self.warehouse.prefix, o.key),
+                size: o.size,
+                etag: o.etag,
+                last_modified_ms: o.modified_ms,
+            })
+            .collect())
+    }
+
+    fn get_object(&self, bucket: &str, key: &str) -> Result<Vec<u8>, Failure> {
+        let key = self.warehouse.store_key(bucket, key)?;
+        self.env.store.get(key).map_err(store_failure)
+    }
+
+    fn put_object(&self, bucket: &str, key: &str, bytes: &[u8]) -> Result<(), Failure> {
+        let key = self.warehouse.store_key(bucket, key)?;
+        self.env.store.put(key, bytes).map_err(store_failure)
+    }
+
+    fn map_run_record(&self, map_run_id: &str) -> Result<Option<Vec<u8>>, Failure> {
+        let key = zones::layout::map_run_record_key(self.run_id, map_run_id);
+        match self.env.store.get(&key) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(lakehouse::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(store_failure(e)),
+        }
+    }
+
+    fn save_map_run_record(&self, map_run_id: &str, bytes: &[u8]) -> Result<(), Failure> {
+        let key = zones::layout::map_run_record_key(self.run_id, map_run_id);
+        self.env.store.put(&key, bytes).map_err(store_failure)
     }
 }
 
@@ -112,11 +232,13 @@ pub fn run(
     definition: &Value,
     run_id: &RunId,
     policy: Policy,
-    observer: &dyn Fn(&Event),
+    observer: &(dyn Fn(&Event) + Sync),
     save_requests: Option<&Path>,
 ) -> Result<Value, Failure> {
     let invoker = LocalInvoker {
         env,
+        run_id,
+        warehouse: Warehouse::of(env.store.as_ref()),
         save_requests,
         results: Mutex::default(),
     };
@@ -127,8 +249,11 @@ pub fn run(
     let finished_before =
         matches!(runs::load(env.store.as_ref(), run_id), Ok(Some(r)) if r.finished.is_some());
     let started = std::time::Instant::now();
-    let interpreter = Interpreter::new(&invoker, observer).with_execution(run_id, &input);
-    let result = interpreter.execute(definition, input);
+    let mut interpreter = Interpreter::new(&invoker, observer)
+        .with_execution(run_id, &input)
+        .with_storage(&invoker);
+    interpreter.clock = env.clock;
+    let result = interpreter.execute(&invoker.warehouse.substitute(definition), input);
     if let Err(failure) = &result
         && [ErrorName::InvalidInput, ErrorName::PublishConflict]
             .iter()

@@ -354,6 +354,14 @@ pub fn run_lease_key(run_id: &RunId) -> String {
     format!("_runs/{run_id}/lease.json")
 }
 
+/// `_runs/<run id>/map-runs/<map run id>.json`: what the local runner keeps
+/// of a Map Run's child executions (the succeeded ones' results, the failed
+/// ones' errors), so that running the run again re-runs only the children
+/// that did not succeed, as a Step Functions redrive of the Map Run does.
+pub fn map_run_record_key(run_id: &RunId, map_run_id: &str) -> String {
+    format!("_runs/{run_id}/map-runs/{map_run_id}.json")
+}
+
 /// `<prefix>_manifest.json`: the parts of the snapshot under `prefix`, with
 /// their sizes and checksums. Readers take the parts from it, not from a listing.
 pub fn manifest_key(prefix: &str) -> String {

@@ -29,6 +29,33 @@ fn list_is_sorted_recursive_and_skips_hidden_temporaries() {
     assert!(store.list("nothing/here/").unwrap().is_empty());
 }
 
+/// A listing says when each object was written and gives a token that
+/// changes with its content, as S3's LastModified and ETag do.
+#[test]
+fn list_gives_each_object_its_modification_time_and_an_etag() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::new(dir.path());
+    let now_ms = lakehouse::runs::now_ms();
+    store.put("a/one.json", b"1").unwrap();
+    let before = store.list("a/").unwrap().remove(0);
+    let modified = std::fs::metadata(dir.path().join("a/one.json"))
+        .unwrap()
+        .modified()
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    assert_eq!(before.modified_ms, modified.as_millis() as u64);
+    assert!(before.modified_ms.abs_diff(now_ms) < 60_000, "{before:?}");
+    assert!(
+        before.etag.starts_with("\"1-") && before.etag.ends_with('"'),
+        "{before:?}"
+    );
+    store.put("a/one.json", b"22").unwrap();
+    let after = store.list("a/").unwrap().remove(0);
+    assert_ne!(after.etag, before.etag);
+    assert!(after.etag.starts_with("\"2-"), "{after:?}");
+}
+
 #[test]
 fn put_if_absent_and_missing_objects() {
     let dir = tempfile::tempdir().unwrap();

@@ -51,7 +51,7 @@ fn object(key: &str, size: u64) -> lakehouse::ObjectInfo {
     lakehouse::ObjectInfo {
         key: key.to_string(),
         size,
-        unreadable: None,
+        ..Default::default()
     }
 }
 

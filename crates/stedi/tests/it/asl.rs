@@ -1,29 +1,36 @@
-use std::cell::RefCell;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use stedi::asl::{Event, Failure, Interpreter, Invoker, Outcome};
 
 /// An invoker that answers from a closure and records every call.
-struct Fake<F: Fn(&str, &Value, usize) -> Result<Value, Failure>> {
+pub struct Fake<F> {
     answer: F,
-    calls: RefCell<Vec<(String, Value)>>,
+    pub calls: Mutex<Vec<(String, Value)>>,
 }
 
-impl<F: Fn(&str, &Value, usize) -> Result<Value, Failure>> Invoker for Fake<F> {
+impl<F: Fn(&str, &Value, usize) -> Result<Value, Failure> + Sync> Invoker for Fake<F> {
     fn invoke(&self, resource: &str, input: Value) -> Result<Value, Failure> {
-        let n = self.calls.borrow().len();
-        self.calls
-            .borrow_mut()
-            .push((resource.to_string(), input.clone()));
+        let n = {
+            let mut calls = self.calls.lock().unwrap();
+            calls.push((resource.to_string(), input.clone()));
+            calls.len() - 1
+        };
         (self.answer)(resource, &input, n)
     }
 }
 
-fn fake<F: Fn(&str, &Value, usize) -> Result<Value, Failure>>(answer: F) -> Fake<F> {
+impl<F> Fake<F> {
+    pub fn calls(&self) -> Vec<(String, Value)> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+pub fn fake<F: Fn(&str, &Value, usize) -> Result<Value, Failure> + Sync>(answer: F) -> Fake<F> {
     Fake {
         answer,
-        calls: RefCell::new(Vec::new()),
+        calls: Mutex::new(Vec::new()),
     }
 }
 
@@ -32,11 +39,11 @@ fn execute(
     input: Value,
     invoker: &dyn Invoker,
 ) -> (Result<Value, Failure>, Vec<Event>) {
-    let events = RefCell::new(Vec::new());
-    let observer = |e: &Event| events.borrow_mut().push(e.clone());
+    let events = Mutex::new(Vec::new());
+    let observer = |e: &Event| events.lock().unwrap().push(e.clone());
     let interpreter = Interpreter::new(invoker, &observer);
     let result = interpreter.execute(&definition, input);
-    (result, events.into_inner())
+    (result, events.into_inner().unwrap())
 }
 
 fn transient(n: &str) -> Failure {
@@ -81,7 +88,7 @@ fn tasks_pass_data_through_parameters_and_result_paths() {
         json!({ "first": { "rows": 7 }, "second": { "got": 7 } })
     );
     assert_eq!(
-        invoker.calls.borrow()[0],
+        invoker.calls()[0],
         (
             "${A}".to_string(),
             json!({ "id": "r1", "fixed": "x", "nested": { "p": "strict" } })
@@ -135,7 +142,7 @@ fn retry_backs_off_then_succeeds() {
             Duration::from_millis(6)
         ]
     );
-    assert_eq!(invoker.calls.borrow().len(), 4);
+    assert_eq!(invoker.calls().len(), 4);
 }
 
 #[test]
@@ -165,7 +172,7 @@ fn exhausted_retries_fall_to_catch_and_fail_records_the_cause() {
             cause: "hiccup 2".into()
         }
     );
-    assert_eq!(invoker.calls.borrow().len(), 3, "one try and two retries");
+    assert_eq!(invoker.calls().len(), 3, "one try and two retries");
     // The caught state is reported as caught, not as done.
     assert!(events.contains(&Event::Caught {
         state: "T".into(),

@@ -1,5 +1,7 @@
-//! Tests of the `stedi` crate: the ASL interpreter and the seed generator.
+//! Tests of the `stedi` crate: the ASL interpreter (its Map state in
+//! `map`) and the seed generator.
 
 mod asl;
+mod map;
 mod seed;
 mod sfn;
