@@ -9,7 +9,7 @@
 //! `customerKey`), and the request log holds no address. A run finds the addresses again
 //! by computing the subject of every address it reads.
 //!
-//! Which records are the person's (the rule [`rule::ERASED`], judged before
+//! Which records are the person's (the rule [`crate::policy::rule::ERASED`], judged before
 //! every other rule under both policies, so the person leaves every table
 //! whatever the policy would have said):
 //! - customer records whose `email` is theirs;
