@@ -581,10 +581,7 @@ fn run(
                 status,
                 ..
             } => {
-                let progress = format!(
-                    "{}/{} items succeeded, {} failed",
-                    counts.succeeded, counts.total, counts.failed
-                );
+                let progress = counts.progress();
                 if *status == MapRunStatus::Running {
                     if let Some(bar) = &spinner {
                         bar.set_message(format!(

@@ -1,6 +1,8 @@
 //! `stedi run --aws`: starts (or redrives) an execution of the deployed
-//! state machine, prints each state as it finishes, and returns how the
-//! execution ended. `--stack` resolves the deployment from the SAM stack's outputs.
+//! state machine, prints each state as it finishes and each Distributed
+//! Map Run's items as they progress (DescribeMapRun), and returns how the
+//! execution ended. A redrive redrives the failed Map Runs too: Step
+//! Functions re-runs only their failed items. `--stack` resolves the deployment from the SAM stack's outputs.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -12,7 +14,7 @@ use lakehouse::aws::{Aws, sdk_error};
 use zones::contract::TransitionResult;
 use zones::{Policy, Table};
 
-use crate::asl::{Failure, Outcome, StateRun};
+use crate::asl::{Failure, MapRunCounts, Outcome, StateRun};
 
 /// What a deployed stack tells `stedi` (its CloudFormation outputs).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,7 +160,32 @@ impl<'a> Executions<'a> {
         Ok(timeline_of(&self.history(execution_arn)?))
     }
 
-    /// Follows the execution until it ends, printing each event after `seen`.
+    /// A Map Run's item counts (DescribeMapRun).
+    fn map_run_counts(&self, map_run_arn: &str) -> Result<MapRunCounts> {
+        let described = self
+            .aws
+            .block_on(
+                self.client
+                    .describe_map_run()
+                    .map_run_arn(map_run_arn)
+                    .send(),
+            )
+            .map_err(sdk_error("Step Functions", "DescribeMapRun", map_run_arn))?;
+        let count = |n: i64| usize::try_from(n).unwrap_or(0);
+        Ok(described
+            .item_counts()
+            .map(|c| MapRunCounts {
+                total: count(c.total()),
+                pending: count(c.pending()),
+                running: count(c.running()),
+                succeeded: count(c.succeeded()),
+                failed: count(c.failed() + c.timed_out() + c.aborted()),
+            })
+            .unwrap_or_default())
+    }
+
+    /// Follows the execution until it ends, printing each event after `seen`,
+    /// and each Map Run's counts whenever they change.
     pub fn follow(
         &self,
         execution_arn: &str,
@@ -167,6 +194,8 @@ impl<'a> Executions<'a> {
     ) -> Result<Ended> {
         let mut entered: HashMap<String, f64> = HashMap::new();
         let mut current = String::new();
+        // Map Runs started and not yet reported ended: (state, ARN, last line).
+        let mut map_runs: Vec<(String, String, String)> = Vec::new();
         loop {
             // The status first: events up to its end are in the history read after it.
             let described = self
@@ -187,8 +216,32 @@ impl<'a> Executions<'a> {
                     continue;
                 }
                 seen = event.id();
+                if let Some(arn) = event
+                    .map_run_started_event_details()
+                    .and_then(|d| d.map_run_arn())
+                {
+                    map_runs.push((current.clone(), arn.to_string(), String::new()));
+                }
+                let ended = matches!(
+                    event.r#type(),
+                    HistoryEventType::MapRunSucceeded
+                        | HistoryEventType::MapRunFailed
+                        | HistoryEventType::MapRunAborted
+                );
+                if ended && let Some(i) = map_runs.iter().position(|(s, _, _)| *s == current) {
+                    let (state, arn, _) = map_runs.remove(i);
+                    let counts = self.map_run_counts(&arn)?;
+                    print(map_run_line(&state, &counts, false));
+                }
                 if let Some(line) = describe(&event, &mut entered, &mut current) {
                     print(line);
+                }
+            }
+            for (state, arn, last) in &mut map_runs {
+                let line = map_run_line(state, &self.map_run_counts(arn)?, true);
+                if line != *last {
+                    print(line.clone());
+                    *last = line;
                 }
             }
             let status = described.status().clone();
@@ -207,6 +260,16 @@ impl<'a> Executions<'a> {
             std::thread::sleep(self.poll);
         }
     }
+}
+
+/// A Map Run's line: `  map    <state> 12/40 items succeeded, 1 failed`,
+/// with the items still running while it runs.
+fn map_run_line(state: &str, counts: &MapRunCounts, running: bool) -> String {
+    let mut line = format!("  map    {state:<24} {}", counts.progress());
+    if running {
+        line.push_str(&format!(", {} running", counts.running));
+    }
+    line
 }
 
 /// One printed line for the events a person follows, in the local runner's format.
@@ -249,6 +312,9 @@ fn failure_of(event: &HistoryEvent) -> Option<(Option<&str>, Option<&str>)> {
             .map(|d| (d.error(), d.cause())),
         HistoryEventType::ExecutionFailed => event
             .execution_failed_event_details()
+            .map(|d| (d.error(), d.cause())),
+        HistoryEventType::MapRunFailed => event
+            .map_run_failed_event_details()
             .map(|d| (d.error(), d.cause())),
         _ => None,
     }
@@ -343,4 +409,51 @@ pub fn timeline_of(events: &[HistoryEvent]) -> (Vec<StateRun>, BTreeMap<Table, T
         close(o, at, false, &mut runs);
     }
     (runs, results)
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_sfn::primitives::DateTime;
+    use aws_sdk_sfn::types::MapRunFailedEventDetails;
+
+    use super::*;
+
+    #[test]
+    fn a_map_run_is_followed_in_the_local_runners_words() {
+        let counts = MapRunCounts {
+            total: 40,
+            pending: 20,
+            running: 2,
+            succeeded: 17,
+            failed: 1,
+        };
+        assert_eq!(
+            map_run_line("AccelerometerTrusted", &counts, true),
+            "  map    AccelerometerTrusted     17/40 items succeeded, 1 failed, 2 running"
+        );
+        assert_eq!(
+            map_run_line("AccelerometerTrusted", &counts, false),
+            "  map    AccelerometerTrusted     17/40 items succeeded, 1 failed"
+        );
+        // A Map Run that failed names its error under the Map state.
+        let failed = HistoryEvent::builder()
+            .id(7)
+            .timestamp(DateTime::from_secs(100))
+            .r#type(HistoryEventType::MapRunFailed)
+            .map_run_failed_event_details(
+                MapRunFailedEventDetails::builder()
+                    .error("States.ExceedToleratedFailureThreshold")
+                    .cause("2 of 40 items failed")
+                    .build(),
+            )
+            .build()
+            .unwrap();
+        let mut current = "AccelerometerTrusted".to_string();
+        assert_eq!(
+            describe(&failed, &mut HashMap::new(), &mut current).as_deref(),
+            Some(
+                "  failed AccelerometerTrusted     States.ExceedToleratedFailureThreshold: 2 of 40 items failed"
+            )
+        );
+    }
 }

@@ -87,6 +87,17 @@ pub struct MapRunCounts {
     pub failed: usize,
 }
 
+impl MapRunCounts {
+    /// `12/40 items succeeded, 1 failed`: how `stedi run` reports a Map Run,
+    /// locally and when following one on AWS.
+    pub fn progress(&self) -> String {
+        format!(
+            "{}/{} items succeeded, {} failed",
+            self.succeeded, self.total, self.failed
+        )
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MapRunStatus {
     Running,
