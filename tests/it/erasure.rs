@@ -179,6 +179,10 @@ fn an_erased_customer_is_found_nowhere_and_every_table_is_as_if_they_never_were(
             .iter()
             .all(|p| !p.starts_with(wh.join("customer/trusted/before")))
     );
+    // History says who deleted it.
+    let history = stedi_ok(&wh, &["history", "customer_trusted"]);
+    let before = history.lines().find(|l| l.contains("before")).unwrap();
+    assert!(before.contains("erased by after"), "{history}");
 
     // Counted like any other drop, and accounted.
     let run = report(&wh, "after");

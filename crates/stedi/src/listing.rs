@@ -1,7 +1,7 @@
 //! `stedi tables` and `stedi history`: what the catalog publishes and what
 //! earlier runs published, in tables that fit a 120-column terminal.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
 use comfy_table::{ContentArrangement, Table as TextTable, presets};
@@ -103,8 +103,10 @@ pub struct PublishedRun {
     pub at_ms: u64,
     pub policy: String,
     pub rows: BTreeMap<String, u64>,
-    /// The tables whose snapshot of this run vacuum deleted (its folder is empty).
-    pub vacuumed: BTreeSet<String>,
+    /// The tables whose snapshot of this run is gone (its folder is empty),
+    /// with who deleted it: `vacuumed`, or `erased by <run id>` (an Erase
+    /// state deleted it because it held an erased person).
+    pub deleted: BTreeMap<String, String>,
 }
 
 /// When a run published (epoch milliseconds, and as text): its record's
@@ -131,8 +133,21 @@ fn run_time(store: &dyn Store, run_id: &RunId) -> (u64, String) {
 
 /// Every run whose report says it passed the gate (and so published), oldest first.
 pub fn published_runs(store: &dyn Store) -> Result<Vec<PublishedRun>> {
+    let objects = store.list(layout::runs_prefix())?;
+    // Snapshot prefixes that an Erase state deleted, with its run.
+    let mut erased: BTreeMap<String, String> = BTreeMap::new();
+    for object in objects.iter().filter(|o| o.key.ends_with("/erasure.json")) {
+        if let Ok(report) =
+            serde_json::from_slice::<zones::erasure::ErasureReport>(&store.get(&object.key)?)
+            && let Some(run) = report.run_id
+        {
+            for prefix in report.snapshots_deleted {
+                erased.insert(prefix, run.to_string());
+            }
+        }
+    }
     let mut runs = Vec::new();
-    for object in store.list(layout::runs_prefix())? {
+    for object in objects {
         let Some(run_id) = object
             .key
             .strip_prefix(layout::runs_prefix())
@@ -160,13 +175,15 @@ pub fn published_runs(store: &dyn Store) -> Result<Vec<PublishedRun>> {
             .filter_map(|t| Some((t["table"].as_str()?.to_string(), t["rows"].as_u64()?)))
             .collect();
         let (at_ms, time) = run_time(store, &run_id);
-        let mut vacuumed = BTreeSet::new();
+        let mut deleted = BTreeMap::new();
         for table in Table::PRODUCED {
-            if store
-                .list(&layout::snapshot_prefix(table, &run_id))?
-                .is_empty()
-            {
-                vacuumed.insert(table.name().to_string());
+            let prefix = layout::snapshot_prefix(table, &run_id);
+            if store.list(&prefix)?.is_empty() {
+                let by = match erased.get(&prefix) {
+                    Some(run) => format!("erased by {run}"),
+                    None => "vacuumed".to_string(),
+                };
+                deleted.insert(table.name().to_string(), by);
             }
         }
         runs.push(PublishedRun {
@@ -175,7 +192,7 @@ pub fn published_runs(store: &dyn Store) -> Result<Vec<PublishedRun>> {
             time,
             policy: report["policy"].as_str().unwrap_or("-").to_string(),
             rows,
-            vacuumed,
+            deleted,
         });
     }
     runs.sort_by(|a, b| (a.at_ms, &a.time, &a.run_id).cmp(&(b.at_ms, &b.time, &b.run_id)));
@@ -184,7 +201,7 @@ pub fn published_runs(store: &dyn Store) -> Result<Vec<PublishedRun>> {
 
 /// The published snapshots of `only` (every produced table by default),
 /// oldest first; `*` marks the one the catalog serves now, `vacuumed` one
-/// that retention deleted.
+/// that retention deleted, `erased by <run id>` one an erasure deleted.
 pub fn history(catalog: &CatalogState, runs: &[PublishedRun], only: Option<Table>) -> String {
     let mut out = text_table(&["run", "time", "policy", "table", "rows", "current"]);
     let mut shown = 0;
@@ -207,13 +224,10 @@ pub fn history(catalog: &CatalogState, runs: &[PublishedRun], only: Option<Table
                 table.to_string(),
                 rows.to_string(),
                 if current {
-                    "*"
-                } else if run.vacuumed.contains(table.name()) {
-                    "vacuumed"
+                    "*".to_string()
                 } else {
-                    ""
-                }
-                .to_string(),
+                    run.deleted.get(table.name()).cloned().unwrap_or_default()
+                },
             ]);
             shown += 1;
         }
