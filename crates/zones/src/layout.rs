@@ -437,9 +437,3 @@ pub fn erasure_request_key(request_id: &str) -> String {
 pub fn erasure_report_key(run_id: &RunId) -> String {
     format!("_runs/{run_id}/erasure.json")
 }
-
-/// `_secrets/rotate-key`: present when `stedi rotate-key` asked the next run
-/// to key machine_learning_curated with a new key.
-pub fn rotation_request_key() -> &'static str {
-    "_secrets/rotate-key"
-}
