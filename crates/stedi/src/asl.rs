@@ -583,11 +583,7 @@ fn parameters_with_context(
                         let resolved = match path.strip_prefix("$$") {
                             Some(rest) => read_path(context, &format!("${rest}"))?,
                             None if path.starts_with('$') => read_path(input, path)?,
-                            None => {
-                                return Err(Failure::runtime(format!(
-                                    "`{key}`: intrinsic functions are not supported by the local runner"
-                                )));
-                            }
+                            None => intrinsic(key, path, input, context)?,
                         };
                         out.insert(name.to_string(), resolved);
                     }
@@ -605,6 +601,45 @@ fn parameters_with_context(
             .map(Value::Array),
         other => Ok(other.clone()),
     }
+}
+
+/// An intrinsic function call in a `.$` field. The local runner knows
+/// `States.StringToJson(arg)`, whose argument is a string literal in single
+/// quotes (`\'` for a quote) or a path to a string: what turns a SAM
+/// substitution (always text) into a number or an object. Any other
+/// function is refused by name.
+fn intrinsic(key: &str, call: &str, input: &Value, context: &Value) -> Result<Value, Failure> {
+    let refuse = |why: &str| Failure::runtime(format!("`{key}`: `{call}`: {why}"));
+    let Some(argument) = call
+        .strip_prefix("States.StringToJson(")
+        .and_then(|rest| rest.strip_suffix(')'))
+        .map(str::trim)
+    else {
+        return Err(refuse(
+            "the local runner knows the intrinsic function States.StringToJson only",
+        ));
+    };
+    let text = if let Some(literal) = argument
+        .strip_prefix('\'')
+        .and_then(|a| a.strip_suffix('\''))
+    {
+        literal.replace("\\'", "'")
+    } else if let Some(rest) = argument.strip_prefix("$$") {
+        let value = read_path(context, &format!("${rest}"))?;
+        value
+            .as_str()
+            .ok_or_else(|| refuse("its path holds no string"))?
+            .to_string()
+    } else if argument.starts_with('$') {
+        let value = read_path(input, argument)?;
+        value
+            .as_str()
+            .ok_or_else(|| refuse("its path holds no string"))?
+            .to_string()
+    } else {
+        return Err(refuse("its argument is neither a 'string' nor a path"));
+    };
+    serde_json::from_str(&text).map_err(|e| refuse(&format!("`{text}` is not JSON: {e}")))
 }
 
 /// Places `result` into `input` at a reference path (`$`, `$.a.b`), or

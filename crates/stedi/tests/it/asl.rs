@@ -306,3 +306,43 @@ fn the_timeline_records_each_state_with_retries_and_caught_errors() {
     assert_eq!(timeline[2].outcome, Outcome::Failed(transient("1")));
     assert!(timeline[1].started <= timeline[2].started);
 }
+
+/// `States.StringToJson`, the one intrinsic the local runner knows: it turns
+/// a SAM substitution (text) into a number; anything else is refused by name.
+#[test]
+fn string_to_json_turns_a_substitution_into_a_value() {
+    let definition = json!({
+        "StartAt": "P",
+        "States": { "P": { "Type": "Pass", "Parameters": {
+            "n.$": "States.StringToJson('40')",
+            "o.$": "States.StringToJson('{\"it\\'s\": [1, 2]}')",
+            "p.$": "States.StringToJson($.text)"
+        }, "End": true } }
+    });
+    let invoker = fake(|_, _, _| Ok(json!(null)));
+    let (result, _) = execute(definition, json!({"text": "true"}), &invoker);
+    assert_eq!(
+        result.unwrap(),
+        json!({"n": 40, "o": {"it's": [1, 2]}, "p": true})
+    );
+    for (call, why) in [
+        (
+            "States.Format('{}', 1)",
+            "the local runner knows the intrinsic function States.StringToJson only",
+        ),
+        (
+            "States.StringToJson('4x')",
+            "`4x` is not JSON: trailing characters at line 1 column 2",
+        ),
+        ("States.StringToJson($.n)", "its path holds no string"),
+    ] {
+        let definition = json!({
+            "StartAt": "P",
+            "States": { "P": { "Type": "Pass", "Parameters": { "v.$": call }, "End": true } }
+        });
+        let (result, _) = execute(definition, json!({"n": 1}), &invoker);
+        let failure = result.unwrap_err();
+        assert_eq!(failure.error, "States.Runtime");
+        assert_eq!(failure.cause, format!("`v.$`: `{call}`: {why}"));
+    }
+}
