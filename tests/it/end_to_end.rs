@@ -268,6 +268,43 @@ fn read_commands_refuse_a_warehouse_that_does_not_exist() {
 }
 
 #[test]
+fn every_command_refuses_a_file_as_warehouse_and_names_an_os_error_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("lakehouse");
+    std::fs::write(&file, "not a warehouse").unwrap();
+    let commands: [&[&str]; 5] = [
+        &["run"],
+        &["seed"],
+        &["tables"],
+        &["vacuum"],
+        &["erase", "--email", "a@test.com"],
+    ];
+    for args in commands {
+        let out = stedi(&file, args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            stderr,
+            format!(
+                "error: the warehouse {} is not a directory (give --warehouse or STEDI_WAREHOUSE)\n",
+                file.display()
+            ),
+            "{args:?}"
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "not a warehouse");
+    // An I/O error quotes the OS's reason once, not again as its cause.
+    let wh = dir.path().join("wh");
+    std::fs::create_dir_all(wh.join("customer")).unwrap();
+    std::fs::write(wh.join("customer/landing"), "a file").unwrap();
+    let out = stedi(&wh, &["seed"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(stderr.matches("(os error 20)").count(), 1, "{stderr}");
+    assert!(stderr.contains("customer/landing`"), "{stderr}");
+}
+
+#[test]
 fn the_report_of_a_run_that_ended_before_its_gate_points_at_its_page() {
     let dir = tempfile::tempdir().unwrap();
     let wh = dir.path();

@@ -652,6 +652,11 @@ fn erase_refuses_what_is_not_an_address_and_names_its_line() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!wh.join("_erasure").exists(), "nothing was filed");
+    // On the command line as in a file, blanks around an address and its
+    // case do not matter: one person.
+    let filed =
+        crate::support::stedi_ok(wh, &["erase", "--email", " A@X.com ", "--email", "a@x.com"]);
+    assert!(filed.contains(": 1 person;"), "{filed}");
 }
 
 /// An erasure that cannot complete (a landing line holding two people's

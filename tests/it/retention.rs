@@ -208,6 +208,15 @@ fn vacuum_keeps_exactly_what_the_catalog_the_window_and_a_running_run_need() {
         "{stderr}"
     );
     assert_eq!(files(wh), before);
+    // A window without a unit is refused, naming the accepted form.
+    let unitless = stedi(wh, &["vacuum", "--retain", "7"]);
+    assert!(!unitless.status.success());
+    let stderr = String::from_utf8_lossy(&unitless.stderr);
+    assert!(
+        stderr.contains("`7` is not a duration such as 7d, 12h or 0s"),
+        "{stderr}"
+    );
+    assert_eq!(files(wh), before);
 
     // A dry run prints the plan and deletes nothing.
     let args = ["vacuum", "--retain", "1h", "--as-of", &day(8)];

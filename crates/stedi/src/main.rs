@@ -116,7 +116,7 @@ enum Command {
     Vacuum {
         /// The retention window: objects of runs that ended within it are kept
         /// (`7d`, `12h`, `0s`). Under 1h needs --force.
-        #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+        #[arg(long, default_value = "7d", value_parser = parse_window)]
         retain: Duration,
         /// Keep the snapshots of the last N published runs whatever their age.
         #[arg(long, value_name = "N", default_value_t = zones::retention::DEFAULT_KEEP_RUNS)]
@@ -171,7 +171,8 @@ enum Command {
     /// snapshots that hold them and writes _runs/<run id>/erasure.json.
     #[command(group(clap::ArgGroup::new("who").required(true).args(["email", "from_file", "status"])))]
     Erase {
-        /// An address to erase (repeat for several).
+        /// An address to erase (repeat for several); surrounding blanks and
+        /// case do not matter.
         #[arg(long)]
         email: Vec<String>,
         /// A file of addresses, one a line (blank lines and `#` comments skipped).
@@ -200,10 +201,24 @@ fn main() -> ExitCode {
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", message(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// `e` and its causes, `: `-separated, each once: a cause whose text the
+/// message already ends with (an error whose own text quotes its source, as
+/// the I/O errors' do) is not repeated.
+fn message(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !out.ends_with(&text) {
+            out = format!("{out}: {text}");
+        }
+    }
+    out
 }
 
 fn dispatch(cli: Cli) -> Result<ExitCode> {
@@ -235,25 +250,24 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             erasure_secret: cli.erasure_secret.clone(),
         },
     };
-    // Commands on an existing lakehouse: a local warehouse that does not
-    // exist is a typo (an erasure filed there would never reach the data).
-    if matches!(
-        cli.command,
-        Command::Query { .. }
-            | Command::Tables { .. }
-            | Command::History { .. }
-            | Command::Report { .. }
-            | Command::Verify { .. }
-            | Command::Vacuum { .. }
-            | Command::Erase { .. }
-            | Command::RotateKey
-    ) && !config.warehouse.starts_with("s3://")
-        && !std::path::Path::new(&config.warehouse).is_dir()
-    {
-        bail!(
-            "the warehouse {} does not exist (give --warehouse or STEDI_WAREHOUSE)",
-            config.warehouse
-        );
+    // A local warehouse is a directory. Commands on an existing lakehouse
+    // refuse one that does not exist: a typo (an erasure filed there would
+    // never reach the data); `seed` and `run` create it.
+    let root = std::path::Path::new(&config.warehouse);
+    if !config.warehouse.starts_with("s3://") && !root.is_dir() {
+        let on_existing = !matches!(cli.command, Command::Seed { .. } | Command::Run { .. });
+        if root.exists() {
+            bail!(
+                "the warehouse {} is not a directory (give --warehouse or STEDI_WAREHOUSE)",
+                config.warehouse
+            );
+        }
+        if on_existing {
+            bail!(
+                "the warehouse {} does not exist (give --warehouse or STEDI_WAREHOUSE)",
+                config.warehouse
+            );
+        }
     }
     match cli.command {
         Command::Seed {
@@ -466,7 +480,10 @@ fn erase(
             format!(" in {}", path.display()),
         ),
         None => (
-            emails.into_iter().map(|e| (e, String::new())).collect(),
+            emails
+                .into_iter()
+                .map(|e| (e.trim().to_string(), String::new()))
+                .collect(),
             String::new(),
         ),
     };
@@ -697,7 +714,7 @@ fn run_on_aws(
         });
         match page {
             Ok(location) => println!("page: {location}"),
-            Err(e) => eprintln!("warning: could not write the run's page: {e:#}"),
+            Err(e) => eprintln!("warning: could not write the run's page: {}", message(&e)),
         }
     }
     println!("wall time: {:.2}s", started.elapsed().as_secs_f64());
@@ -804,6 +821,12 @@ fn verify(env: &Env, only: Option<&str>) -> Result<ExitCode> {
         eprintln!("error: {damaged} table(s) failed verification");
         ExitCode::FAILURE
     })
+}
+
+/// A retention window such as `7d`, `12h` or `0s`.
+fn parse_window(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("`{text}` is not a duration such as 7d, 12h or 0s: {e}"))
 }
 
 /// An RFC 3339 time (`2026-12-01T00:00:00Z`) as epoch milliseconds.
