@@ -340,8 +340,5 @@ fn a_strict_run_page_quotes_no_personal_data() {
     for (name, text) in [("facts.json", &facts), ("report.html", &page)] {
         assert!(!text.contains("@test.com"), "{name} quotes an address");
     }
-    assert!(
-        facts.contains("@xxxx.xxx"),
-        "the shape of an address is shown"
-    );
+    assert!(facts.contains("x@x.x"), "the shape of an address is shown");
 }

@@ -340,7 +340,7 @@ fn erase_status_lists_requests_by_id_and_time_never_by_address() {
         !out.status.success(),
         "an address, a file or --status is required"
     );
-    // Applied by a run, the request says that it matched no customer.
+    // Applied by a run, the request says that no customer record had the address.
     stedi_ok(wh, &["run", "--run-id", "one"]);
     let status = stedi_ok(wh, &["erase", "--status"]);
     assert!(
@@ -348,7 +348,7 @@ fn erase_status_lists_requests_by_id_and_time_never_by_address() {
             .lines()
             .nth(1)
             .unwrap()
-            .contains("completed: matched no customer  one"),
+            .contains("completed: no customer record had the address  one"),
         "{status}"
     );
 }

@@ -161,22 +161,29 @@ fn without_identifiers(raw: &str) -> String {
 }
 
 /// A landing line's shape without its values: in every quoted string that
-/// is not a key, letters become `x` and digits `9`; outside strings, digits
-/// become `9`. Punctuation, keys and literals stay, so the page still shows
+/// is not a key, each run of letters and digits becomes one `x`; outside
+/// strings, each run of digits one `9`. Punctuation, keys and literals stay, so the page still shows
 /// what is wrong with the line (a missing quote, a trailing comma, a number
 /// where a string belongs), but not whose it is.
 pub fn masked(raw: &str) -> String {
-    let value = |c: char| match c {
-        c if c.is_alphabetic() => 'x',
-        c if c.is_numeric() => '9',
-        c => c,
-    };
+    // Each run of letters and digits in a value becomes one `x` (one `9` for
+    // a number outside a string): not even a value's length or the places of
+    // its digits survive, which would tell serials and names apart.
+    fn push_run(out: &mut String, run: &mut bool, alnum: bool, token: char, c: char) {
+        if !alnum {
+            out.push(c);
+        } else if !*run {
+            out.push(token);
+        }
+        *run = alnum;
+    }
     let chars: Vec<char> = raw.chars().collect();
     let mut out = String::with_capacity(raw.len());
+    let mut run = false;
     let mut i = 0;
     while i < chars.len() {
         if chars[i] != '"' {
-            out.push(if chars[i].is_numeric() { '9' } else { chars[i] });
+            push_run(&mut out, &mut run, chars[i].is_numeric(), '9', chars[i]);
             i += 1;
             continue;
         }
@@ -191,9 +198,15 @@ pub fn masked(raw: &str) -> String {
             .find(|c| !c.is_whitespace());
         let is_key = end < chars.len() && after == Some(&':');
         out.push('"');
+        run = false;
         for &c in &chars[i + 1..end] {
-            out.push(if is_key { c } else { value(c) });
+            if is_key {
+                out.push(c);
+            } else {
+                push_run(&mut out, &mut run, c.is_alphanumeric(), 'x', c);
+            }
         }
+        run = false;
         if end < chars.len() {
             out.push('"');
         }
@@ -269,15 +282,24 @@ mod tests {
             masked(
                 r#"{"customerName": "Ann Lee", "email": "Ann.Lee1@test.com", "phone": 8015551212, "x": null}"#
             ),
-            r#"{"customerName": "xxx xxx", "email": "xxx.xxx9@xxxx.xxx", "phone": 9999999999, "x": null}"#
+            r#"{"customerName": "x x", "email": "x.x@x.x", "phone": 9, "x": null}"#
         );
         // Malformed lines keep what makes them malformed.
         assert_eq!(
-            masked(r#"{"user": "a@b.c", "x": 1,}"#),
-            r#"{"user": "x@x.x", "x": 9,}"#
+            masked(r#"{"user": "a@b.c", "x": 1.25,}"#),
+            r#"{"user": "x@x.x", "x": 9.9,}"#
         );
         assert_eq!(masked(r#"{"user": "a\"b", "#), r#"{"user": "x\"x", "#);
-        assert_eq!(masked(r#"{"email": "cut off"#), r#"{"email": "xxx xxx"#);
+        assert_eq!(masked(r#"{"email": "cut off"#), r#"{"email": "x x"#);
+        // Two serials of different letters and digits look the same.
+        assert_eq!(
+            masked(r#"{"serialNumber": "a1b23c4d-e5f6-aa00-bb11-c2d3e4f5a6b7"}"#),
+            masked(r#"{"serialNumber": "9f8e7d6c-5b4a-3210-fedc-ba9876543210"}"#)
+        );
+        assert_eq!(
+            masked(r#"{"serialNumber": "9f8e7d6c-5b4a-3210-fedc-ba9876543210"}"#),
+            r#"{"serialNumber": "x-x-x-x-x"}"#
+        );
         assert_eq!(masked(""), "");
     }
 }

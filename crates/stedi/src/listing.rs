@@ -262,7 +262,7 @@ pub fn erasure_requests(requests: &[zones::erasure::ErasureRequest]) -> String {
     for r in requests {
         let (status, run, at) = match &r.completed {
             Some(c) if c.found == 0 => (
-                "completed: matched no customer".to_string(),
+                "completed: no customer record had the address".to_string(),
                 c.run_id.to_string(),
                 time(c.at_ms),
             ),
