@@ -604,6 +604,42 @@ fn a_run_refuses_pending_requests_whose_key_is_gone() {
     );
 }
 
+/// A replaced erasure key would match nobody, and the run would call the
+/// person gone: the run refuses instead, naming the requests.
+#[test]
+fn a_run_refuses_pending_requests_under_another_erasure_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path();
+    stedi_ok(wh, &["seed", "--customers", "60"]);
+    stedi_ok(wh, &["run", "--run-id", "one"]);
+    let email = a_curated_customer(wh);
+    let filed = stedi_ok(wh, &["erase", "--email", &email]);
+    let id = filed.split_whitespace().nth(2).unwrap();
+    let old = ErasureKey::new(&std::fs::read(wh.join("_secrets/erasure.key")).unwrap());
+    std::fs::write(wh.join("_secrets/erasure.key"), [7u8; 32]).unwrap();
+    let out = stedi(wh, &["run", "--run-id", "two"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "Stedi.InvalidInput: the erasure key `{}` changed since erasure requests were filed ({id}): filed under key fingerprint {}, the key now has {}",
+            wh.join("_secrets/erasure.key").display(),
+            old.fingerprint(),
+            ErasureKey::new(&[7u8; 32]).fingerprint()
+        )),
+        "{err}"
+    );
+    assert_eq!(
+        crate::support::query_csv(
+            wh,
+            &format!("SELECT email FROM customers_curated WHERE email = '{email}'")
+        )
+        .len(),
+        2,
+        "run one's tables stay published, and nothing claims the person gone"
+    );
+}
+
 #[test]
 fn request_ids_and_subjects_are_stable() {
     let key = ErasureKey::new(&[7u8; 32]);

@@ -39,6 +39,7 @@ pub fn file(env: &Env, emails: &[String], now_ms: u64) -> Result<ErasureRequest>
         id: request_id(now_ms, &subjects),
         requested_at_ms: now_ms,
         subjects,
+        key_fingerprint: Some(key.fingerprint()),
         completed: None,
         failed: None,
     };
@@ -97,6 +98,19 @@ pub fn erasure_with(
     }
     let ids: Vec<String> = requests.iter().map(|r| r.id.clone()).collect();
     let key = env.erasure_key(&ids)?;
+    let now = key.fingerprint();
+    let other: Vec<&ErasureRequest> = requests
+        .iter()
+        .filter(|r| r.key_fingerprint.as_ref().is_some_and(|f| *f != now))
+        .collect();
+    if let Some(first) = other.first() {
+        return Err(Error::ErasureKeyChanged {
+            key: env.erasure_key_location(),
+            requests: other.iter().map(|r| r.id.clone()).collect(),
+            filed_with: first.key_fingerprint.clone().unwrap_or_default(),
+            now,
+        });
+    }
     let customers = customers(env.store.as_ref())?;
     let subjects = requests.into_iter().flat_map(|r| r.subjects);
     Ok(Arc::new(Erasure::new(key, subjects, &customers)?))

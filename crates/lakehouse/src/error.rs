@@ -97,6 +97,20 @@ pub enum Error {
     )]
     ErasureKeyGone { key: String, requests: Vec<String> },
 
+    /// Erasure requests wait, but the erasure key is not the one they were
+    /// filed with (replaced by hand, or the secret's value changed): nobody
+    /// would match, and the run would report the people gone.
+    #[error(
+        "the erasure key `{key}` changed since erasure requests were filed ({}): filed under key fingerprint {filed_with}, the key now has {now}; nobody could be matched; restore the key, or delete the requests and file them again",
+        requests.join(", ")
+    )]
+    ErasureKeyChanged {
+        key: String,
+        requests: Vec<String>,
+        filed_with: String,
+        now: String,
+    },
+
     #[error("the quality gate's request does not describe run {run_id}: {what}")]
     ForeignResults { run_id: String, what: String },
 
@@ -234,7 +248,8 @@ impl Error {
             | Error::KeyGone { .. }
             | Error::RetentionTooShort(_)
             | Error::ErasureIncomplete { .. }
-            | Error::ErasureKeyGone { .. } => ErrorName::InvalidInput,
+            | Error::ErasureKeyGone { .. }
+            | Error::ErasureKeyChanged { .. } => ErrorName::InvalidInput,
             // Someone wrote the object while it was rewritten: read it again.
             Error::ObjectChanged { .. } => ErrorName::Transient,
             // Keys come from `zones::layout` and validated run ids: a bad one is our bug.
@@ -361,9 +376,10 @@ mod tests {
             Error::ObjectChanged { .. } => 31,
             Error::ErasureIncomplete { .. } => 32,
             Error::ErasureKeyGone { .. } => 33,
+            Error::ErasureKeyChanged { .. } => 34,
         }
     }
-    const VARIANTS: usize = 34;
+    const VARIANTS: usize = 35;
 
     /// Every variant with the name Step Functions sees: the data is wrong
     /// -> InvalidInput; a retry may succeed -> Transient; our bug, the
@@ -494,6 +510,15 @@ mod tests {
                 Error::ErasureKeyGone {
                     key: "k".into(),
                     requests: vec!["1-a".into()],
+                },
+                "Stedi.InvalidInput",
+            ),
+            (
+                Error::ErasureKeyChanged {
+                    key: "k".into(),
+                    requests: vec!["1-a".into()],
+                    filed_with: "f1".into(),
+                    now: "f2".into(),
                 },
                 "Stedi.InvalidInput",
             ),

@@ -73,21 +73,29 @@ impl Keys {
 }
 
 impl KeySource {
-    /// Where the key is read from (for messages), and its bytes if present.
-    /// `local` is its warehouse key.
-    fn read(&self, store: &dyn Store, local: &str) -> Result<(String, Option<Vec<u8>>)> {
+    /// Where the key is read from, for messages. `local` is its warehouse key.
+    fn location(&self, store: &dyn Store, local: &str) -> String {
         match self {
+            KeySource::Warehouse => store.url(local),
+            #[cfg(feature = "secrets")]
+            KeySource::SecretsManager(secret) => {
+                format!("Secrets Manager secret {}", secret.secret_id())
+            }
+        }
+    }
+
+    /// Where the key is read from, and its bytes if present.
+    fn read(&self, store: &dyn Store, local: &str) -> Result<(String, Option<Vec<u8>>)> {
+        let bytes = match self {
             KeySource::Warehouse => match store.get(local) {
-                Ok(bytes) => Ok((store.url(local), Some(bytes))),
-                Err(Error::NotFound { .. }) => Ok((store.url(local), None)),
-                Err(e) => Err(e),
+                Ok(bytes) => Some(bytes),
+                Err(Error::NotFound { .. }) => None,
+                Err(e) => return Err(e),
             },
             #[cfg(feature = "secrets")]
-            KeySource::SecretsManager(secret) => Ok((
-                format!("Secrets Manager secret {}", secret.secret_id()),
-                secret.get()?,
-            )),
-        }
+            KeySource::SecretsManager(secret) => secret.get()?,
+        };
+        Ok((self.location(store, local), bytes))
     }
 
     /// Stores a new random 32-byte key and returns it. `replace`: over the
@@ -194,6 +202,13 @@ impl Env {
             requests: pending.to_vec(),
         })?;
         Ok(ErasureKey::new(&checked("erasure key", &location, bytes)?))
+    }
+
+    /// Where the erasure key is read from, for messages.
+    pub fn erasure_key_location(&self) -> String {
+        self.keys
+            .erasure
+            .location(self.store.as_ref(), layout::erasure_key_key())
     }
 
     /// The run whose strict training table (keyed with pseudonyms) the

@@ -42,6 +42,11 @@ pub struct ErasureRequest {
     pub requested_at_ms: u64,
     /// The people to erase, as [`ErasureKey::subject`]s.
     pub subjects: Vec<String>,
+    /// The fingerprint of the erasure key the subjects were made with: a
+    /// run refuses to apply the request under another key (it would match
+    /// nobody). Absent in requests filed before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_fingerprint: Option<String>,
     /// Set by the run that applied it.
     #[serde(default)]
     pub completed: Option<Completed>,
