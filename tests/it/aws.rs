@@ -991,7 +991,7 @@ fn the_keys_live_in_secrets_manager() {
         "{err}"
     );
     assert!(
-        err.contains("run r2 published pseudonyms made with it"),
+        err.contains("the pseudonyms since stedi rotate-key were made with it"),
         "{err}"
     );
 }

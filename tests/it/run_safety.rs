@@ -358,6 +358,12 @@ fn a_missing_pseudonym_key_is_not_silently_replaced() {
     std::fs::remove_file(wh.join("_secrets/pseudonym.key")).unwrap();
     let out = stedi(wh, &["run", "--run-id", "unkeyed"]);
     assert_eq!(out.status.code(), Some(1));
+    // Not even after a rubric run has published a training table without
+    // pseudonyms in between.
+    let rubric = stedi(wh, &["run", "--run-id", "rubric", "--policy", "rubric"]);
+    assert!(rubric.status.success(), "{}", stderr(&rubric));
+    let out = stedi(wh, &["run", "--run-id", "unkeyed2"]);
+    assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains(
             "Stedi.InvalidInput: the pseudonym key is gone: customerKey values would change; restore it or rotate deliberately"
@@ -366,7 +372,7 @@ fn a_missing_pseudonym_key_is_not_silently_replaced() {
         stderr(&out)
     );
     assert!(
-        stderr(&out).contains("run keyed published pseudonyms made with it"),
+        stderr(&out).contains("the pseudonyms since run keyed were made with it"),
         "{}",
         stderr(&out)
     );
@@ -477,6 +483,37 @@ fn the_latest_report_is_the_run_that_started_last_not_the_last_name() {
     stedi_ok(wh, &["run", "--run-id", "aaa", "--policy", "rubric"]);
     let latest = stedi_ok(wh, &["report"]);
     assert!(latest.starts_with("run aaa "), "{latest}");
+}
+
+/// A key replaced by hand is not a rotation: the run refuses it (every
+/// customerKey would change); `stedi rotate-key` is the way to a new key.
+#[test]
+fn a_pseudonym_key_replaced_by_hand_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path();
+    stedi_ok(wh, &["seed", "--customers", "60"]);
+    stedi_ok(wh, &["run", "--run-id", "keyed"]);
+    let key = wh.join("_secrets/pseudonym.key");
+    let old = zones::PseudonymKey::new(&std::fs::read(&key).unwrap()).fingerprint();
+    std::fs::write(&key, [5u8; 32]).unwrap();
+    let new = zones::PseudonymKey::new(&[5u8; 32]).fingerprint();
+    let out = stedi(wh, &["run", "--run-id", "swapped"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(&format!(
+            "Stedi.InvalidInput: the pseudonym key changed without `stedi rotate-key`: customerKey values would change; restore it or rotate deliberately (`{}` has fingerprint {new}; the pseudonyms since run keyed were made with {old})",
+            key.display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+    // Rotated deliberately, the next run keys with the new key and says so.
+    stedi_ok(wh, &["rotate-key"]);
+    let summary = stedi_ok(wh, &["run", "--run-id", "rotated"]);
+    assert!(
+        summary.contains(&format!("(ROTATED from {old}")),
+        "{summary}"
+    );
 }
 
 #[test]

@@ -76,9 +76,21 @@ pub enum Error {
     Damaged { key: String, what: String },
 
     #[error(
-        "the pseudonym key is gone: customerKey values would change; restore it or rotate deliberately (`{key}` is missing, and run {run_id} published pseudonyms made with it; `stedi rotate-key` rotates)"
+        "the pseudonym key is gone: customerKey values would change; restore it or rotate deliberately (`{key}` is missing; the pseudonyms since {since} were made with it; `stedi rotate-key` rotates)"
     )]
-    KeyGone { key: String, run_id: String },
+    KeyGone { key: String, since: String },
+
+    /// The pseudonym key is not the one the warehouse's pseudonyms were made
+    /// with, and no `stedi rotate-key` made it so (replaced by hand).
+    #[error(
+        "the pseudonym key changed without `stedi rotate-key`: customerKey values would change; restore it or rotate deliberately (`{key}` has fingerprint {found}; the pseudonyms since {since} were made with {expected})"
+    )]
+    KeyChanged {
+        key: String,
+        since: String,
+        expected: String,
+        found: String,
+    },
 
     #[error(
         "landing object `{key}` changed between read and rewrite {attempts} times; it was not overwritten, and the erasure stays pending"
@@ -246,6 +258,7 @@ impl Error {
             | Error::PolicyMismatch { .. }
             | Error::ForeignResults { .. }
             | Error::KeyGone { .. }
+            | Error::KeyChanged { .. }
             | Error::RetentionTooShort(_)
             | Error::ErasureIncomplete { .. }
             | Error::ErasureKeyGone { .. }
@@ -377,9 +390,10 @@ mod tests {
             Error::ErasureIncomplete { .. } => 32,
             Error::ErasureKeyGone { .. } => 33,
             Error::ErasureKeyChanged { .. } => 34,
+            Error::KeyChanged { .. } => 35,
         }
     }
-    const VARIANTS: usize = 35;
+    const VARIANTS: usize = 36;
 
     /// Every variant with the name Step Functions sees: the data is wrong
     /// -> InvalidInput; a retry may succeed -> Transient; our bug, the
@@ -488,7 +502,7 @@ mod tests {
             (
                 Error::KeyGone {
                     key: "k".into(),
-                    run_id: "r".into(),
+                    since: "run r".into(),
                 },
                 "Stedi.InvalidInput",
             ),
@@ -510,6 +524,15 @@ mod tests {
                 Error::ErasureKeyGone {
                     key: "k".into(),
                     requests: vec!["1-a".into()],
+                },
+                "Stedi.InvalidInput",
+            ),
+            (
+                Error::KeyChanged {
+                    key: "k".into(),
+                    since: "run r".into(),
+                    expected: "f1".into(),
+                    found: "f2".into(),
                 },
                 "Stedi.InvalidInput",
             ),

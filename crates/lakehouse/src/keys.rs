@@ -14,6 +14,7 @@
 #[cfg(feature = "s3")]
 use std::sync::Arc;
 
+use zones::pseudonym::KeyRecord;
 use zones::{ErasureKey, PseudonymKey, layout};
 
 use crate::Env;
@@ -133,36 +134,56 @@ fn checked(what: &str, location: &str, bytes: Vec<u8>) -> Result<Vec<u8>> {
 }
 
 impl Env {
-    /// The pseudonym key, created on first use in a local warehouse. Once a
-    /// strict training table with pseudonyms is published, a missing key is
-    /// an error, never silently replaced: every `customerKey` would change.
+    /// The pseudonym key `run_id` keys machine_learning_curated with,
+    /// created on first use in a local warehouse. `_keys/pseudonym.json`
+    /// records which key the warehouse's pseudonyms are made with: once it
+    /// exists, a missing key or another key is an error, never silently
+    /// used (every `customerKey` would change); `stedi rotate-key` is the
+    /// deliberate way to a new one.
     ///
-    /// Errors: [`Error::KeyGone`] (missing; a secret is always an error, as
-    /// the stack creates it and a function cannot); [`Error::Damaged`] (too short).
-    pub fn pseudonym_key(&self) -> Result<PseudonymKey> {
+    /// Errors: [`Error::KeyGone`] (missing; a secret without a value is
+    /// always an error, as the stack creates it and a function cannot);
+    /// [`Error::KeyChanged`] (another key than the record's);
+    /// [`Error::Damaged`] (too short, or a damaged record).
+    pub fn pseudonym_key(&self, run_id: &zones::RunId) -> Result<PseudonymKey> {
         let (store, local) = (self.store.as_ref(), layout::pseudonym_key_key());
         let source = &self.keys.pseudonym;
+        let record = key_record(store)?;
         let (location, bytes) = source.read(store, local)?;
-        let bytes = match bytes {
-            Some(bytes) => bytes,
-            None => {
-                let published = self.published_keyed_run()?;
-                match (published, source) {
-                    (None, KeySource::Warehouse) => source.store_new(store, local, false)?,
-                    (run_id, _) => {
-                        return Err(Error::KeyGone {
-                            key: location,
-                            run_id: run_id.unwrap_or_else(|| "none yet".into()),
-                        });
-                    }
-                }
+        let bytes = match (bytes, &record, source) {
+            (Some(bytes), _, _) => bytes,
+            (None, None, KeySource::Warehouse) => source.store_new(store, local, false)?,
+            (None, record, _) => {
+                return Err(Error::KeyGone {
+                    key: location,
+                    since: record
+                        .as_ref()
+                        .map_or_else(|| "the stack was created".into(), |r| r.since.clone()),
+                });
             }
         };
-        Ok(PseudonymKey::new(&checked(
-            "pseudonym key",
-            &location,
-            bytes,
-        )?))
+        let key = PseudonymKey::new(&checked("pseudonym key", &location, bytes)?);
+        let fingerprint = key.fingerprint();
+        match record {
+            None => {
+                let record = KeyRecord {
+                    fingerprint,
+                    since: format!("run {run_id}"),
+                    rotated_from: None,
+                };
+                store.put_if_absent(layout::pseudonym_key_record_key(), &record_bytes(&record))?;
+            }
+            Some(record) if record.fingerprint == fingerprint => {}
+            Some(record) => {
+                return Err(Error::KeyChanged {
+                    key: location,
+                    since: record.since,
+                    expected: record.fingerprint,
+                    found: fingerprint,
+                });
+            }
+        }
+        Ok(key)
     }
 
     /// The erasure key to file a request with (`stedi erase`), created on
@@ -210,16 +231,25 @@ impl Env {
             .erasure
             .location(self.store.as_ref(), layout::erasure_key_key())
     }
+}
 
-    /// The run whose strict training table (keyed with pseudonyms) the
-    /// catalog points at, if any.
-    fn published_keyed_run(&self) -> Result<Option<String>> {
-        let published = self.catalog.load()?;
-        Ok(published
-            .get(zones::Table::MachineLearningCurated)
-            .filter(|e| e.policy == Some(zones::Policy::Strict))
-            .map(|e| e.run_id.clone().unwrap_or_default()))
+/// `_keys/pseudonym.json`, if any.
+fn key_record(store: &dyn Store) -> Result<Option<KeyRecord>> {
+    let key = layout::pseudonym_key_record_key();
+    match store.get(key) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Error::Damaged {
+                key: store.url(key),
+                what: format!("not a pseudonym key record: {e}"),
+            }),
+        Err(Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
     }
+}
+
+fn record_bytes(record: &KeyRecord) -> Vec<u8> {
+    serde_json::to_vec_pretty(record).expect("records serialize")
 }
 
 /// Rotates the pseudonym key: a new random 32-byte key replaces the current
@@ -238,6 +268,12 @@ pub fn rotate_key(env: &Env, now_ms: u64) -> Result<(Option<String>, String)> {
         .1
         .map(|b| PseudonymKey::new(&b).fingerprint());
     let new = PseudonymKey::new(&source.store_new(store, local, true)?).fingerprint();
+    let record = KeyRecord {
+        fingerprint: new.clone(),
+        since: "stedi rotate-key".into(),
+        rotated_from: old.clone(),
+    };
+    store.put(layout::pseudonym_key_record_key(), &record_bytes(&record))?;
     tracing::info!(old = old.as_deref(), new = %new, now_ms, "pseudonym key rotated");
     Ok((old, new))
 }

@@ -100,7 +100,7 @@ fn machine_learning_curated(
     // customers, who carry their pseudonyms: keyed once here, not once per
     // bucket.
     let key = match request.policy {
-        Policy::Strict => Some(env.pseudonym_key()?),
+        Policy::Strict => Some(env.pseudonym_key(&request.run_id)?),
         Policy::Rubric => None,
     };
     let customers = match &key {

@@ -16,6 +16,7 @@
 //!                                            document per version (catalog.json: the latest, a copy)
 //! _secrets/pseudonym.key                     the local key of customerKey's HMAC (owner-only)
 //! _secrets/erasure.key                       the local key of erasure subjects' HMAC (owner-only)
+//! _keys/pseudonym.json                      the pseudonym key's fingerprint, and since which run it is used
 //! _erasure/requests/<request id>.json        an erasure request: subjects (HMACs), time, completion
 //! _runs/<run id>/erasure.json                what the run's Erase state removed, and its verification
 //! ```
@@ -410,6 +411,12 @@ pub fn catalog_log_version(key: &str) -> Option<u64> {
 /// The pseudonym key of a local warehouse (`customerKey`'s HMAC key).
 pub fn pseudonym_key_key() -> &'static str {
     "_secrets/pseudonym.key"
+}
+
+/// `_keys/pseudonym.json`: the fingerprint of the pseudonym key in use
+/// (`zones::pseudonym::KeyRecord`), locally and on S3 alike.
+pub fn pseudonym_key_record_key() -> &'static str {
+    "_keys/pseudonym.json"
 }
 
 /// The erasure key of a local warehouse (erasure subjects' HMAC key).

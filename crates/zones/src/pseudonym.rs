@@ -88,6 +88,20 @@ impl Secret {
     }
 }
 
+/// `_keys/pseudonym.json`: which pseudonym key the warehouse's `customerKey`s
+/// are made with (its fingerprint, never the key), and since when. A run that finds
+/// another key, or none, refuses rather than change every `customerKey`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KeyRecord {
+    pub fingerprint: String,
+    /// Since when it is used: `run <run id>` (the first run that made
+    /// pseudonyms with it) or `stedi rotate-key`.
+    pub since: String,
+    /// The fingerprint of the key it replaced (`stedi rotate-key`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotated_from: Option<String>,
+}
+
 /// Prefixed to an address before its erasure subject is computed (ends in
 /// a NUL, which no address holds, so no address collides with another's label).
 pub const ERASURE_LABEL: &str = "stedi/erasure-subject/v1\0";
