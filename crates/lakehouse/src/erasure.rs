@@ -254,13 +254,21 @@ fn apply(
             }
         }
     }
+    // An object that cannot be rewritten does not hold up the others, nor
+    // the deletion of older snapshots: it is reported at the end.
+    let mut not_rewritten = Vec::new();
     for (dataset, key) in objects {
-        if let Some(rewritten) = rewrite_object(store, run_id, erasure, dataset, key)? {
-            *report
-                .landing_records_removed
-                .entry(Table::landing(dataset).name().to_string())
-                .or_default() += rewritten.records_removed;
-            report.objects_rewritten.push(rewritten);
+        match rewrite_object(store, run_id, erasure, dataset, key) {
+            Ok(Some(rewritten)) => {
+                *report
+                    .landing_records_removed
+                    .entry(Table::landing(dataset).name().to_string())
+                    .or_default() += rewritten.records_removed;
+                report.objects_rewritten.push(rewritten);
+            }
+            Ok(None) => {}
+            Err(Error::ErasureIncomplete { what, .. }) => not_rewritten.push(what),
+            Err(e) => return Err(e),
         }
     }
 
@@ -308,6 +316,12 @@ fn apply(
     }
 
     report.verification = verify(store, erasure)?;
+    if !not_rewritten.is_empty() {
+        return Err(Error::ErasureIncomplete {
+            run_id: run_id.to_string(),
+            what: not_rewritten.join("; "),
+        });
+    }
     if !report.verification.passed {
         return Err(Error::ErasureIncomplete {
             run_id: run_id.to_string(),
