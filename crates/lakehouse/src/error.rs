@@ -97,6 +97,19 @@ pub enum Error {
     )]
     ErasureKeyGone { key: String, requests: Vec<String> },
 
+    /// A Distributed Map ended with children that failed or never ran (a
+    /// Map that tolerates failures lets them through): the transition's
+    /// reduce cannot seal a snapshot without their objects.
+    #[error(
+        "map run {map_run}: {failed} child executions failed and {pending} never ran (results {manifest}): the transition is incomplete; run it again"
+    )]
+    MapRunIncomplete {
+        map_run: String,
+        manifest: String,
+        failed: u64,
+        pending: u64,
+    },
+
     #[error("the quality gate's request does not describe run {run_id}: {what}")]
     ForeignResults { run_id: String, what: String },
 
@@ -231,6 +244,7 @@ impl Error {
             | Error::RunIdUsed { .. }
             | Error::PolicyMismatch { .. }
             | Error::ForeignResults { .. }
+            | Error::MapRunIncomplete { .. }
             | Error::KeyGone { .. }
             | Error::RetentionTooShort(_)
             | Error::ErasureIncomplete { .. }
@@ -361,9 +375,10 @@ mod tests {
             Error::ObjectChanged { .. } => 31,
             Error::ErasureIncomplete { .. } => 32,
             Error::ErasureKeyGone { .. } => 33,
+            Error::MapRunIncomplete { .. } => 34,
         }
     }
-    const VARIANTS: usize = 34;
+    const VARIANTS: usize = 35;
 
     /// Every variant with the name Step Functions sees: the data is wrong
     /// -> InvalidInput; a retry may succeed -> Transient; our bug, the
@@ -501,6 +516,15 @@ mod tests {
                 Error::ForeignResults {
                     run_id: "r".into(),
                     what: "w".into(),
+                },
+                "Stedi.InvalidInput",
+            ),
+            (
+                Error::MapRunIncomplete {
+                    map_run: "arn".into(),
+                    manifest: "m".into(),
+                    failed: 1,
+                    pending: 2,
                 },
                 "Stedi.InvalidInput",
             ),
