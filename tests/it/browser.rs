@@ -437,7 +437,7 @@ fn run_pages_in_headless_chromium() {
     // transition the rubric shadow of customer_trusted instead of the table,
     // and the gate's checks catch the readings of customers strict dropped.
     let mut miswired = definition.clone();
-    miswired["States"]["AccelerometerTrusted"]["Parameters"]["inputs"]["customer_trusted.$"] =
+    miswired["States"]["AccelerometerTrusted"]["ItemBatcher"]["BatchInput"]["inputs"]["customer_trusted.$"] =
         json!("$.results.customer_trusted.rubric");
     let definition_file = wh.join("miswired.asl.json");
     std::fs::write(&definition_file, miswired.to_string()).unwrap();
@@ -492,14 +492,18 @@ fn run_pages_in_headless_chromium() {
     assert_quiet(&events, &url);
     let dom = browser.eval(DOM);
     assert_eq!(state(&dom, "CustomerTrusted")["status"], "succeeded");
+    // The Map over no landing object runs no child; its reduce finds no
+    // object judged and fails the transition.
+    assert_eq!(state(&dom, "AccelerometerTrusted")["status"], "succeeded");
     assert_eq!(
-        state(&dom, "AccelerometerTrusted")["status"],
+        state(&dom, "AccelerometerTrustedReduce")["status"],
         "caught error"
     );
     assert_eq!(state(&dom, "RunFailed")["status"], "failed");
     for later in [
         "CustomersCurated",
         "StepTrainerTrusted",
+        "StepTrainerTrustedReduce",
         "MachineLearningCurated",
         "QualityGate",
     ] {
@@ -509,7 +513,7 @@ fn run_pages_in_headless_chromium() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|r| r["name"] == "AccelerometerTrusted")
+        .find(|r| r["name"] == "AccelerometerTrustedReduce")
         .unwrap();
     assert!(
         row["cause"]

@@ -321,6 +321,107 @@ fn tasks_run_the_transitions_in_design_order_then_the_gate() {
     }
 }
 
+/// The Distributed Maps of the definition fan the landing transitions of
+/// readings out: each lists its dataset's landing prefix in the
+/// warehouse's bucket, batches the objects with the transition's request
+/// as BatchInput, runs one Task of the function that serves the
+/// transition, writes its results under the run's `_map_results/` folder
+/// of the transition (`zones::layout`), and hands them to its reduce, the
+/// next state, served by the same function, which produces the transition.
+/// A Map neither retries nor catches: its child retries, and a failed Map
+/// Run is redriven.
+#[test]
+fn maps_fan_out_the_landing_transitions_and_hand_their_results_to_a_reduce() {
+    use stedi::runner::{WAREHOUSE_BUCKET, WAREHOUSE_PREFIX};
+    let definition = definition();
+    let top = definition["States"].as_object().unwrap();
+    let maps: Vec<(&String, &Value)> = top.iter().filter(|(_, s)| s["Type"] == "Map").collect();
+    let mut fanned = Vec::new();
+    for (name, map) in maps {
+        let batch_input = &map["ItemBatcher"]["BatchInput"];
+        let table = Table::from_name(batch_input["transition"].as_str().unwrap()).unwrap();
+        fanned.push(table);
+        let dataset = zones::Dataset::ALL
+            .into_iter()
+            .find(|d| d.dir() == table.dir())
+            .unwrap();
+        let processor = &map["ItemProcessor"];
+        assert_eq!(
+            processor["ProcessorConfig"],
+            serde_json::json!({ "Mode": "DISTRIBUTED", "ExecutionType": "STANDARD" }),
+            "{name}"
+        );
+        assert_eq!(
+            map["ItemReader"],
+            serde_json::json!({
+                "Resource": "arn:aws:states:::s3:listObjectsV2",
+                "Parameters": {
+                    "Bucket": WAREHOUSE_BUCKET,
+                    "Prefix": format!("{WAREHOUSE_PREFIX}{}", zones::layout::landing_prefix(dataset)),
+                }
+            }),
+            "{name}"
+        );
+        assert!(map["ItemBatcher"]["MaxItemsPerBatch"].as_u64().unwrap() > 0);
+        // The batch input is the request a Task of the transition sends:
+        // the run, the policy, and the inputs the transition reads.
+        let keys: BTreeSet<&str> = batch_input
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            BTreeSet::from([
+                "run_id.$",
+                "policy.$",
+                "transition",
+                "inputs",
+                "rubric_inputs"
+            ]),
+            "{name}"
+        );
+        let child_states = processor["States"].as_object().unwrap();
+        assert_eq!(child_states.len(), 1, "{name}: one Task per child");
+        let (_, child) = child_states.iter().next().unwrap();
+        assert_eq!(child["Type"], "Task");
+        assert_eq!(child["Resource"], "${LandingToTrustedFunctionArn}");
+        assert!(landing_to_trusted::PRODUCES.contains(&table));
+        // Results under the run's folder of the transition, as layout has it
+        // (Step Functions adds `/<map run id>/`).
+        let prefix = zones::layout::map_results_table_prefix(&"RUN".parse().unwrap(), table);
+        let format = format!(
+            "States.Format('{WAREHOUSE_PREFIX}{}', $.run_id)",
+            prefix.trim_end_matches('/').replace("RUN", "{}")
+        );
+        assert_eq!(
+            map["ResultWriter"],
+            serde_json::json!({
+                "Resource": "arn:aws:states:::s3:putObject",
+                "Parameters": { "Bucket": WAREHOUSE_BUCKET, "Prefix.$": format }
+            }),
+            "{name}"
+        );
+        assert!(map["Retry"].is_null() && map["Catch"].is_null(), "{name}");
+        // The next state is the reduce: the same function, told the Map's output.
+        let reduce = &top[map["Next"].as_str().unwrap()];
+        assert_eq!(reduce["Type"], "Task");
+        assert_eq!(reduce["Resource"], child["Resource"]);
+        assert_eq!(reduce["Parameters"]["transition"], table.name());
+        assert_eq!(reduce["Parameters"]["map_run.$"], map["ResultPath"]);
+        assert_eq!(reduce["ResultPath"], format!("$.results.{table}"));
+        assert!(
+            !map["ResultPath"].as_str().unwrap().starts_with("$.results"),
+            "{name}: the gate's request takes $.results, transition results only"
+        );
+    }
+    assert_eq!(
+        fanned,
+        [Table::AccelerometerTrusted, Table::StepTrainerTrusted]
+    );
+}
+
 #[test]
 fn error_names_in_retry_and_catch_exist_in_the_code() {
     let definition = definition();

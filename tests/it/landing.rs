@@ -124,9 +124,10 @@ fn a_gzip_delivery_stream_layout_publishes_what_the_plain_layout_does() {
 
 /// The generated readings cut into hundreds of small objects (consecutive
 /// lines, so the same order) publish exactly what the few large objects
-/// publish, with the same counts, in one Parquet part per table rather
-/// than one per object (the parts' bytes are pinned by the part writer's
-/// own test in crates/lakehouse).
+/// publish, with the same counts, in one Parquet part per child of the
+/// transition's Distributed Map (a batch of MaxItemsPerBatch objects)
+/// rather than one per object (the parts' bytes are pinned by the part
+/// writer's own test in crates/lakehouse).
 #[test]
 fn many_small_landing_objects_are_gathered_into_few_parts() {
     let few = tempfile::tempdir().unwrap();
@@ -189,14 +190,35 @@ fn many_small_landing_objects_are_gathered_into_few_parts() {
             .collect()
     };
     // (The rubric shadows are gone: the gate deletes them once it has run.)
-    for location in ["accelerometer/trusted/many", "step_trainer/trusted/many"] {
-        assert_eq!(parts(location), ["part-00000-00000.parquet"], "{location}");
+    let definition: serde_json::Value = serde_json::from_str(stedi::runner::DEFINITION).unwrap();
+    for (dataset, map) in [
+        (Dataset::Accelerometer, "AccelerometerTrusted"),
+        (Dataset::StepTrainer, "StepTrainerTrusted"),
+    ] {
+        let batch = definition["States"][map]["ItemBatcher"]["MaxItemsPerBatch"]
+            .as_u64()
+            .unwrap() as usize;
+        let objects = std::fs::read_dir(many.path().join(dataset.dir()).join("landing"))
+            .unwrap()
+            .count();
+        let children = objects.div_ceil(batch);
+        assert!(
+            children < objects / 10,
+            "{objects} objects, {children} children"
+        );
+        let location = format!("{}/trusted/many", dataset.dir());
+        let table = parts(&location);
+        assert_eq!(table.len(), children, "{location}: one part per child");
+        // Each named by its child's first object; a child whose objects
+        // hold no bad line writes no quarantine part.
+        let quarantine = parts(&format!("{}/quarantine/many", dataset.dir()));
+        assert!(!quarantine.is_empty() && quarantine.len() <= children);
+        for part in quarantine.iter().chain(&table) {
+            assert!(part.ends_with("-00000.parquet"), "{part}");
+        }
+        let names: std::collections::BTreeSet<_> = table.iter().collect();
+        assert_eq!(names.len(), children, "{table:?}");
     }
-    // The batches' few quarantined records share one part.
-    assert_eq!(
-        parts("accelerometer/quarantine/many"),
-        ["part-00000.parquet"]
-    );
 }
 
 /// Objects for one landing folder, in both stores alike: plain with no

@@ -4,6 +4,7 @@ mod cases;
 mod consistency;
 mod end_to_end;
 mod erasure;
+mod fan_out;
 mod lambda_runtime_api;
 mod landing;
 mod moto;

@@ -224,7 +224,13 @@ fn vacuum_keeps_exactly_what_the_catalog_the_window_and_a_running_run_need() {
     assert_eq!(files(wh), before, "a dry run deletes nothing");
     assert!(dry.contains("dry run, nothing deleted"), "{dry}");
     assert!(dry.contains("would delete customer/trusted/r1/"), "{dry}");
-    assert!(!dry.contains("/r5/") && !dry.contains("/r6/"), "{dry}");
+    // Of r5 (current) only its Map results, which no reader needs; nothing of r6 (running).
+    assert!(
+        !dry.lines()
+            .any(|l| l.contains("/r5/") && !l.contains("_map_results/r5/")),
+        "{dry}"
+    );
+    assert!(!dry.contains("/r6/"), "{dry}");
 
     // The vacuum: the current run's snapshots and the running run's remain.
     let out = stedi_ok(wh, &args);
@@ -240,13 +246,31 @@ fn vacuum_keeps_exactly_what_the_catalog_the_window_and_a_running_run_need() {
             .collect()
     };
     assert_eq!(folders(&dry, "would delete "), folders(&out, "deleted "));
-    assert_eq!(folders(&out, "deleted ").len(), 3 * 9 + 5);
-    // 4 published or refused runs' folders: r1-r3 all 9, f4 5.
+    // 4 published or refused runs' snapshot folders: r1-r3 all 9, f4 5;
+    // and the Map results of every run older than the window that is not
+    // running, the current one's included: 2 Maps of r1-r3 and r5, 1 of f4.
+    let map_results: Vec<String> = folders(&out, "deleted ")
+        .into_iter()
+        .filter(|f| f.starts_with(layout::map_results_prefix()))
+        .collect();
+    assert_eq!(map_results.len(), 4 * 2 + 1, "{map_results:?}");
+    let f4 = layout::map_results_table_prefix(&"f4".parse().unwrap(), AccelerometerTrusted);
+    assert!(
+        map_results
+            .iter()
+            .any(|f| f.starts_with(&format!("{f4} (2 objects"))),
+        "{map_results:?}"
+    );
+    assert_eq!(
+        folders(&out, "deleted ").len(),
+        3 * 9 + 5 + map_results.len()
+    );
+    assert!(!wh.join(layout::map_results_prefix()).exists());
     let deleted_objects = before.len() - files(wh).len();
     assert_eq!(
         deleted_objects,
-        2 * (3 * 9 + 5),
-        "a part and a manifest per folder"
+        2 * (3 * 9 + 5) + 2 * map_results.len(),
+        "a part and a manifest per snapshot folder, a manifest and SUCCEEDED_0.json per Map Run"
     );
     assert!(
         out.contains(&format!("deleted {deleted_objects} objects")),
@@ -477,14 +501,17 @@ fn vacuum_on_a_versioned_bucket_and_glue_deletes_in_batches_and_drops_staging_da
     assert_eq!(r1_keys.len(), 18, "nine snapshots of r1");
 
     let dry = stedi_s3(&["vacuum", "--as-of", &day(20), "--dry-run"]);
-    assert!(dry.contains("would delete 1023 objects"), "{dry}");
+    // And the Map results of r1 and r2 (older than the window, not
+    // running; the current run's too): 2 Maps each, a manifest and a
+    // result file per Map Run.
+    assert!(dry.contains("would delete 1031 objects"), "{dry}");
     assert_eq!(
         glue.staging_areas().unwrap().len(),
         2,
         "a dry run drops nothing"
     );
     let out = stedi_s3(&["vacuum", "--as-of", &day(20)]);
-    assert!(out.contains("deleted 1023 objects"), "{out}");
+    assert!(out.contains("deleted 1031 objects"), "{out}");
     assert!(out.contains("2 staging databases"), "{out}");
     assert!(glue.staging_areas().unwrap().is_empty());
 
@@ -548,7 +575,7 @@ fn the_shadows_are_gone_after_a_gate_that_failed() {
     let wh = dir.path();
     stedi_ok(wh, &["seed", "--customers", "40", "--seed", "3"]);
     let mut miswired: Value = serde_json::from_str(stedi::runner::DEFINITION).unwrap();
-    miswired["States"]["AccelerometerTrusted"]["Parameters"]["inputs"]["customer_trusted.$"] =
+    miswired["States"]["AccelerometerTrusted"]["ItemBatcher"]["BatchInput"]["inputs"]["customer_trusted.$"] =
         json!("$.results.customer_trusted.rubric");
     let definition = wh.join("miswired.asl.json");
     std::fs::write(&definition, miswired.to_string()).unwrap();

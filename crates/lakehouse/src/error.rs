@@ -123,6 +123,19 @@ pub enum Error {
         now: String,
     },
 
+    /// A Distributed Map ended with children that failed or never ran (a
+    /// Map that tolerates failures lets them through): the transition's
+    /// reduce cannot seal a snapshot without their objects.
+    #[error(
+        "map run {map_run}: {failed} child executions failed and {pending} never ran (results {manifest}): the transition is incomplete; run it again"
+    )]
+    MapRunIncomplete {
+        map_run: String,
+        manifest: String,
+        failed: u64,
+        pending: u64,
+    },
+
     #[error("the quality gate's request does not describe run {run_id}: {what}")]
     ForeignResults { run_id: String, what: String },
 
@@ -257,6 +270,7 @@ impl Error {
             | Error::RunIdUsed { .. }
             | Error::PolicyMismatch { .. }
             | Error::ForeignResults { .. }
+            | Error::MapRunIncomplete { .. }
             | Error::KeyGone { .. }
             | Error::KeyChanged { .. }
             | Error::RetentionTooShort(_)
@@ -391,9 +405,10 @@ mod tests {
             Error::ErasureKeyGone { .. } => 33,
             Error::ErasureKeyChanged { .. } => 34,
             Error::KeyChanged { .. } => 35,
+            Error::MapRunIncomplete { .. } => 36,
         }
     }
-    const VARIANTS: usize = 36;
+    const VARIANTS: usize = 37;
 
     /// Every variant with the name Step Functions sees: the data is wrong
     /// -> InvalidInput; a retry may succeed -> Transient; our bug, the
@@ -549,6 +564,15 @@ mod tests {
                 Error::ForeignResults {
                     run_id: "r".into(),
                     what: "w".into(),
+                },
+                "Stedi.InvalidInput",
+            ),
+            (
+                Error::MapRunIncomplete {
+                    map_run: "arn".into(),
+                    manifest: "m".into(),
+                    failed: 1,
+                    pending: 2,
                 },
                 "Stedi.InvalidInput",
             ),

@@ -24,6 +24,7 @@ pub mod glue;
 pub mod keys;
 #[cfg(feature = "lambda")]
 pub mod lambda;
+pub mod map_results;
 pub mod query;
 pub mod runs;
 #[cfg(feature = "s3")]
@@ -40,7 +41,7 @@ pub use catalog::Catalog;
 pub use error::{Error, Result};
 pub use keys::{KeySource, Keys, MIN_KEY_BYTES, rotate_key};
 pub use query::QueryEngine;
-pub use store::{LocalStore, ObjectInfo, Store, Unreadable};
+pub use store::{BucketLocation, LocalStore, ObjectInfo, Store, Unreadable};
 
 /// Where the warehouse lives and which catalog and query engine serve it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

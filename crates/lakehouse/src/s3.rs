@@ -525,6 +525,13 @@ impl Store for S3Store {
     fn url(&self, key: &str) -> String {
         format!("s3://{}/{}", self.bucket, self.object_key(key))
     }
+
+    fn bucket_location(&self) -> crate::store::BucketLocation {
+        crate::store::BucketLocation {
+            bucket: self.bucket.clone(),
+            prefix: self.prefix.clone(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -117,6 +117,43 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// A human-readable location of `key`, for messages (`/path/to/key`, `s3://b/k`).
     fn url(&self, key: &str) -> String;
+
+    /// Where the warehouse is as S3 names its objects (Step Functions'
+    /// S3 integrations: a Distributed Map's ItemReader and ResultWriter).
+    /// By default, a local directory: the bucket [`LOCAL_BUCKET`], whose
+    /// keys are the store's.
+    fn bucket_location(&self) -> BucketLocation {
+        BucketLocation {
+            bucket: LOCAL_BUCKET.to_string(),
+            prefix: String::new(),
+        }
+    }
+}
+
+/// The bucket a local directory warehouse stands for when the local runner
+/// serves Step Functions' S3 calls from it.
+pub const LOCAL_BUCKET: &str = "local";
+
+/// A warehouse as S3 names its objects: a bucket, and the prefix of the
+/// warehouse's keys in it (empty, or ending in `/`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketLocation {
+    pub bucket: String,
+    pub prefix: String,
+}
+
+impl BucketLocation {
+    /// The store key of the object `key` of `bucket`: the key without the
+    /// warehouse's prefix; None for an object outside the warehouse.
+    pub fn store_key<'k>(&self, bucket: &str, key: &'k str) -> Option<&'k str> {
+        key.strip_prefix(self.prefix.as_str())
+            .filter(|_| bucket == self.bucket)
+    }
+
+    /// The object key, in the bucket, of the store key `key`.
+    pub fn bucket_key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
 }
 
 /// The piece size of [`Store::read_chunks`] for local files: 4 MiB, large

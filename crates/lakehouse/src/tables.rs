@@ -7,6 +7,7 @@
 use polars::prelude::*;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+pub use zones::contract::PartInfo;
 use zones::contract::{ColumnDef, TableRef};
 
 use zones::landing::{self, JudgedObject, ParsedObject, QuarantineReason};
@@ -38,6 +39,35 @@ pub fn landing_objects(store: &dyn Store, dataset: Dataset) -> Result<Vec<Object
         });
     }
     Ok(objects)
+}
+
+/// The landing object of `dataset` that a listing item names (a
+/// Distributed Map child's item: its store key and size), by the listing
+/// rule of [`landing_objects`]; None when the rule leaves it out. An empty
+/// item is looked up, since an entry the store must not read is listed
+/// with no size (a local symlink, say) and is kept to be quarantined by
+/// name; S3 lists no such entry, so there it costs a listing only for an
+/// empty object.
+pub fn landing_object_of(
+    store: &dyn Store,
+    dataset: Dataset,
+    key: &str,
+    size: u64,
+) -> Result<Option<ObjectInfo>> {
+    if !layout::landing_name(dataset, key) {
+        return Ok(None);
+    }
+    if layout::landing_object(dataset, key, size).is_some() {
+        return Ok(Some(ObjectInfo {
+            key: key.to_string(),
+            size,
+            ..ObjectInfo::default()
+        }));
+    }
+    Ok(store
+        .list(key)?
+        .into_iter()
+        .find(|o| o.key == key && o.unreadable.is_some()))
 }
 
 /// Reads one listed landing object and judges its records by `rules`
@@ -139,20 +169,6 @@ pub fn read_landing(store: &dyn Store, dataset: Dataset) -> Result<ParsedObject>
     Ok(all)
 }
 
-/// One Parquet part of a snapshot as its writer saw it: what the manifest records.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PartInfo {
-    /// The part's name under the snapshot prefix (`part-00000.parquet`).
-    pub name: String,
-    /// Rows (0 in a manifest written before parts recorded them).
-    #[serde(default)]
-    pub rows: u64,
-    /// Bytes.
-    pub size: u64,
-    /// CRC32C (Castagnoli) of the bytes, the checksum S3 also computes.
-    pub crc32c: u32,
-}
-
 /// `<snapshot prefix>/_manifest.json`: every part of a snapshot with its size
 /// and checksum, written when the snapshot is sealed. Readers take the parts
 /// from it (no listing), and refuse a part whose size or checksum differs.
@@ -216,7 +232,7 @@ pub const BATCH_BYTES: u64 = 16 << 20;
 /// objects of at most [`BATCH_BYTES`] stored bytes together (an object
 /// larger than that is a batch alone). A batch is one unit of work: its
 /// objects' rows are gathered into the same parts, so many small objects
-/// make few parts, and its parts are named by the batch's index
+/// make few parts, and its parts are named by its first object
 /// ([`layout::batch_part_name`]): the batches, and so the keys, follow from
 /// the listing alone, and a retry writes the same keys.
 pub fn landing_batches(objects: &[ObjectInfo]) -> Vec<std::ops::Range<usize>> {
@@ -237,13 +253,15 @@ pub fn landing_batches(objects: &[ObjectInfo]) -> Vec<std::ops::Range<usize>> {
 
 /// Gathers the rows of one batch, in order, into Parquet parts of exactly
 /// `rows_per_part` rows (the batch's last part: the rest) of a snapshot,
-/// named `part-<batch>-<n>.parquet`: the same rows give the same parts and
-/// keys however the rows arrive. The parts count once [`seal`] lists them.
+/// named by the batch's first landing object ([`layout::batch_part_name`]):
+/// the same rows give the same parts and keys however the rows arrive, and
+/// a retried batch writes over its own parts. The parts count once [`seal`]
+/// lists them.
 pub struct PartWriter<'s> {
     store: &'s dyn Store,
     snapshot: &'s SnapshotRef,
-    /// None: the writer that gathers batches' rests, `part-<n>.parquet`.
-    batch: Option<usize>,
+    /// The key of the batch's first landing object.
+    first_key: &'s str,
     rows_per_part: usize,
     buffer: Vec<DataFrame>,
     buffered: usize,
@@ -256,32 +274,13 @@ impl<'s> PartWriter<'s> {
     pub fn new(
         store: &'s dyn Store,
         snapshot: &'s SnapshotRef,
-        batch: usize,
-        rows_per_part: usize,
-    ) -> Self {
-        Self::named(store, snapshot, Some(batch), rows_per_part)
-    }
-
-    /// A writer of the rests the batches kept ([`Self::finish_keeping`]),
-    /// gathered in batch order into parts named `part-<n>.parquet`.
-    pub fn gathering(
-        store: &'s dyn Store,
-        snapshot: &'s SnapshotRef,
-        rows_per_part: usize,
-    ) -> Self {
-        Self::named(store, snapshot, None, rows_per_part)
-    }
-
-    fn named(
-        store: &'s dyn Store,
-        snapshot: &'s SnapshotRef,
-        batch: Option<usize>,
+        first_key: &'s str,
         rows_per_part: usize,
     ) -> Self {
         PartWriter {
             store,
             snapshot,
-            batch,
+            first_key,
             rows_per_part,
             buffer: Vec::new(),
             buffered: 0,
@@ -336,26 +335,10 @@ impl<'s> PartWriter<'s> {
     }
 
     fn write(&mut self, part: &mut DataFrame) -> Result<()> {
-        let n = self.written.len();
-        let name = match self.batch {
-            Some(batch) => layout::batch_part_name(batch, n),
-            None => layout::part_name(n),
-        };
+        let name = layout::batch_part_name(self.first_key, self.written.len());
         self.written
             .push(write_part(self.store, self.snapshot, &name, part)?);
         Ok(())
-    }
-
-    /// Like [`Self::finish`], but a rest of at most `keep` rows is returned
-    /// instead of written, for a [`Self::gathering`] writer to gather with
-    /// the other batches' rests (quarantined records are few: one part for
-    /// all batches, not one each).
-    pub fn finish_keeping(mut self, keep: usize) -> Result<(Vec<PartInfo>, Option<DataFrame>)> {
-        if self.buffered == 0 || self.buffered > keep {
-            return Ok((self.finish()?, None));
-        }
-        let rest = self.gathered()?;
-        Ok((self.written, Some(rest)))
     }
 
     /// Writes the rest of the rows as the batch's last part; returns the

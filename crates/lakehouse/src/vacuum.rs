@@ -1,5 +1,5 @@
 //! Vacuum: lists what retention decides over (snapshot folders, the runs'
-//! folders, staging areas), reads the catalog and the runs' records, asks
+//! folders, the Distributed Maps' result files, staging areas), reads the catalog and the runs' records, asks
 //! `zones::retention::plan` what is garbage, and deletes it. The rules are
 //! in `zones::retention`; this module only moves bytes.
 //!
@@ -39,6 +39,7 @@ pub fn vacuum(env: &Env, options: &VacuumOptions) -> Result<(Plan, VacuumResult)
         objects.extend(store.list(&layout::snapshots_prefix(table))?);
     }
     let run_files = store.list(layout::runs_prefix())?;
+    objects.extend(store.list(layout::map_results_prefix())?);
     let staging_names = env.catalog.staging_areas()?;
     // 2. What the catalog points at, and what each run is, read after the listing.
     let catalog = env.catalog.load()?;
@@ -156,6 +157,10 @@ pub fn summarize(plan: &Plan, options: &VacuumOptions, now_ms: u64, seconds: f64
             Kind::RubricShadow => {
                 entry.shadow_objects += tally.objects;
                 entry.shadow_bytes += tally.bytes;
+            }
+            Kind::MapResults => {
+                entry.map_result_objects += tally.objects;
+                entry.map_result_bytes += tally.bytes;
             }
         }
     }

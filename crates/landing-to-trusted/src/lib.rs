@@ -2,25 +2,31 @@
 //! accelerometer_trusted, step_trainer_trusted). Each landing object is read
 //! and parsed once, bad lines are quarantined in the same pass. Customers
 //! (small, and deduped across objects under strict) go through the policy's
-//! Polars plan whole; readings are streamed in batches of consecutive objects,
-//! one batch per core in flight, each object read piece by piece and judged
-//! while parsing by the policy's `ReadingRule` (and under strict the
-//! rubric's, from the same pass), the batch's rows gathered into Parquet
-//! parts of a fixed number of rows, so memory depends on neither the size nor
-//! the number of objects. The local runner calls the same [`run`].
+//! Polars plan whole. Readings are judged one batch of landing objects at a
+//! time: each object read piece by piece and judged while parsing by the
+//! policy's `ReadingRule` (and under strict the rubric's, from the same
+//! pass), the batch's rows gathered into Parquet parts of a fixed number of
+//! rows named by its first object, so memory depends on neither the size
+//! nor the number of objects; a reduce then seals the batches' parts as
+//! the snapshots and merges their counts. The state machine fans the
+//! batches out as a Distributed Map ([`judge_batch`] per child, [`reduce`]
+//! after it); one invocation ([`run`]) does the same work on its own cores.
+//! The local runner calls the same functions.
 //!
 //! Deliberately absent: catalog switches (the quality gate publishes) and
 //! environment reads (main.rs parses configuration once).
 
-use std::collections::BTreeMap;
 use std::time::Instant;
 
-use lakehouse::tables::{PartInfo, PartWriter};
-use lakehouse::{Env, Error, erasure, tables};
+use lakehouse::tables::PartWriter;
+use lakehouse::{Env, Error, ObjectInfo, Store, erasure, map_results, tables};
 use polars::prelude::*;
-use zones::contract::{EraseRequest, TableRef, TaskError, TransitionRequest, TransitionResult};
+use zones::contract::{
+    BatchRequest, BatchResult, EraseRequest, PartsWritten, ReduceRequest, TableRef, TaskError,
+    TransitionRequest, TransitionResult,
+};
 use zones::erasure::ErasureReport;
-use zones::layout::SnapshotRef;
+use zones::layout::{self, SnapshotRef};
 use zones::policy::rule;
 use zones::quarantine::{self, QuarantinedLine, quarantine_frame, quarantine_schema};
 use zones::transitions::{self, Outputs, ReadingRule, settle};
@@ -33,16 +39,21 @@ pub const PRODUCES: [Table; 3] = [
     Table::StepTrainerTrusted,
 ];
 
+/// A whole transition in one invocation.
 pub fn run(env: &Env, request: &TransitionRequest) -> Result<TransitionResult, TaskError> {
     Ok(run_inner(env, request)?)
 }
 
-/// What this function is asked: a transition, or the Erase state (after
-/// the publish). Told apart by the request's `erase` field, so each keeps
-/// its own contract's error messages.
+/// What this function is asked: a whole transition, a Distributed Map
+/// child's batch of landing objects, the reduce after that Map, or the
+/// Erase state (after the publish). Told apart by a field only one of
+/// them has (`Items`, `map_run`, `erase`), so each keeps its own
+/// contract's error messages.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Request {
     Transition(TransitionRequest),
+    Batch(BatchRequest),
+    Reduce(ReduceRequest),
     Erase(EraseRequest),
 }
 
@@ -50,30 +61,36 @@ impl<'de> serde::Deserialize<'de> for Request {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error as _;
         let value = serde_json::Value::deserialize(d)?;
-        if value.get("erase").is_some() {
-            serde_json::from_value(value)
-                .map(Request::Erase)
-                .map_err(D::Error::custom)
+        let has = |field| value.get(field).is_some();
+        let request = if has("Items") {
+            serde_json::from_value(value).map(Request::Batch)
+        } else if has("map_run") {
+            serde_json::from_value(value).map(Request::Reduce)
+        } else if has("erase") {
+            serde_json::from_value(value).map(Request::Erase)
         } else {
-            serde_json::from_value(value)
-                .map(Request::Transition)
-                .map_err(D::Error::custom)
-        }
+            serde_json::from_value(value).map(Request::Transition)
+        };
+        request.map_err(D::Error::custom)
     }
 }
 
-/// The function's answer: a transition's result or an erasure report.
+/// The function's answer: a transition's result, a batch's, or an erasure report.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[serde(untagged)]
 pub enum Response {
     Transition(Box<TransitionResult>),
+    Batch(Box<BatchResult>),
     Erase(Box<ErasureReport>),
 }
 
-/// The Lambda's handler: [`run`] or [`erase`], by the request.
+/// The Lambda's handler: [`run`], [`judge_batch`], [`reduce`] or
+/// [`erase`], by the request.
 pub fn handle(env: &Env, request: &Request) -> Result<Response, TaskError> {
     match request {
         Request::Transition(r) => run(env, r).map(|r| Response::Transition(Box::new(r))),
+        Request::Batch(r) => judge_batch(env, r).map(|r| Response::Batch(Box::new(r))),
+        Request::Reduce(r) => reduce(env, r).map(|r| Response::Transition(Box::new(r))),
         Request::Erase(r) => erase(env, r).map(|r| Response::Erase(Box::new(r))),
     }
 }
@@ -96,29 +113,15 @@ fn run_inner(env: &Env, request: &TransitionRequest) -> Result<TransitionResult,
     let outputs = transitions::outputs(request.transition, request.policy, &request.run_id);
     let mut result = match request.transition {
         Table::CustomerTrusted => customers(env, request, &outputs)?,
-        Table::AccelerometerTrusted => readings(
-            env,
-            request,
-            &outputs,
-            Dataset::Accelerometer,
-            Table::CustomerTrusted,
-        )?,
-        Table::StepTrainerTrusted => readings(
-            env,
-            request,
-            &outputs,
-            Dataset::StepTrainer,
-            Table::CustomersCurated,
-        )?,
-        other => {
-            return Err(Error::NotServed {
-                function: "landing-to-trusted",
-                transition: other,
-            });
-        }
+        _ => readings(env, request, &outputs)?,
     };
     result.seconds = started.elapsed().as_secs_f64();
     result.peak_rss_mib = lakehouse::peak_rss_mib();
+    log_done(&result);
+    Ok(result)
+}
+
+fn log_done(result: &TransitionResult) {
     tracing::info!(
         table = %result.transition,
         policy = %result.policy,
@@ -127,7 +130,6 @@ fn run_inner(env: &Env, request: &TransitionRequest) -> Result<TransitionResult,
         seconds = result.seconds,
         "transition done"
     );
-    Ok(result)
 }
 
 /// The quarantine table a landing transition writes.
@@ -182,22 +184,147 @@ fn customers(
     Ok(result)
 }
 
-/// What one batch of landing objects of readings wrote and counted.
-struct Batch {
-    /// Per output (the policy's table, then under strict its rubric
-    /// shadow): the batch's counts, and the parts written.
-    counts: Vec<RowCounts>,
-    parts: Vec<Vec<PartInfo>>,
-    quarantine: Vec<PartInfo>,
-    /// The batch's last quarantined records, when few: written with the
-    /// other batches' into shared parts.
-    quarantine_rest: Option<DataFrame>,
-    /// The batch's landing objects that held erased records, with how many.
-    erased: BTreeMap<String, u64>,
+/// How the readings of transitions 2 and 4 are judged: the landing
+/// dataset, the reading rules (the policy's, then under strict the
+/// rubric's) built from the customer index each reads, and the snapshots
+/// their rows go to. Built once per invocation, used by every batch.
+struct Judge<'e> {
+    store: &'e dyn Store,
+    transition: Table,
+    dataset: Dataset,
+    rules: Vec<ReadingRule>,
+    /// One per rule: the policy's table, then the rubric shadow.
+    snapshots: Vec<SnapshotRef>,
+    quarantine: SnapshotRef,
 }
 
-/// A batch keeps at most this many quarantined records for the shared parts.
-const QUARANTINE_REST_ROWS: usize = 4096;
+/// The landing dataset and the customer table that transition 2 or 4
+/// reads; [`Error::NotServed`] for any other transition.
+fn readings_of(transition: Table) -> Result<(Dataset, Table), Error> {
+    match transition {
+        Table::AccelerometerTrusted => Ok((Dataset::Accelerometer, Table::CustomerTrusted)),
+        Table::StepTrainerTrusted => Ok((Dataset::StepTrainer, Table::CustomersCurated)),
+        other => Err(Error::NotServed {
+            function: "landing-to-trusted",
+            transition: other,
+        }),
+    }
+}
+
+impl<'e> Judge<'e> {
+    /// Reads the customer index (and under strict the rubric's shadow of
+    /// it) that `request` names, and who the run erases.
+    fn new(env: &'e Env, request: &TransitionRequest, outputs: &Outputs) -> Result<Self, Error> {
+        let store = env.store.as_ref();
+        let (dataset, index) = readings_of(request.transition)?;
+        // Erased people's readings leave first, under both policies (and in the shadow).
+        let erasure = erasure::erasure_of_run(env, &request.run_id)?;
+        let rule = |policy: Policy, customers: &TableRef| -> Result<ReadingRule, Error> {
+            let customers = tables::read_table(store, customers)?.collect()?;
+            let rule = match dataset {
+                Dataset::Accelerometer => ReadingRule::accelerometer_trusted(policy, &customers),
+                _ => ReadingRule::step_trainer_trusted(policy, &customers),
+            }?;
+            Ok(rule.with_erasure(erasure.clone()))
+        };
+        let mut rules = vec![rule(request.policy, request.input(index)?)?];
+        let mut snapshots = vec![outputs.table.clone()];
+        if let Some(shadow) = outputs.shadow() {
+            rules.push(rule(Policy::Rubric, request.rubric_input(index)?)?);
+            snapshots.push(shadow.clone());
+        }
+        Ok(Judge {
+            store,
+            transition: request.transition,
+            dataset,
+            rules,
+            snapshots,
+            quarantine: quarantine_of(outputs).clone(),
+        })
+    }
+
+    /// Judges `objects`: cut into batches of consecutive objects
+    /// ([`tables::landing_batches`]), one batch per core in flight
+    /// ([`lakehouse::map_bounded`]), each batch judged by [`Self::batch`];
+    /// their results merged.
+    fn objects(&self, objects: &[ObjectInfo]) -> Result<BatchResult, Error> {
+        let batches = tables::landing_batches(objects);
+        let done =
+            lakehouse::map_bounded(&batches, |_, range| self.batch(&objects[range.clone()]))?;
+        tracing::info!(dataset = %self.dataset, objects = objects.len(), batches = batches.len(), "judged landing objects");
+        let mut all = BatchResult::empty(self.transition);
+        for batch in done {
+            all.merge(batch);
+        }
+        Ok(all)
+    }
+
+    /// One batch of consecutive landing objects: each object streamed piece
+    /// by piece and judged while parsing, the batch's kept rows (and its
+    /// rubric shadow's, and its quarantined records) gathered into parts of
+    /// a fixed number of rows named by the batch's first object, so memory
+    /// depends on neither the objects' sizes nor their number.
+    fn batch(&self, objects: &[ObjectInfo]) -> Result<BatchResult, Error> {
+        let store = self.store;
+        let first = objects.first().map_or("", |o| o.key.as_str());
+        let mut writer = BatchWriter {
+            outputs: self
+                .snapshots
+                .iter()
+                .map(|s| PartWriter::new(store, s, first, tables::PART_ROWS))
+                .collect(),
+            quarantine: PartWriter::new(
+                store,
+                &self.quarantine,
+                first,
+                tables::QUARANTINE_PART_ROWS,
+            ),
+        };
+        let rules: Vec<&ReadingRule> = self.rules.iter().collect();
+        let mut counts = vec![RowCounts::default(); rules.len()];
+        let mut result = BatchResult::empty(self.transition);
+        for object in objects {
+            let mut judged = tables::stream_landing_object(
+                store,
+                self.dataset,
+                object,
+                &rules,
+                &mut |parser| writer.take(parser.take_rows(), parser.take_quarantined()),
+            )?;
+            writer.take(
+                std::mem::take(&mut judged.rows),
+                std::mem::take(&mut judged.quarantined),
+            )?;
+            let object_counts = &judged.counts[0];
+            if let Some(n) = object_counts.dropped.get(rule::ERASED) {
+                result.erased_objects.insert(object.key.clone(), *n);
+            }
+            tracing::debug!(
+                key = object.key,
+                bytes = object.size,
+                records = object_counts.input,
+                rows = object_counts.kept,
+                quarantined = object_counts.quarantined_total(),
+                "judged landing object"
+            );
+            for (all, object) in counts.iter_mut().zip(&judged.counts) {
+                all.merge(object);
+            }
+            result.objects += 1;
+            result.bytes += object.size;
+        }
+        let mut written = writer.outputs.into_iter().zip(counts).map(|(w, counts)| {
+            Ok::<_, Error>(PartsWritten {
+                counts,
+                parts: w.finish()?,
+            })
+        });
+        result.table = written.next().expect("one output per rule")?;
+        result.rubric = written.next().transpose()?;
+        result.quarantine = writer.quarantine.finish()?;
+        Ok(result)
+    }
+}
 
 /// Where a batch's rows go while its objects stream: one part writer per
 /// output (the policy's rule, then the rubric's), one for the quarantine.
@@ -218,147 +345,173 @@ impl BatchWriter<'_> {
     }
 }
 
-/// Transitions 2 and 4: streams the landing objects of `dataset` against
-/// the customer table `index`, batch by batch ([`tables::landing_batches`]),
-/// one batch per core in flight: each object is parsed piece by piece and
-/// judged while parsing, and the batch's kept rows (and its rubric
-/// shadow's, and its quarantined records) are gathered into parts of a
-/// fixed number of rows named by the batch, so memory depends on neither
-/// the objects' sizes nor their number. Then the reduce: each output's
-/// parts sealed as one snapshot, the batches' counts merged.
+/// Transitions 2 and 4 in one invocation: every landing object of the
+/// dataset judged against the customer index ([`Judge::objects`]), then
+/// sealed ([`seal_readings`]).
 fn readings(
     env: &Env,
     request: &TransitionRequest,
     outputs: &Outputs,
-    dataset: Dataset,
-    index: Table,
 ) -> Result<TransitionResult, Error> {
-    let store = env.store.as_ref();
-    // Erased people's readings leave first, under both policies (and in the shadow).
-    let erasure = erasure::erasure_of_run(env, &request.run_id)?;
-    let rule = |policy: Policy, customers: &TableRef| -> Result<ReadingRule, Error> {
-        let customers = tables::read_table(store, customers)?.collect()?;
-        let rule = match dataset {
-            Dataset::Accelerometer => ReadingRule::accelerometer_trusted(policy, &customers),
-            _ => ReadingRule::step_trainer_trusted(policy, &customers),
-        }?;
-        Ok(rule.with_erasure(erasure.clone()))
-    };
-    // One output per rule: the policy's table, then the rubric's shadow.
-    let mut rules = vec![rule(request.policy, request.input(index)?)?];
-    let mut snapshots = vec![&outputs.table];
-    if let Some(shadow) = outputs.shadow() {
-        rules.push(rule(Policy::Rubric, request.rubric_input(index)?)?);
-        snapshots.push(shadow);
-    }
-    let rules: Vec<&ReadingRule> = rules.iter().collect();
-    let quarantine = quarantine_of(outputs);
-    let objects = tables::landing_objects(store, dataset)?;
-    let batches = tables::landing_batches(&objects);
+    let judge = Judge::new(env, request, outputs)?;
+    let objects = tables::landing_objects(env.store.as_ref(), judge.dataset)?;
+    let batch = judge.objects(&objects)?;
+    seal_readings(env.store.as_ref(), request, outputs, batch)
+}
 
-    let mut done: Vec<Batch> =
-        lakehouse::map_bounded(&batches, |b, range| -> Result<Batch, Error> {
-            let mut writer = BatchWriter {
-                outputs: snapshots
-                    .iter()
-                    .map(|s| PartWriter::new(store, s, b, tables::PART_ROWS))
-                    .collect(),
-                quarantine: PartWriter::new(store, quarantine, b, tables::QUARANTINE_PART_ROWS),
-            };
-            let mut counts = vec![RowCounts::default(); rules.len()];
-            let mut erased = BTreeMap::new();
-            for object in &objects[range.clone()] {
-                let mut judged =
-                    tables::stream_landing_object(store, dataset, object, &rules, &mut |parser| {
-                        writer.take(parser.take_rows(), parser.take_quarantined())
-                    })?;
-                writer.take(
-                    std::mem::take(&mut judged.rows),
-                    std::mem::take(&mut judged.quarantined),
-                )?;
-                let object_counts = &judged.counts[0];
-                if let Some(n) = object_counts.dropped.get(rule::ERASED) {
-                    erased.insert(object.key.clone(), *n);
-                }
-                tracing::debug!(
-                    key = object.key,
-                    bytes = object.size,
-                    records = object_counts.input,
-                    rows = object_counts.kept,
-                    quarantined = object_counts.quarantined_total(),
-                    "judged landing object"
-                );
-                for (all, object) in counts.iter_mut().zip(&judged.counts) {
-                    all.merge(object);
-                }
-            }
-            tracing::debug!(
-                batch = b,
-                objects = range.len(),
-                records = counts[0].input,
-                "judged a batch of landing objects"
-            );
-            let parts = writer
-                .outputs
-                .into_iter()
-                .map(PartWriter::finish)
-                .collect::<Result<_, _>>()?;
-            let (quarantine, quarantine_rest) =
-                writer.quarantine.finish_keeping(QUARANTINE_REST_ROWS)?;
-            Ok(Batch {
-                counts,
-                parts,
-                quarantine,
-                quarantine_rest,
-                erased,
-            })
-        })?;
-    tracing::info!(%dataset, objects = objects.len(), batches = batches.len(), "streamed landing objects");
-
-    // The reduce: every batch's parts of an output sealed as its snapshot,
-    // the batches' counts merged; the quarantine's rests gathered first.
-    let mut rests = PartWriter::gathering(store, quarantine, tables::QUARANTINE_PART_ROWS);
-    let mut quarantine_parts = Vec::new();
-    for batch in &mut done {
-        quarantine_parts.append(&mut batch.quarantine);
-        if let Some(rest) = batch.quarantine_rest.take() {
-            rests.push(rest)?;
-        }
+/// The reduce of transitions 2 and 4: each output's parts, as every batch
+/// wrote them, sealed as its snapshot (the table, under strict its rubric
+/// shadow, the quarantine), with the batches' merged counts. No part is
+/// read again.
+///
+/// Errors: [`Error::NoLandingData`] when the batches judged no object.
+fn seal_readings(
+    store: &dyn Store,
+    request: &TransitionRequest,
+    outputs: &Outputs,
+    batch: BatchResult,
+) -> Result<TransitionResult, Error> {
+    let (dataset, _) = readings_of(request.transition)?;
+    if batch.objects == 0 {
+        let prefix = zones::layout::landing_prefix(dataset);
+        return Err(Error::NoLandingData {
+            dataset,
+            store: store.url(&prefix),
+            prefix,
+        });
     }
-    quarantine_parts.extend(rests.finish()?);
     let schema = dataset.landing_schema().polars_schema();
-    let mut sealed = Vec::new();
-    for (n, snapshot) in snapshots.iter().enumerate() {
-        let parts = done
-            .iter_mut()
-            .flat_map(|b| std::mem::take(&mut b.parts[n]));
-        let table = tables::seal(store, snapshot, parts.collect(), &schema)?;
-        let counts: RowCounts = done.iter().map(|b| &b.counts[n]).sum();
-        debug_assert_eq!(table.rows, counts.kept, "{}", table.table);
-        sealed.push((table, counts));
-    }
-    let mut sealed = sealed.into_iter();
-    let (table, counts) = sealed.next().expect("one output per rule");
-    let mut result = TransitionResult::new(request, table, counts);
-    if let Some((shadow, counts)) = sealed.next() {
-        result = result.with_rubric(Some(shadow.clone()), shadow.rows, counts);
+    let table = tables::seal(store, &outputs.table, batch.table.parts, &schema)?;
+    debug_assert_eq!(table.rows, batch.table.counts.kept, "{}", table.table);
+    let mut result = TransitionResult::new(request, table, batch.table.counts);
+    if let Some(shadow) = outputs.shadow() {
+        let rubric = batch.rubric.unwrap_or_default();
+        let table = tables::seal(store, shadow, rubric.parts, &schema)?;
+        result = result.with_rubric(Some(table.clone()), table.rows, rubric.counts);
     }
     result.quarantine = Some(tables::seal(
         store,
-        quarantine,
-        quarantine_parts,
+        quarantine_of(outputs),
+        batch.quarantine,
         &quarantine_schema(),
     )?);
-    result.erased_objects = done.into_iter().flat_map(|b| b.erased).collect();
+    result.erased_objects = batch.erased_objects;
+    Ok(result)
+}
+
+/// A Distributed Map child of transition 2 or 4 ([`BatchRequest`]): the
+/// landing objects its items name (by the listing rule of
+/// [`tables::landing_objects`]: `_`/`.` names and empty objects are left
+/// out) judged against the customer index its `BatchInput` names, written
+/// as parts under the run's snapshot prefixes and answered with their
+/// counts and parts, for the reduce.
+pub fn judge_batch(env: &Env, request: &BatchRequest) -> Result<BatchResult, TaskError> {
+    Ok(judge_batch_inner(env, request)?)
+}
+
+fn judge_batch_inner(env: &Env, request: &BatchRequest) -> Result<BatchResult, Error> {
+    let started = Instant::now();
+    let transition = &request.batch_input;
+    lakehouse::runs::begin(env, &transition.run_id, transition.policy)?;
+    let (dataset, _) = readings_of(transition.transition)?;
+    let outputs =
+        transitions::outputs(transition.transition, transition.policy, &transition.run_id);
+    let store = env.store.as_ref();
+    let location = store.bucket_location();
+    let mut objects = Vec::new();
+    for item in &request.items {
+        let key = location
+            .store_key(&location.bucket, &item.key)
+            .ok_or_else(|| Error::InvalidKey {
+                key: item.key.clone(),
+                reason: "the item is not an object of the warehouse",
+            })?;
+        objects.extend(tables::landing_object_of(store, dataset, key, item.size)?);
+    }
+    let mut batch = Judge::new(env, transition, &outputs)?.objects(&objects)?;
+    batch.seconds = started.elapsed().as_secs_f64();
+    batch.peak_rss_mib = lakehouse::peak_rss_mib();
+    tracing::info!(
+        table = %batch.transition,
+        items = request.items.len(),
+        objects = batch.objects,
+        bytes = batch.bytes,
+        input_rows = batch.table.counts.input,
+        seconds = batch.seconds,
+        "batch judged"
+    );
+    Ok(batch)
+}
+
+/// The reduce after the Distributed Map of transition 2 or 4
+/// ([`ReduceRequest`]): the children's [`BatchResult`]s read from the Map
+/// Run's result files ([`lakehouse::map_results`]), merged, and sealed as
+/// one invocation of the transition seals them; answered with the same
+/// [`TransitionResult`]. Its `seconds` run from the first child's start
+/// to the end of the reduce.
+///
+/// Errors: a child that failed or never ran ([`Error::MapRunIncomplete`]);
+/// an answer that is not a batch of this transition, or names a part
+/// badly ([`Error::Damaged`]); no landing object in any batch
+/// ([`Error::NoLandingData`]).
+pub fn reduce(env: &Env, request: &ReduceRequest) -> Result<TransitionResult, TaskError> {
+    Ok(reduce_inner(env, request)?)
+}
+
+fn reduce_inner(env: &Env, request: &ReduceRequest) -> Result<TransitionResult, Error> {
+    let started = Instant::now();
+    readings_of(request.transition)?;
+    lakehouse::runs::begin(env, &request.run_id, request.policy)?;
+    let store = env.store.as_ref();
+    let details = &request.map_run.result_writer_details;
+    let children =
+        map_results::succeeded_outputs::<BatchResult>(store, &details.bucket, &details.key)?;
+    let damaged = |what: String| Error::Damaged {
+        key: format!("s3://{}/{}", details.bucket, details.key),
+        what,
+    };
+    let mut batch = BatchResult::empty(request.transition);
+    for child in children.outputs {
+        if child.transition != request.transition {
+            return Err(damaged(format!(
+                "a child judged objects for {}, not {}",
+                child.transition, request.transition
+            )));
+        }
+        let parts = child
+            .table
+            .parts
+            .iter()
+            .chain(child.rubric.iter().flat_map(|r| &r.parts))
+            .chain(&child.quarantine);
+        if let Some(part) = parts.into_iter().find(|p| !layout::is_part_name(&p.name)) {
+            return Err(damaged(format!("a child names the part `{}`", part.name)));
+        }
+        batch.merge(child);
+    }
+    let peak = [batch.peak_rss_mib, lakehouse::peak_rss_mib()];
+    let outputs = transitions::outputs(request.transition, request.policy, &request.run_id);
+    let mut result = seal_readings(store, &request.transition_request(), &outputs, batch)?;
+    result.seconds = children.seconds.unwrap_or(0.0) + started.elapsed().as_secs_f64();
+    result.peak_rss_mib = peak.into_iter().flatten().reduce(f64::max);
+    log_done(&result);
     Ok(result)
 }
 
 impl lakehouse::lambda::Invocation for Request {
-    const EXPECTED: &'static str = "transition request (run_id, policy, transition, inputs) or erase request (run_id, policy, erase, results)";
+    const EXPECTED: &'static str = "transition request (run_id, policy, transition, inputs), Map child's batch (Items, BatchInput), reduce request (run_id, policy, transition, map_run) or erase request (run_id, policy, erase, results)";
 
     fn span(&self) -> tracing::Span {
         match self {
             Request::Transition(r) => r.span(),
+            // A child's span carries its transition: `accelerometer_trusted`.
+            Request::Batch(r) => r.batch_input.span(),
+            Request::Reduce(r) => tracing::info_span!(
+                "invocation",
+                run_id = %r.run_id,
+                transition = %r.transition,
+                policy = %r.policy,
+            ),
             Request::Erase(r) => tracing::info_span!(
                 "invocation",
                 run_id = %r.run_id,

@@ -237,6 +237,7 @@ fn write_page(
         retries: 0,
         error: error.map(|e| e.name.as_str().to_string()),
         cause: error.map(|e| e.cause.clone()),
+        items: None,
     });
     facts.failure = error.map(|e| report_html::RunFailure {
         state: Some(state),

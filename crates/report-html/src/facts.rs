@@ -104,6 +104,32 @@ pub struct StateRecord {
     pub error: Option<String>,
     #[serde(default)]
     pub cause: Option<String>,
+    /// A Distributed Map state: the items of its last Map Run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items: Option<MapItems>,
+}
+
+/// The items of a Distributed Map's Map Run (a batch counts as its items).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MapItems {
+    pub total: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+}
+
+impl MapItems {
+    /// `64 items` when all succeeded, else `60 of 64 items succeeded, 1 failed`.
+    pub fn describe(&self) -> String {
+        if self.succeeded == self.total {
+            let s = if self.total == 1 { "" } else { "s" };
+            format!("{} item{s}", self.total)
+        } else {
+            format!(
+                "{} of {} items succeeded, {} failed",
+                self.succeeded, self.total, self.failed
+            )
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use maud::{Markup, html};
 use serde_json::Value;
 
-use crate::facts::StateStatus;
+use crate::facts::{MapItems, StateStatus};
 
 /// One state of the definition with where it is drawn and how it went.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,6 +23,8 @@ pub struct Node {
     pub retries: u32,
     pub error: Option<String>,
     pub cause: Option<String>,
+    /// A Distributed Map state: its Map Run's items.
+    pub items: Option<MapItems>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,6 +187,7 @@ fn node(name: &str, state: &Value, rank: usize, column: usize) -> Node {
         retries: 0,
         error: None,
         cause: None,
+        items: None,
     }
 }
 
@@ -244,6 +247,9 @@ pub fn describe(node: &Node) -> String {
     if let Some(s) = node.seconds {
         text.push_str(&format!(", {s:.2} s"));
     }
+    if let Some(items) = &node.items {
+        text.push_str(&format!(", {}", items.describe()));
+    }
     if let Some(e) = &node.error {
         text.push_str(&format!(", {e}"));
     }
@@ -281,6 +287,7 @@ pub fn svg(graph: &Graph) -> Markup {
                     text.meta x=(x + 12.0) y=(y + 39.0) {
                         (node.kind) " · " (node.status.as_str())
                         @if let Some(s) = node.seconds { " · " (format!("{s:.2} s")) }
+                        @if let Some(items) = &node.items { " · " (items.describe()) }
                         @if node.retries > 0 { " · " (node.retries) " retries" }
                     }
                 }

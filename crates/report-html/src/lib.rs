@@ -26,7 +26,8 @@ use zones::contract::GateRequest;
 use zones::report::{Publication, Report};
 
 pub use facts::{
-    LandingInput, QuarantineSamples, RunFacts, RunFailure, SampleLine, StateRecord, StateStatus,
+    LandingInput, MapItems, QuarantineSamples, RunFacts, RunFailure, SampleLine, StateRecord,
+    StateStatus,
 };
 
 /// Sample lines kept per quarantine reason.
@@ -71,6 +72,7 @@ pub fn state_graph(definition: &Value, facts: &RunFacts) -> graph::Graph {
             node.retries = record.retries;
             node.error = record.error.clone();
             node.cause = record.cause.clone();
+            node.items = record.items;
             continue;
         }
         let transition = states[&node.name]["Parameters"]["transition"]
@@ -233,6 +235,8 @@ fn states_section(graph: &graph::Graph, facts: &RunFacts) -> Markup {
         .nodes
         .iter()
         .any(|n| n.error.is_some() || n.cause.is_some());
+    // An items column only when a Distributed Map ran.
+    let maps = graph.nodes.iter().any(|n| n.items.is_some());
     html! {
         section #states {
             h2 { "State machine" }
@@ -243,6 +247,7 @@ fn states_section(graph: &graph::Graph, facts: &RunFacts) -> Markup {
                 caption { "Each state's outcome" }
                 thead { tr {
                     th { "state" } th { "type" } th { "status" } th.num { "started (s)" } th.num { "seconds" } th.num { "retries" }
+                    @if maps { th { "items" } }
                     @if errors { th { "error" } th { "cause" } }
                 } }
                 tbody {
@@ -255,6 +260,7 @@ fn states_section(graph: &graph::Graph, facts: &RunFacts) -> Markup {
                             td.num { (seconds(started)) }
                             td.num { (seconds(node.seconds)) }
                             td.num { (node.retries) }
+                            @if maps { td.items { @if let Some(items) = &node.items { (items.describe()) } } }
                             @if errors {
                                 td { @if let Some(e) = &node.error { code { (e) } } }
                                 td.cause { @if let Some(c) = &node.cause { (c) } }

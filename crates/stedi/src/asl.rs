@@ -12,7 +12,7 @@
 
 mod map;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -140,6 +140,9 @@ pub struct Interpreter<'a> {
     observer: &'a (dyn Fn(&Event) + Sync),
     started: Instant,
     timeline: Mutex<Vec<StateRun>>,
+    /// The item counts of each Distributed Map state's last Map Run, by
+    /// state name (its children do not appear in the timeline).
+    map_run_counts: Mutex<BTreeMap<String, MapRunCounts>>,
     /// The ids of the Map Runs started in this execution: a Map Run's first
     /// start redrives what an earlier execution of the same name left
     /// (`map`), a later one (a Retry of the Map state) starts afresh.
@@ -164,6 +167,7 @@ impl<'a> Interpreter<'a> {
             observer,
             started: Instant::now(),
             timeline: Mutex::default(),
+            map_run_counts: Mutex::default(),
             map_runs: Mutex::default(),
             retry_time_scale: 1.0,
             context: Value::Null,
@@ -190,6 +194,12 @@ impl<'a> Interpreter<'a> {
     /// Every state that ran so far, in the order entered, with its outcome.
     pub fn timeline(&self) -> Vec<StateRun> {
         self.timeline.lock().expect("not poisoned").clone()
+    }
+
+    /// How each Distributed Map state's last Map Run ended, by state name:
+    /// its items succeeded, failed and never started.
+    pub fn map_run_counts(&self) -> BTreeMap<String, MapRunCounts> {
+        self.map_run_counts.lock().expect("not poisoned").clone()
     }
 
     fn emit(&self, scope: &Scope, event: Event) {
@@ -580,11 +590,8 @@ fn parameters_with_context(
                         let path = value
                             .as_str()
                             .ok_or_else(|| Failure::runtime(format!("`{key}` must name a path")))?;
-                        let resolved = match path.strip_prefix("$$") {
-                            Some(rest) => read_path(context, &format!("${rest}"))?,
-                            None if path.starts_with('$') => read_path(input, path)?,
-                            None => intrinsic(key, path, input, context)?,
-                        };
+                        let resolved = reference(path, input, context)
+                            .map_err(|f| Failure::new(&f.error, format!("`{key}`: {}", f.cause)))?;
                         out.insert(name.to_string(), resolved);
                     }
                     None => {
@@ -603,43 +610,160 @@ fn parameters_with_context(
     }
 }
 
-/// An intrinsic function call in a `.$` field. The local runner knows
-/// `States.StringToJson(arg)`, whose argument is a string literal in single
-/// quotes (`\'` for a quote) or a path to a string: what turns a SAM
-/// substitution (always text) into a number or an object. Any other
-/// function is refused by name.
-fn intrinsic(key: &str, call: &str, input: &Value, context: &Value) -> Result<Value, Failure> {
-    let refuse = |why: &str| Failure::runtime(format!("`{key}`: `{call}`: {why}"));
-    let Some(argument) = call
+/// The value a `.$` field names: a path into the input (`$...`), into the
+/// context object (`$$...`), or an intrinsic function's result
+/// (`States.Format(...)` or `States.StringToJson(...)`, the ones the local
+/// runner knows).
+fn reference(text: &str, input: &Value, context: &Value) -> Result<Value, Failure> {
+    let text = text.trim();
+    if let Some(rest) = text.strip_prefix("$$") {
+        read_path(context, &format!("${rest}"))
+    } else if text.starts_with('$') {
+        read_path(input, text)
+    } else if let Some(arguments) = text
+        .strip_prefix("States.Format(")
+        .and_then(|rest| rest.strip_suffix(')'))
+    {
+        format_intrinsic(arguments, input, context)
+    } else if let Some(arguments) = text
         .strip_prefix("States.StringToJson(")
         .and_then(|rest| rest.strip_suffix(')'))
-        .map(str::trim)
-    else {
-        return Err(refuse(
-            "the local runner knows the intrinsic function States.StringToJson only",
+    {
+        string_to_json(arguments, input, context)
+    } else {
+        Err(Failure::runtime(format!(
+            "`{text}` is neither a path nor States.Format(...) or States.StringToJson(...), the intrinsic functions the local runner knows"
+        )))
+    }
+}
+
+/// The arguments of an intrinsic function call `name(...)`: quoted strings
+/// (`\'`, `\{`, `\}` and `\\` escape; escaped characters marked),
+/// numbers, and paths into the input or the context.
+fn intrinsic_arguments(
+    name: &str,
+    arguments: &str,
+    input: &Value,
+    context: &Value,
+) -> Result<Vec<Argument>, Failure> {
+    let failure = |cause: String| Failure::new("States.IntrinsicFailure", cause);
+    let mut args = Vec::new();
+    let mut chars = arguments.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let Some(&first) = chars.peek() else { break };
+        if first == '\'' {
+            // A quoted string: its characters, the escaped ones marked.
+            chars.next();
+            let mut text = Vec::new();
+            loop {
+                match chars.next() {
+                    Some('\\') => match chars.next() {
+                        Some(c @ ('\'' | '{' | '}' | '\\')) => text.push((c, true)),
+                        other => {
+                            return Err(failure(format!(
+                                "{name}: `\\{}` is not an escape",
+                                other.map(String::from).unwrap_or_default()
+                            )));
+                        }
+                    },
+                    Some('\'') => break,
+                    Some(c) => text.push((c, false)),
+                    None => return Err(failure(format!("{name}: an unterminated string"))),
+                }
+            }
+            args.push(Argument::Text(text));
+        } else {
+            let token: String = std::iter::from_fn(|| chars.next_if(|c| *c != ',')).collect();
+            let token = token.trim();
+            let value = match serde_json::from_str::<Value>(token) {
+                Ok(number @ Value::Number(_)) => number,
+                _ => reference(token, input, context)?,
+            };
+            args.push(Argument::Value(value));
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        match chars.next() {
+            Some(',') | None => {}
+            Some(c) => {
+                return Err(failure(format!("{name}: `{c}` after an argument, not `,`")));
+            }
+        }
+    }
+    Ok(args)
+}
+
+/// `States.StringToJson(arg)`: the JSON value a string holds (a quoted
+/// string or a path to one): what turns a SAM substitution, always text,
+/// into a number or an object.
+fn string_to_json(arguments: &str, input: &Value, context: &Value) -> Result<Value, Failure> {
+    let failure = |cause: String| Failure::new("States.IntrinsicFailure", cause);
+    let mut args = intrinsic_arguments("States.StringToJson", arguments, input, context)?;
+    let text = match (args.pop(), args.is_empty()) {
+        (Some(Argument::Text(text)), true) => text.into_iter().map(|(c, _)| c).collect(),
+        (Some(Argument::Value(Value::String(text))), true) => text,
+        _ => {
+            return Err(failure(
+                "States.StringToJson: takes one argument, a string".into(),
+            ));
+        }
+    };
+    serde_json::from_str(&text)
+        .map_err(|e| failure(format!("States.StringToJson: `{text}` is not JSON: {e}")))
+}
+
+/// `States.Format('template {}', arg, ...)`: each `{}` of the template
+/// (a quoted string; `\'`, `\{`, `\}` and `\\` escape) replaced by the
+/// next argument, a string as it is, a number, boolean or null as its JSON
+/// text. An argument is a quoted string, a number, or a path.
+fn format_intrinsic(arguments: &str, input: &Value, context: &Value) -> Result<Value, Failure> {
+    let failure = |cause: String| Failure::new("States.IntrinsicFailure", cause);
+    let args = intrinsic_arguments("States.Format", arguments, input, context)?;
+    let mut args = args.into_iter();
+    let Some(Argument::Text(template)) = args.next() else {
+        return Err(failure(
+            "States.Format: the first argument must be a quoted template".into(),
         ));
     };
-    let text = if let Some(literal) = argument
-        .strip_prefix('\'')
-        .and_then(|a| a.strip_suffix('\''))
-    {
-        literal.replace("\\'", "'")
-    } else if let Some(rest) = argument.strip_prefix("$$") {
-        let value = read_path(context, &format!("${rest}"))?;
-        value
-            .as_str()
-            .ok_or_else(|| refuse("its path holds no string"))?
-            .to_string()
-    } else if argument.starts_with('$') {
-        let value = read_path(input, argument)?;
-        value
-            .as_str()
-            .ok_or_else(|| refuse("its path holds no string"))?
-            .to_string()
-    } else {
-        return Err(refuse("its argument is neither a 'string' nor a path"));
-    };
-    serde_json::from_str(&text).map_err(|e| refuse(&format!("`{text}` is not JSON: {e}")))
+    let mut out = String::new();
+    let mut template = template.into_iter().peekable();
+    while let Some((c, escaped)) = template.next() {
+        if c == '{' && !escaped && template.next_if(|&(c, e)| c == '}' && !e).is_some() {
+            let text = match args.next() {
+                Some(Argument::Text(text)) => text.into_iter().map(|(c, _)| c).collect(),
+                Some(Argument::Value(Value::String(text))) => text,
+                Some(Argument::Value(
+                    value @ (Value::Number(_) | Value::Bool(_) | Value::Null),
+                )) => value.to_string(),
+                Some(Argument::Value(other)) => {
+                    return Err(failure(format!(
+                        "States.Format: an argument is {other}, not a string, number, boolean or null"
+                    )));
+                }
+                None => {
+                    return Err(failure(
+                        "States.Format: more {} in the template than arguments".into(),
+                    ));
+                }
+            };
+            out.push_str(&text);
+        } else {
+            out.push(c);
+        }
+    }
+    if args.next().is_some() {
+        return Err(failure(
+            "States.Format: more arguments than {} in the template".into(),
+        ));
+    }
+    Ok(Value::String(out))
+}
+
+/// An argument of an intrinsic function.
+enum Argument {
+    /// A quoted string, each character with whether it was escaped.
+    Text(Vec<(char, bool)>),
+    Value(Value),
 }
 
 /// Places `result` into `input` at a reference path (`$`, `$.a.b`), or

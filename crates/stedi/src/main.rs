@@ -576,7 +576,7 @@ fn run(
                 }
                 return;
             }
-            Event::Succeeded { state, seconds } => format!("  done   {state:<24} {seconds:>7.2}s"),
+            Event::Succeeded { state, seconds } => format!("  done   {state:<28} {seconds:>7.2}s"),
             Event::Retrying {
                 state,
                 error,
@@ -584,13 +584,13 @@ fn run(
                 delay,
             } => {
                 format!(
-                    "  retry  {state:<24} {error} (attempt {attempt}, after {:.1}s)",
+                    "  retry  {state:<28} {error} (attempt {attempt}, after {:.1}s)",
                     delay.as_secs_f64()
                 )
             }
-            Event::Failed { state, error } => format!("  failed {state:<24} {error}"),
+            Event::Failed { state, error } => format!("  failed {state:<28} {error}"),
             Event::Caught { state, error, next } => {
-                format!("  failed {state:<24} {error} (caught: next {next})")
+                format!("  failed {state:<28} {error} (caught: next {next})")
             }
             Event::MapRun {
                 state,
@@ -608,7 +608,7 @@ fn run(
                     }
                     return;
                 }
-                format!("  map    {state:<24} {progress}")
+                format!("  map    {state:<28} {progress}")
             }
         };
         print(line);
@@ -705,6 +705,7 @@ fn run_on_aws(
                     policy,
                     definition: &definition,
                     timeline: &timeline,
+                    map_runs: &Default::default(),
                     results: &results,
                     failure: failure.as_ref(),
                     seconds: started.elapsed().as_secs_f64(),

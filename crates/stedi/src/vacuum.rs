@@ -1,6 +1,6 @@
 //! What `stedi vacuum` prints: per table, the snapshots and objects deleted
-//! (or, on a dry run, that would be), their bytes, the rubric shadows, and
-//! the snapshots that remain; then each snapshot folder deleted.
+//! (or, on a dry run, that would be), their bytes, the rubric shadows, the
+//! Distributed Maps' result files, and the snapshots that remain; then each snapshot folder deleted.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -41,6 +41,7 @@ pub fn render(plan: &Plan, result: &VacuumResult) -> String {
         "bytes",
         "shadow objects",
         "shadow bytes",
+        "map results",
         "snapshots kept",
     ]);
     for (name, t) in &result.tables {
@@ -51,6 +52,7 @@ pub fn render(plan: &Plan, result: &VacuumResult) -> String {
             bytes(t.bytes),
             t.shadow_objects.to_string(),
             bytes(t.shadow_bytes),
+            format!("{} ({})", t.map_result_objects, bytes(t.map_result_bytes)),
             t.snapshots_kept.to_string(),
         ]);
     }
@@ -63,6 +65,7 @@ pub fn render(plan: &Plan, result: &VacuumResult) -> String {
         let folder = match d.kind {
             Kind::Snapshot => zones::layout::snapshot_prefix(d.table, &d.run_id),
             Kind::RubricShadow => zones::layout::rubric_shadow_prefix(&d.run_id, d.table),
+            Kind::MapResults => zones::layout::map_results_table_prefix(&d.run_id, d.table),
         };
         let entry = folders.entry(folder).or_default();
         entry.0 += 1;

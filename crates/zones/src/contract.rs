@@ -214,6 +214,177 @@ impl TransitionResult {
     }
 }
 
+/// One Parquet part of a snapshot as its writer saw it: what the
+/// snapshot's manifest records, and what a unit of work that wrote the
+/// part tells the step that seals the snapshot (which never reads it again).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartInfo {
+    /// The part's name under the snapshot prefix (`part-00000.parquet`,
+    /// `crate::layout::is_part_name`).
+    pub name: String,
+    /// Rows (0 in a manifest written before parts recorded them).
+    #[serde(default)]
+    pub rows: u64,
+    /// Bytes.
+    pub size: u64,
+    /// CRC32C (Castagnoli) of the bytes, the checksum S3 also computes.
+    pub crc32c: u32,
+}
+
+/// One object of an `s3:listObjectsV2` listing as a Distributed Map's
+/// ItemReader hands it to a child: `{"Etag", "Key", "LastModified",
+/// "Size", "StorageClass"}`. Only the key and the size are read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct LandingItem {
+    /// The object's key in the bucket, the warehouse's prefix included.
+    pub key: String,
+    /// Bytes.
+    pub size: u64,
+}
+
+/// A Distributed Map child's request: a batch of landing objects of one
+/// dataset (the Map's `ItemBatcher`), and in `BatchInput` the transition
+/// they are judged for, exactly as a whole transition is asked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchRequest {
+    #[serde(rename = "Items")]
+    pub items: Vec<LandingItem>,
+    #[serde(rename = "BatchInput")]
+    pub batch_input: TransitionRequest,
+}
+
+/// Rows one unit of work wrote to one table: where its input rows went,
+/// and the parts that hold the kept ones.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PartsWritten {
+    pub counts: RowCounts,
+    pub parts: Vec<PartInfo>,
+}
+
+/// What one batch of landing objects wrote and counted for a landing
+/// transition (2 or 4): a Distributed Map child's answer to a
+/// [`BatchRequest`], which the reduce reads back from the Map's result
+/// files, so it names parts and counts, never rows (a few KiB, far under
+/// Step Functions' 256 KiB).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchResult {
+    pub transition: Table,
+    /// Landing objects judged: those of the batch that the listing rule
+    /// keeps (`crate::layout::landing_object`), entries the store cannot
+    /// read included.
+    pub objects: u64,
+    /// Their stored bytes.
+    pub bytes: u64,
+    /// The policy's table: the batch's counts and parts.
+    pub table: PartsWritten,
+    /// Under strict, the rubric shadow's (null under rubric).
+    pub rubric: Option<PartsWritten>,
+    /// The quarantine table's parts (their rows are counted in `table.counts`).
+    pub quarantine: Vec<PartInfo>,
+    /// The batch's landing objects that held erased records, by key, with how many.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub erased_objects: BTreeMap<String, u64>,
+    pub seconds: f64,
+    pub peak_rss_mib: Option<f64>,
+}
+
+impl PartsWritten {
+    /// Adds the rows another unit of work wrote to the same table.
+    pub fn merge(&mut self, other: PartsWritten) {
+        self.counts.merge(&other.counts);
+        self.parts.extend(other.parts);
+    }
+}
+
+impl BatchResult {
+    /// The result of a batch of no objects, the identity of [`Self::merge`].
+    pub fn empty(transition: Table) -> BatchResult {
+        BatchResult {
+            transition,
+            objects: 0,
+            bytes: 0,
+            table: PartsWritten::default(),
+            rubric: None,
+            quarantine: Vec::new(),
+            erased_objects: BTreeMap::new(),
+            seconds: 0.0,
+            peak_rss_mib: None,
+        }
+    }
+
+    /// Adds `other`, a batch of other objects of the same transition: the
+    /// result of both batches. Counts merge ([`RowCounts::merge`]), parts
+    /// follow in order, and `seconds` and `peak_rss_mib` are the larger
+    /// (batches run side by side).
+    pub fn merge(&mut self, other: BatchResult) {
+        debug_assert_eq!(self.transition, other.transition);
+        self.objects += other.objects;
+        self.bytes += other.bytes;
+        self.table.merge(other.table);
+        match (&mut self.rubric, other.rubric) {
+            (Some(mine), Some(theirs)) => mine.merge(theirs),
+            (mine @ None, theirs) => *mine = theirs,
+            (Some(_), None) => {}
+        }
+        self.quarantine.extend(other.quarantine);
+        for (key, n) in other.erased_objects {
+            *self.erased_objects.entry(key).or_default() += n;
+        }
+        self.seconds = self.seconds.max(other.seconds);
+        self.peak_rss_mib = match (self.peak_rss_mib, other.peak_rss_mib) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+    }
+}
+
+/// Where a Distributed Map's ResultWriter wrote a Map Run's result files:
+/// the Map state's output, `{"MapRunArn", "ResultWriterDetails": {"Bucket", "Key"}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MapRunOutput {
+    pub map_run_arn: String,
+    pub result_writer_details: ResultWriterDetails,
+}
+
+/// The bucket and the key of a Map Run's `manifest.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ResultWriterDetails {
+    pub bucket: String,
+    pub key: String,
+}
+
+/// The reduce after a Distributed Map of a landing transition: merge its
+/// children's [`BatchResult`]s (read from the Map Run's result files) and
+/// seal the transition's snapshots; answered with the transition's
+/// [`TransitionResult`], as a whole transition is. Told apart from a
+/// [`TransitionRequest`] by `map_run`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReduceRequest {
+    pub run_id: RunId,
+    #[serde(default)]
+    pub policy: Policy,
+    pub transition: Table,
+    pub map_run: MapRunOutput,
+}
+
+impl ReduceRequest {
+    /// The transition the reduce completes, as its result names it (its
+    /// inputs were the Map children's to read).
+    pub fn transition_request(&self) -> TransitionRequest {
+        TransitionRequest {
+            run_id: self.run_id.clone(),
+            policy: self.policy,
+            transition: self.transition,
+            inputs: BTreeMap::new(),
+            rubric_inputs: BTreeMap::new(),
+        }
+    }
+}
+
 /// Input of the quality gate: every transition's result, keyed by table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GateRequest {
@@ -319,6 +490,11 @@ pub struct VacuumTable {
     /// Objects and bytes of the table's rubric shadows.
     pub shadow_objects: u64,
     pub shadow_bytes: u64,
+    /// Objects and bytes of the result files of the table's Distributed Map.
+    #[serde(default)]
+    pub map_result_objects: u64,
+    #[serde(default)]
+    pub map_result_bytes: u64,
     /// Snapshots that remain.
     pub snapshots_kept: u64,
 }

@@ -19,6 +19,8 @@
 //! _keys/pseudonym.json                      the pseudonym key's fingerprint, and since which run it is used
 //! _erasure/requests/<request id>.json        an erasure request: subjects (HMACs), time, completion
 //! _runs/<run id>/erasure.json                what the run's Erase state removed, and its verification
+//! _map_results/<run id>/<table>/<map run id>/  a Distributed Map's result files (manifest.json,
+//!                                            SUCCEEDED_n.json, ...), read by the transition's reduce
 //! ```
 
 use std::fmt;
@@ -332,11 +334,57 @@ pub fn part_name(n: usize) -> String {
     format!("part-{n:05}.parquet")
 }
 
-/// The name of the `n`-th part written by batch `batch` of a table's work
-/// (`part-00003-00001.parquet`): a batch is a run of consecutive landing
-/// objects, so the name follows from the listing and the rows alone.
-pub fn batch_part_name(batch: usize, n: usize) -> String {
-    format!("part-{batch:05}-{n:05}.parquet")
+/// The name of the `n`-th part written by a batch of landing objects whose
+/// first object is `first_key` (`part-<16 hex digits>-00001.parquet`, the
+/// digits the start of the key's SHA-256): a batch's parts are named by its
+/// objects, so a retried or redriven batch writes over its own parts, and
+/// no two batches of one listing share a name.
+pub fn batch_part_name(first_key: &str, n: usize) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(first_key.as_bytes());
+    format!("part-{}-{n:05}.parquet", hex::encode(&digest[..8]))
+}
+
+/// Whether `name` is the name of a part as [`part_name`] and
+/// [`batch_part_name`] make them: `part-`, groups of ASCII letters and
+/// digits joined by `-`, `.parquet`. A part name that comes from outside
+/// (a Map child's answer read back from S3) is checked with it before it
+/// is joined to a snapshot prefix.
+pub fn is_part_name(name: &str) -> bool {
+    name.strip_prefix("part-")
+        .and_then(|rest| rest.strip_suffix(".parquet"))
+        .is_some_and(|groups| {
+            groups.len() <= 64
+                && groups
+                    .split('-')
+                    .all(|g| !g.is_empty() && g.bytes().all(|b| b.is_ascii_alphanumeric()))
+        })
+}
+
+/// `_map_results/`: where the Distributed Maps of the state machine write
+/// their result files (their ResultWriter's prefix, one folder per run).
+pub fn map_results_prefix() -> &'static str {
+    "_map_results/"
+}
+
+/// `_map_results/<run id>/<table>/`: the ResultWriter prefix of the Map
+/// that produces `table` in run `run_id` (Step Functions adds the Map
+/// Run's id below it). The state machine builds the same text with
+/// `States.Format`.
+pub fn map_results_table_prefix(run_id: &RunId, table: Table) -> String {
+    format!("_map_results/{run_id}/{}/", table.name())
+}
+
+/// The run and table of an object under [`map_results_table_prefix`];
+/// None for any other key.
+pub fn map_result_of(key: &str) -> Option<(RunId, Table)> {
+    let rest = key.strip_prefix(map_results_prefix())?;
+    let mut segments = rest.splitn(3, '/');
+    let (run, table, rest) = (segments.next()?, segments.next()?, segments.next()?);
+    if rest.is_empty() {
+        return None;
+    }
+    Some((RunId::parse(run).ok()?, Table::from_name(table)?))
 }
 
 pub fn report_key(run_id: &RunId) -> String {

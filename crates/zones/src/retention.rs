@@ -15,6 +15,11 @@
 //! - A **rubric shadow** (`_runs/<run id>/rubric/...`) and a **staging area**
 //!   (a Glue database holding a run's view for the gate's checks) serve their
 //!   run only: deleted as soon as the run is not live, whatever the window.
+//! - A Distributed Map's **result files** (`_map_results/<run id>/...`: its
+//!   children's inputs and answers, read by the transition's reduce) are
+//!   deleted when their run is not live and is older than the window (or
+//!   has no record): kept a while to tell what each child did, never read
+//!   once the run ended.
 //! - A run is **live** while it has not finished and either holds its lease
 //!   (the local runner's `_runs/<run id>/lease.json`) or started within the
 //!   window. A live run's unpublished snapshots are never garbage.
@@ -119,8 +124,8 @@ pub struct Inputs<'a> {
     pub current: &'a BTreeMap<Table, RunId>,
     /// Every run that has a record.
     pub runs: &'a BTreeMap<RunId, RunState>,
-    /// The objects under the snapshot prefixes and `_runs/`, listed before
-    /// `current` and `runs` were read.
+    /// The objects under the snapshot prefixes, `_runs/` and
+    /// `_map_results/`, listed before `current` and `runs` were read.
     pub objects: &'a [Object],
     /// Staging areas (Glue databases) and the run each belongs to, if known.
     pub staging: &'a [(String, Option<RunId>)],
@@ -134,6 +139,8 @@ pub enum Kind {
     Snapshot,
     /// A strict run's rubric shadow of a table.
     RubricShadow,
+    /// The result files of the Distributed Map of a table's transition.
+    MapResults,
 }
 
 /// Why a snapshot is kept.
@@ -271,6 +278,11 @@ pub fn plan(inputs: &Inputs) -> Plan {
             && !live(&run)
         {
             plan.delete.push(doomed(table, run, Kind::RubricShadow));
+        } else if let Some((run, table)) = layout::map_result_of(&object.key)
+            && !live(&run)
+            && !runs.get(&run).is_some_and(|r| within(r.at_ms()))
+        {
+            plan.delete.push(doomed(table, run, Kind::MapResults));
         }
     }
     // Manifests first, then parts; each group by key.
@@ -380,6 +392,12 @@ mod tests {
             "_runs/young/rubric/customer_trusted/part-00000.parquet",
             "_runs/running/rubric/customer_trusted/part-00000.parquet",
             "_runs/running/lease.json",
+            "_map_results/old/accelerometer_trusted/0a1b/manifest.json",
+            "_map_results/young/accelerometer_trusted/0a1b/manifest.json",
+            "_map_results/latest/step_trainer_trusted/2c3d/SUCCEEDED_0.json",
+            "_map_results/running/accelerometer_trusted/4e5f/manifest.json",
+            "_map_results/abandoned/accelerometer_trusted/6a7b/manifest.json",
+            "_map_results/orphan/accelerometer_trusted/8c9d/manifest.json",
             "_catalog/log/00000000000000000001.json",
             "_secrets/pseudonym.key",
         ]);
@@ -400,6 +418,9 @@ mod tests {
             deleted(&plan),
             [
                 "accelerometer/trusted/old/_manifest.json",
+                "_map_results/abandoned/accelerometer_trusted/6a7b/manifest.json",
+                "_map_results/old/accelerometer_trusted/0a1b/manifest.json",
+                "_map_results/orphan/accelerometer_trusted/8c9d/manifest.json",
                 "_runs/old/rubric/customer_trusted/part-00000.parquet",
                 "_runs/young/rubric/customer_trusted/part-00000.parquet",
                 "accelerometer/quarantine/old/part-00000.parquet",
@@ -428,8 +449,17 @@ mod tests {
         assert_eq!(
             plan.total(),
             Tally {
-                objects: 8,
-                bytes: 80
+                objects: 11,
+                bytes: 110
+            }
+        );
+        // Map results: of runs neither live nor within the window (young
+        // and latest are within it; running is live).
+        assert_eq!(
+            plan.by_table()[&(Table::AccelerometerTrusted, Kind::MapResults)],
+            Tally {
+                objects: 3,
+                bytes: 30
             }
         );
         assert_eq!(

@@ -81,7 +81,7 @@ fn landing_objects_are_cut_into_batches_of_consecutive_objects_by_stored_bytes()
 }
 
 /// Rows pushed in frames of any heights give parts of exactly the set
-/// height, named by batch and number; the same rows give the same keys and
+/// height, named by the batch's first object and numbered; the same rows give the same keys and
 /// bytes however they arrive.
 #[test]
 fn a_part_writer_cuts_parts_of_exactly_its_rows_whatever_frames_arrive() {
@@ -92,7 +92,7 @@ fn a_part_writer_cuts_parts_of_exactly_its_rows_whatever_frames_arrive() {
     let rows = |from: i64, to: i64| df!("timestamp" => (from..to).collect::<Vec<_>>()).unwrap();
     let write = |prefix: &str, cuts: &[i64]| {
         let snapshot = snapshot(prefix);
-        let mut writer = PartWriter::new(&store, &snapshot, 7, 4);
+        let mut writer = PartWriter::new(&store, &snapshot, "accelerometer/landing/a.json", 4);
         for pair in cuts.windows(2) {
             writer.push(rows(pair[0], pair[1])).unwrap();
         }
@@ -108,9 +108,9 @@ fn a_part_writer_cuts_parts_of_exactly_its_rows_whatever_frames_arrive() {
     assert_eq!(
         names,
         [
-            "part-00007-00000.parquet",
-            "part-00007-00001.parquet",
-            "part-00007-00002.parquet"
+            "part-3c94bece878ca6c2-00000.parquet",
+            "part-3c94bece878ca6c2-00001.parquet",
+            "part-3c94bece878ca6c2-00002.parquet"
         ]
     );
     for (a, b) in one_by_one.iter().zip(&in_lumps) {
@@ -135,7 +135,7 @@ fn a_part_writer_cuts_parts_of_exactly_its_rows_whatever_frames_arrive() {
         .collect();
     assert_eq!(heights, [vec![0, 1, 2, 3], vec![4, 5, 6, 7], vec![8, 9]]);
     // A batch without rows writes nothing.
-    let empty = PartWriter::new(&store, &snapshot("t/c/"), 0, 4)
+    let empty = PartWriter::new(&store, &snapshot("t/c/"), "accelerometer/landing/a.json", 4)
         .finish()
         .unwrap();
     assert_eq!(empty, []);
@@ -161,10 +161,10 @@ fn a_snapshot_is_sealed_from_the_parts_several_writers_wrote() {
     let store = LocalStore::new(dir.path());
     let snapshot = snapshot("accelerometer/trusted/r1/");
     let rows = |from: i64, to: i64| df!("timestamp" => (from..to).collect::<Vec<_>>()).unwrap();
-    let mut first = PartWriter::new(&store, &snapshot, 0, 3);
+    let mut first = PartWriter::new(&store, &snapshot, "accelerometer/landing/a.json", 3);
     first.push(rows(0, 5)).unwrap();
     let mut parts = first.finish().unwrap();
-    let mut second = PartWriter::new(&store, &snapshot, 1, 3);
+    let mut second = PartWriter::new(&store, &snapshot, "accelerometer/landing/b.json", 3);
     second.push(rows(5, 7)).unwrap();
     parts.extend(second.finish().unwrap());
     parts.push(write_part(&store, &snapshot, "part-00002.parquet", &mut rows(7, 8)).unwrap());
@@ -172,9 +172,9 @@ fn a_snapshot_is_sealed_from_the_parts_several_writers_wrote() {
     assert_eq!(
         names,
         [
-            ("part-00000-00000.parquet", 3),
-            ("part-00000-00001.parquet", 2),
-            ("part-00001-00000.parquet", 2),
+            ("part-3c94bece878ca6c2-00000.parquet", 3),
+            ("part-3c94bece878ca6c2-00001.parquet", 2),
+            ("part-ba5284c0241e9d1f-00000.parquet", 2),
             ("part-00002.parquet", 1)
         ]
     );

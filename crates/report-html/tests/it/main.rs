@@ -79,8 +79,10 @@ fn the_graph_is_laid_out_from_the_definition() {
         "Start",
         "CustomerTrusted",
         "AccelerometerTrusted",
+        "AccelerometerTrustedReduce",
         "CustomersCurated",
         "StepTrainerTrusted",
+        "StepTrainerTrustedReduce",
         "MachineLearningCurated",
         "QualityGate",
         "Erase",
@@ -98,7 +100,8 @@ fn the_graph_is_laid_out_from_the_definition() {
     assert_eq!((incomplete.rank, incomplete.column), (order.len() - 1, 1));
     assert_eq!(g.node("RunFailed").unwrap().column, 2);
     let catches = g.edges.iter().filter(|e| e.catch).count();
-    // Vacuum catches nothing; Erase's catch leads on to Vacuum.
+    // Vacuum catches nothing; Erase's catch leads on to Vacuum; a Map
+    // catches nothing (a failed Map Run is redriven), its reduce does.
     assert_eq!(
         catches, 7,
         "every Task but Vacuum routes its data errors on"
@@ -129,12 +132,32 @@ fn states_without_a_record_take_their_transition_result_or_a_successor() {
         retries: 2,
         error: Some("Stedi.InvalidInput".into()),
         cause: Some("no rows".into()),
+        items: None,
+    });
+    facts.states.push(StateRecord {
+        name: "AccelerometerTrusted".into(),
+        status: StateStatus::Succeeded,
+        started: Some(0.5),
+        seconds: 0.25,
+        retries: 0,
+        error: None,
+        cause: None,
+        items: Some(report_html::MapItems {
+            total: 3,
+            succeeded: 3,
+            failed: 0,
+        }),
     });
     let g = state_graph(&definition(), &facts);
     let node = g.node("CustomersCurated").unwrap();
     assert_eq!(node.status, StateStatus::Caught);
     assert_eq!(node.retries, 2);
     assert!(graph::describe(node).contains("Stedi.InvalidInput"));
+    // A Distributed Map says how many items its Map Run had.
+    assert_eq!(
+        graph::describe(g.node("AccelerometerTrusted").unwrap()),
+        "AccelerometerTrusted (Map): succeeded, 0.25 s, 3 items"
+    );
 }
 
 fn page(samples: Vec<QuarantineSamples>, failure: Option<RunFailure>) -> String {

@@ -390,6 +390,14 @@ impl<'i, 's> DistributedMap<'i, 's> {
     }
 
     fn report(&self, counts: MapRunCounts, status: MapRunStatus) {
+        if self.scope.recorded && status != MapRunStatus::Running {
+            let mut ended = self
+                .interpreter
+                .map_run_counts
+                .lock()
+                .expect("not poisoned");
+            ended.insert(self.name.to_string(), counts);
+        }
         self.interpreter.emit(
             self.scope,
             super::Event::MapRun {

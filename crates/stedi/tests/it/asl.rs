@@ -273,7 +273,7 @@ fn missing_paths_are_runtime_errors() {
     assert_eq!(failure.error, "States.Runtime");
     assert_eq!(
         failure.cause,
-        "path `$.absent` does not select exactly one value of the input"
+        "`x.$`: path `$.absent` does not select exactly one value of the input"
     );
 }
 
@@ -307,8 +307,8 @@ fn the_timeline_records_each_state_with_retries_and_caught_errors() {
     assert!(timeline[1].started <= timeline[2].started);
 }
 
-/// `States.StringToJson`, the one intrinsic the local runner knows: it turns
-/// a SAM substitution (text) into a number; anything else is refused by name.
+/// `States.StringToJson` turns a SAM substitution (text) into a number or
+/// an object; what is not JSON, or not a string, is `States.IntrinsicFailure`.
 #[test]
 fn string_to_json_turns_a_substitution_into_a_value() {
     let definition = json!({
@@ -325,16 +325,17 @@ fn string_to_json_turns_a_substitution_into_a_value() {
         result.unwrap(),
         json!({"n": 40, "o": {"it's": [1, 2]}, "p": true})
     );
-    for (call, why) in [
-        (
-            "States.Format('{}', 1)",
-            "the local runner knows the intrinsic function States.StringToJson only",
-        ),
+    for (call, error, why) in [
         (
             "States.StringToJson('4x')",
-            "`4x` is not JSON: trailing characters at line 1 column 2",
+            "States.IntrinsicFailure",
+            "States.StringToJson: `4x` is not JSON: trailing characters at line 1 column 2",
         ),
-        ("States.StringToJson($.n)", "its path holds no string"),
+        (
+            "States.StringToJson($.n)",
+            "States.IntrinsicFailure",
+            "States.StringToJson: takes one argument, a string",
+        ),
     ] {
         let definition = json!({
             "StartAt": "P",
@@ -342,7 +343,85 @@ fn string_to_json_turns_a_substitution_into_a_value() {
         });
         let (result, _) = execute(definition, json!({"n": 1}), &invoker);
         let failure = result.unwrap_err();
-        assert_eq!(failure.error, "States.Runtime");
-        assert_eq!(failure.cause, format!("`v.$`: `{call}`: {why}"));
+        assert_eq!(failure.error, error);
+        assert_eq!(failure.cause, format!("`v.$`: {why}"));
     }
+}
+
+/// `States.Format` in Parameters: `{}` takes the next argument (a quoted
+/// string, a number, a path into the input or the context), escapes keep
+/// braces and quotes; a mismatch is `States.IntrinsicFailure`, any other
+/// intrinsic a `States.Runtime` naming it.
+#[test]
+fn states_format_builds_strings_from_paths_and_literals() {
+    let task = |template: &str| {
+        json!({
+            "StartAt": "T",
+            "States": { "T": {
+                "Type": "Task", "Resource": "${A}",
+                "Parameters": { "text.$": template },
+                "End": true
+            } }
+        })
+    };
+    let echo = fake(|_, input, _| Ok(input["text"].clone()));
+    let run = |template: &str| {
+        let events = Mutex::new(Vec::new());
+        let observer = |e: &Event| events.lock().unwrap().push(e.clone());
+        let interpreter = Interpreter::new(&echo, &observer).with_execution("r1", &json!({}));
+        interpreter.execute(
+            &task(template),
+            json!({ "run": "r7", "n": 3, "ok": true, "o": {} }),
+        )
+    };
+    assert_eq!(
+        run("States.Format('warehouse/_map_results/{}/{}/', $.run, 'accelerometer_trusted')")
+            .unwrap(),
+        json!("warehouse/_map_results/r7/accelerometer_trusted/")
+    );
+    assert_eq!(
+        run("States.Format('{} of {}, {}: {}', $.n, 12, $.ok, $$.Execution.Name)").unwrap(),
+        json!("3 of 12, true: r1")
+    );
+    assert_eq!(
+        run(r"States.Format('\{\}\'{}\\', 'x')").unwrap(),
+        json!(r"{}'x\")
+    );
+    assert_eq!(run("States.Format('plain')").unwrap(), json!("plain"));
+    for (template, cause) in [
+        (
+            "States.Format('{} {}', $.n)",
+            "more {} in the template than arguments",
+        ),
+        (
+            "States.Format('{}', $.n, $.n)",
+            "more arguments than {} in the template",
+        ),
+        (
+            "States.Format('{}', $.o)",
+            "an argument is {}, not a string",
+        ),
+        ("States.Format('{})", "an unterminated string"),
+        (
+            "States.Format($.run)",
+            "the first argument must be a quoted template",
+        ),
+        (r"States.Format('\n')", r"`\n` is not an escape"),
+    ] {
+        let failure = run(template).unwrap_err();
+        assert_eq!(failure.error, "States.IntrinsicFailure", "{template}");
+        assert!(
+            failure.cause.contains(cause),
+            "{template}: {}",
+            failure.cause
+        );
+    }
+    let failure = run("States.UUID()").unwrap_err();
+    assert_eq!(
+        (failure.error.as_str(), failure.cause.as_str()),
+        (
+            "States.Runtime",
+            "`text.$`: `States.UUID()` is neither a path nor States.Format(...) or States.StringToJson(...), the intrinsic functions the local runner knows"
+        )
+    );
 }

@@ -67,3 +67,57 @@ fn landing_objects_follow_athenas_listing_rule() {
         Some(Compression::None)
     );
 }
+
+#[test]
+fn batch_parts_are_named_by_their_first_object_and_part_names_are_checked() {
+    use zones::layout::{batch_part_name, is_part_name, part_name};
+    let a = batch_part_name("accelerometer/landing/a.json", 0);
+    // The first 8 bytes of the key's SHA-256, in hex.
+    assert_eq!(a, "part-3c94bece878ca6c2-00000.parquet");
+    assert_eq!(
+        batch_part_name("accelerometer/landing/a.json", 12),
+        "part-3c94bece878ca6c2-00012.parquet"
+    );
+    assert_ne!(a, batch_part_name("accelerometer/landing/b.json", 0));
+    for good in [a.as_str(), &part_name(3), "part-00003-00001.parquet"] {
+        assert!(is_part_name(good), "{good}");
+    }
+    for bad in [
+        "",
+        "part-.parquet",
+        "part-00000",
+        "part--1.parquet",
+        "part-1-.parquet",
+        "../part-00000.parquet",
+        "part-0/../../x.parquet",
+        "part-00000.parquet/x",
+        "part-ab_cd.parquet",
+        "part-é.parquet",
+        "_manifest.json",
+        &format!("part-{}.parquet", "0".repeat(65)),
+    ] {
+        assert!(!is_part_name(bad), "{bad}");
+    }
+}
+
+#[test]
+fn map_results_are_filed_by_run_and_table() {
+    use zones::layout::{map_result_of, map_results_table_prefix};
+    use zones::{RunId, Table};
+    let run = RunId::parse("r1").unwrap();
+    let prefix = map_results_table_prefix(&run, Table::AccelerometerTrusted);
+    assert_eq!(prefix, "_map_results/r1/accelerometer_trusted/");
+    assert_eq!(
+        map_result_of(&format!("{prefix}0f1e-2d/manifest.json")),
+        Some((run, Table::AccelerometerTrusted))
+    );
+    for other in [
+        "_map_results/r1/accelerometer_trusted/",
+        "_map_results/r1/nothing/x/manifest.json",
+        "_map_results/../accelerometer_trusted/x/manifest.json",
+        "_runs/r1/accelerometer_trusted/x/manifest.json",
+        "_map_results/r1",
+    ] {
+        assert_eq!(map_result_of(other), None, "{other}");
+    }
+}

@@ -1,6 +1,7 @@
 //! Exact-value tests of the pure core on small inputs built by hand.
 
 mod checks;
+mod contract;
 mod erasure;
 mod landing;
 mod layout;
