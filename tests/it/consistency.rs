@@ -362,7 +362,20 @@ fn maps_fan_out_the_landing_transitions_and_hand_their_results_to_a_reduce() {
             }),
             "{name}"
         );
-        assert!(map["ItemBatcher"]["MaxItemsPerBatch"].as_u64().unwrap() > 0);
+        // Batch size and concurrency: the template's parameters, through the
+        // Start state (`States.StringToJson` of their substitutions).
+        assert_eq!(
+            map["ItemBatcher"]["MaxItemsPerBatchPath"],
+            "$.map.items_per_batch"
+        );
+        assert_eq!(map["MaxConcurrencyPath"], "$.map.max_concurrency");
+        assert_eq!(
+            definition["States"]["Start"]["Parameters"]["map"],
+            serde_json::json!({
+                "max_concurrency.$": "States.StringToJson('${MapMaxConcurrency}')",
+                "items_per_batch.$": "States.StringToJson('${MapItemsPerBatch}')"
+            })
+        );
         // The batch input is the request a Task of the transition sends:
         // the run, the policy, and the inputs the transition reads.
         let keys: BTreeSet<&str> = batch_input
@@ -679,6 +692,22 @@ fn template_substitutes_every_resource_of_the_definition() {
         }
         if name == stedi::runner::WAREHOUSE_PREFIX {
             assert_eq!(*value, format!("{}/", warehouse.1), "{key}");
+            continue;
+        }
+        // A Map setting: the template's parameter of the same name, whose
+        // default is what the local runner substitutes.
+        if let Some((_, local)) = stedi::runner::MAP_SETTINGS
+            .iter()
+            .find(|(n, _)| **n == name)
+        {
+            assert_eq!(*value, format!("!Ref {key}"), "{key}");
+            let (_, parameters) = entry(&lines, "Parameters").expect("Parameters");
+            let (_, parameter) = entry(parameters, key).expect("the parameter");
+            assert_eq!(
+                entry(parameter, "Default").map(|d| d.0),
+                Some(*local),
+                "{key}"
+            );
             continue;
         }
         let function = value

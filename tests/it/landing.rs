@@ -195,9 +195,17 @@ fn many_small_landing_objects_are_gathered_into_few_parts() {
         (Dataset::Accelerometer, "AccelerometerTrusted"),
         (Dataset::StepTrainer, "StepTrainerTrusted"),
     ] {
-        let batch = definition["States"][map]["ItemBatcher"]["MaxItemsPerBatch"]
-            .as_u64()
-            .unwrap() as usize;
+        assert_eq!(
+            definition["States"][map]["ItemBatcher"]["MaxItemsPerBatchPath"],
+            "$.map.items_per_batch"
+        );
+        let batch: usize = stedi::runner::MAP_SETTINGS
+            .iter()
+            .find(|(name, _)| *name == "${MapItemsPerBatch}")
+            .unwrap()
+            .1
+            .parse()
+            .unwrap();
         let objects = std::fs::read_dir(many.path().join(dataset.dir()).join("landing"))
             .unwrap()
             .count();

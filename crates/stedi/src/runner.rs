@@ -35,18 +35,30 @@ pub const RESOURCES: [(&str, &str); 3] = [
 pub const WAREHOUSE_BUCKET: &str = "${WarehouseBucket}";
 pub const WAREHOUSE_PREFIX: &str = "${WarehousePrefix}";
 
+/// The Distributed Maps' settings the definition takes as substitutions
+/// (made numbers by `States.StringToJson`), with the values the local
+/// runner gives them: the SAM template's parameters of the same names and
+/// defaults (tests/it/consistency.rs holds the two together).
+pub const MAP_SETTINGS: [(&str, &str); 2] = [
+    ("${MapMaxConcurrency}", "100"),
+    ("${MapItemsPerBatch}", "64"),
+];
+
 /// How many children of a Distributed Map the local runner runs at once
 /// (see [`run`]).
 pub const LOCAL_MAP_WORKERS: usize = 1;
 
 /// The definition with the warehouse's bucket and prefix in place of
-/// [`WAREHOUSE_BUCKET`] and [`WAREHOUSE_PREFIX`], as SAM's
-/// DefinitionSubstitutions place them on AWS.
+/// [`WAREHOUSE_BUCKET`] and [`WAREHOUSE_PREFIX`], and the [`MAP_SETTINGS`],
+/// as SAM's DefinitionSubstitutions place them on AWS.
 pub fn substitute(warehouse: &BucketLocation, definition: &Value) -> Value {
     match definition {
         Value::String(text) => Value::String(
-            text.replace(WAREHOUSE_BUCKET, &warehouse.bucket)
-                .replace(WAREHOUSE_PREFIX, &warehouse.prefix),
+            MAP_SETTINGS.iter().fold(
+                text.replace(WAREHOUSE_BUCKET, &warehouse.bucket)
+                    .replace(WAREHOUSE_PREFIX, &warehouse.prefix),
+                |text, (name, value)| text.replace(name, value),
+            ),
         ),
         Value::Array(values) => values.iter().map(|v| substitute(warehouse, v)).collect(),
         Value::Object(fields) => fields
