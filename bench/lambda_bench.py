@@ -25,6 +25,7 @@ import queue
 import shutil
 import statistics
 import subprocess
+import sys
 import threading
 import time
 import zipfile
@@ -49,6 +50,14 @@ BEFORE = {
     "zipped_mb_arm64": 33,
     "unzipped_mb_arm64": 102,
 }
+
+
+class Server(ThreadingHTTPServer):
+    """A Runtime API server that says nothing of a function process killed mid-request."""
+
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class RuntimeApi:
@@ -107,7 +116,7 @@ class RuntimeApi:
                         api.answered.notify_all()
                 self.reply(202, b'{"status":"OK"}')
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         self.address = f"127.0.0.1:{self.server.server_address[1]}"

@@ -526,34 +526,87 @@ pub fn verify(store: &dyn Store, table: &TableRef) -> Result<(usize, u64)> {
 /// manifest's sizes and checksums. A snapshot written before manifests is
 /// listed instead.
 pub fn read_table(store: &dyn Store, table: &TableRef) -> Result<LazyFrame> {
-    let prefix = &table.location;
+    let parts = snapshot_parts(store, table)?;
     // Rayon's threads log in the caller's span (the invocation's).
     let span = tracing::Span::current();
-    let buffers = match pinned_manifest(store, table)? {
+    let buffers = parts
+        .par_iter()
+        .map(|part| span.in_scope(|| part.read(store)))
+        .collect::<Result<Vec<_>>>()?;
+    scan(buffers, table)
+}
+
+/// Folds the snapshot `table` part by part, so that only the parts being
+/// read are in memory (one per core at a time), never the whole table:
+/// `each` reduces one part's scan to a small result (say, its distinct
+/// keys), `fold` adds each round of results, in part order, to the
+/// accumulator.
+pub fn fold_parts<A, R: Send>(
+    store: &dyn Store,
+    table: &TableRef,
+    init: A,
+    each: impl Fn(LazyFrame) -> Result<R> + Sync,
+    mut fold: impl FnMut(A, Vec<R>) -> Result<A>,
+) -> Result<A> {
+    let parts = snapshot_parts(store, table)?;
+    let round = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut all = init;
+    for parts in parts.chunks(round) {
+        let results =
+            crate::map_bounded(parts, |_, part| each(scan(vec![part.read(store)?], table)?))?;
+        all = fold(all, results)?;
+    }
+    Ok(all)
+}
+
+/// A part of a snapshot to read: from its manifest (checked against it
+/// when read), or listed (a snapshot written before manifests).
+enum SnapshotPart<'m> {
+    Listed(String),
+    InManifest(&'m str, PartInfo),
+}
+
+impl SnapshotPart<'_> {
+    fn read(&self, store: &dyn Store) -> Result<polars_buffer::Buffer<u8>> {
+        let bytes = match self {
+            SnapshotPart::Listed(key) => store.get(key)?,
+            SnapshotPart::InManifest(prefix, part) => {
+                let bytes = read_part(store, prefix, part)?;
+                tracing::debug!(prefix, part = part.name, bytes = bytes.len(), "read part");
+                bytes
+            }
+        };
+        Ok(polars_buffer::Buffer::from(bytes))
+    }
+}
+
+/// The parts of the snapshot `table` names; [`Error::NotFound`] when it has none.
+fn snapshot_parts<'t>(store: &dyn Store, table: &'t TableRef) -> Result<Vec<SnapshotPart<'t>>> {
+    let prefix = table.location.as_str();
+    let parts: Vec<SnapshotPart> = match pinned_manifest(store, table)? {
         Some(manifest) => manifest
             .parts
-            .par_iter()
-            .map(|p| {
-                span.in_scope(|| {
-                    let bytes = read_part(store, prefix, p)?;
-                    tracing::debug!(prefix, part = p.name, bytes = bytes.len(), "read part");
-                    Ok(polars_buffer::Buffer::from(bytes))
-                })
-            })
-            .collect::<Result<Vec<_>>>()?,
+            .into_iter()
+            .map(|p| SnapshotPart::InManifest(prefix, p))
+            .collect(),
         None => store
             .list(prefix)?
-            .par_iter()
+            .into_iter()
             .filter(|p| p.key.ends_with(".parquet"))
-            .map(|p| Ok(polars_buffer::Buffer::from(store.get(&p.key)?)))
-            .collect::<Result<Vec<_>>>()?,
+            .map(|p| SnapshotPart::Listed(p.key))
+            .collect(),
     };
-    if buffers.is_empty() {
+    if parts.is_empty() {
         return Err(Error::NotFound {
             store: store.url(""),
             key: layout::part_key(prefix, 0),
         });
     }
+    Ok(parts)
+}
+
+/// One lazy scan of Parquet bytes (parts of `table`), without Hive partitions.
+fn scan(buffers: Vec<polars_buffer::Buffer<u8>>, table: &TableRef) -> Result<LazyFrame> {
     LazyFrame::scan_parquet_sources(
         ScanSources::Buffers(buffers.into()),
         ScanArgsParquet {

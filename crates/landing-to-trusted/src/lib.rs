@@ -220,7 +220,10 @@ impl<'e> Judge<'e> {
         // Erased people's readings leave first, under both policies (and in the shadow).
         let erasure = erasure::erasure_of_run(env, &request.run_id)?;
         let rule = |policy: Policy, customers: &TableRef| -> Result<ReadingRule, Error> {
-            let customers = tables::read_table(store, customers)?.collect()?;
+            let columns = ReadingRule::index_columns(dataset).map(col);
+            let customers = tables::read_table(store, customers)?
+                .select(columns)
+                .collect()?;
             let rule = match dataset {
                 Dataset::Accelerometer => ReadingRule::accelerometer_trusted(policy, &customers),
                 _ => ReadingRule::step_trainer_trusted(policy, &customers),

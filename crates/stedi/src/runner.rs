@@ -182,10 +182,17 @@ fn save_request(dir: &Path, resource: &str, input: &Value) -> std::io::Result<()
         .iter()
         .find(|(r, _)| *r == resource)
         .map_or("unknown", |(_, f)| f);
-    let name = match input["transition"].as_str() {
-        Some(transition) => transition,
-        None if input.get("vacuum").is_some() => "vacuum",
-        None => "request",
+    // A Map child's batch and the reduce after the Map are named apart
+    // from the transition they serve (the last child's batch is kept).
+    let name = match (
+        input["transition"].as_str(),
+        &input["BatchInput"]["transition"],
+    ) {
+        (Some(transition), _) if input.get("map_run").is_some() => format!("{transition}.reduce"),
+        (Some(transition), _) => transition.to_string(),
+        (None, Value::String(transition)) => format!("{transition}.batch"),
+        (None, _) if input.get("vacuum").is_some() => "vacuum".into(),
+        (None, _) => "request".into(),
     };
     let dir = dir.join(function);
     std::fs::create_dir_all(&dir)?;

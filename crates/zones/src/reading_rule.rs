@@ -45,7 +45,8 @@ impl ReadingRule {
         policy: Policy,
         customer_trusted: &DataFrame,
     ) -> PolarsResult<Self> {
-        let consents = earliest_consents(customer_trusted, "email")?;
+        let [key, _] = Self::index_columns(Dataset::Accelerometer);
+        let consents = earliest_consents(customer_trusted, key)?;
         Ok(ReadingRule {
             policy,
             key_column: "user",
@@ -65,7 +66,8 @@ impl ReadingRule {
         policy: Policy,
         customers_curated: &DataFrame,
     ) -> PolarsResult<Self> {
-        let consents = earliest_consents(customers_curated, "serialNumber")?;
+        let [key, _] = Self::index_columns(Dataset::StepTrainer);
+        let consents = earliest_consents(customers_curated, key)?;
         Ok(ReadingRule {
             policy,
             key_column: "serialNumber",
@@ -75,6 +77,17 @@ impl ReadingRule {
             dataset: Dataset::StepTrainer,
             erasure: Arc::default(),
         })
+    }
+
+    /// The columns of the customer table that the rule of `dataset` reads:
+    /// the key its readings are looked up by (a customer's email, or a
+    /// step trainer's serial) and the research consent. A reader need
+    /// decode no other (the index then holds a fraction of the table).
+    pub fn index_columns(dataset: Dataset) -> [&'static str; 2] {
+        match dataset {
+            Dataset::StepTrainer => ["serialNumber", CONSENT],
+            Dataset::Customer | Dataset::Accelerometer => ["email", CONSENT],
+        }
     }
 
     /// The same rule, which first drops the records of the people `erasure`

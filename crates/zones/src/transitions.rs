@@ -185,15 +185,15 @@ pub fn customer_trusted(policy: Policy, landing: LazyFrame) -> LazyFrame {
 }
 
 /// 3. customer_trusted + accelerometer_trusted -> customers_curated.
+///
+/// Of the readings only their distinct users count ([`reading_users`]):
+/// the readings may be given as those users alone, gathered part by part.
 pub fn customers_curated(
     policy: Policy,
     customer_trusted: LazyFrame,
     accelerometer_trusted: LazyFrame,
 ) -> PolarsResult<LazyFrame> {
-    let users = accelerometer_trusted
-        .select([col("user")])
-        .unique(None, UniqueKeepStrategy::Any)
-        .with_column(lit(true).alias("_has_readings"));
+    let users = reading_users(accelerometer_trusted).with_column(lit(true).alias("_has_readings"));
     let rows = customer_trusted.with_row_index("_row", None);
     let names: Vec<Expr> = crate::schema::Dataset::Customer
         .landing_schema()
@@ -213,6 +213,14 @@ pub fn customers_curated(
                 .alias(DROP),
         )
         .drop(cols(["_row", "_has_readings"])))
+}
+
+/// The distinct users of accelerometer readings (a frame of one column,
+/// `user`): all of [`customers_curated`] reads of them.
+pub fn reading_users(accelerometer_trusted: LazyFrame) -> LazyFrame {
+    accelerometer_trusted
+        .select([col("user")])
+        .unique(None, UniqueKeepStrategy::Any)
 }
 
 /// 5. step_trainer_trusted + accelerometer_trusted (+ customers_curated under
