@@ -34,6 +34,16 @@ fn a_curated_customer(wh: &Path) -> String {
     rows[1].clone()
 }
 
+/// A warehouse of `customers` generated customers after one published run
+/// `one`, and the address of a customer in its training data.
+fn published_with_a_customer(customers: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    stedi_ok(dir.path(), &["seed", "--customers", customers]);
+    stedi_ok(dir.path(), &["run", "--run-id", "one"]);
+    let email = a_curated_customer(dir.path());
+    (dir, email)
+}
+
 /// The serials only `email`'s customer records hold, by the landing parser.
 fn serials_only_of(wh: &Path, email: &str) -> BTreeSet<String> {
     let (mut theirs, mut others) = (BTreeSet::new(), BTreeSet::new());
@@ -575,11 +585,8 @@ fn the_key_has_a_fingerprint_and_rotation_is_explicit_and_reported() {
 /// anything (nobody could be matched, so the people they name would stay).
 #[test]
 fn a_run_refuses_pending_requests_whose_key_is_gone() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, email) = published_with_a_customer("60");
     let wh = dir.path();
-    stedi_ok(wh, &["seed", "--customers", "60"]);
-    stedi_ok(wh, &["run", "--run-id", "one"]);
-    let email = a_curated_customer(wh);
     let filed = stedi_ok(wh, &["erase", "--email", &email]);
     let id = filed.split_whitespace().nth(2).unwrap();
     std::fs::remove_file(wh.join("_secrets/erasure.key")).unwrap();
@@ -608,11 +615,8 @@ fn a_run_refuses_pending_requests_whose_key_is_gone() {
 /// person gone: the run refuses instead, naming the requests.
 #[test]
 fn a_run_refuses_pending_requests_under_another_erasure_key() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, email) = published_with_a_customer("60");
     let wh = dir.path();
-    stedi_ok(wh, &["seed", "--customers", "60"]);
-    stedi_ok(wh, &["run", "--run-id", "one"]);
-    let email = a_curated_customer(wh);
     let filed = stedi_ok(wh, &["erase", "--email", &email]);
     let id = filed.split_whitespace().nth(2).unwrap();
     let old = ErasureKey::new(&std::fs::read(wh.join("_secrets/erasure.key")).unwrap());
@@ -702,11 +706,8 @@ fn erase_refuses_what_is_not_an_address_and_names_its_line() {
 /// stays pending for the next run.
 #[test]
 fn an_erasure_that_cannot_complete_is_reported_and_vacuum_still_runs() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, email) = published_with_a_customer("40");
     let wh = dir.path();
-    stedi_ok(wh, &["seed", "--customers", "40"]);
-    stedi_ok(wh, &["run", "--run-id", "one"]);
-    let email = a_curated_customer(wh);
     // One line with the person's record and someone else's, back to back.
     let mut theirs = None;
     let mut other = None;
