@@ -581,9 +581,7 @@ pub fn read_parts(
     let prefix = table.location.as_str();
     let buffers = parts
         .par_iter()
-        .map(|part| {
-            span.in_scope(|| SnapshotPart::InManifest(prefix, part.clone()).read(store))
-        })
+        .map(|part| span.in_scope(|| SnapshotPart::InManifest(prefix, part.clone()).read(store)))
         .collect::<Result<Vec<_>>>()?;
     scan(buffers, table).map(Some)
 }

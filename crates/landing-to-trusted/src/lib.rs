@@ -390,7 +390,10 @@ impl BucketWriters<'_> {
         }
         let buffered: usize = self.by_bucket.values().map(PartWriter::buffered_rows).sum();
         if buffered > tables::PART_ROWS {
-            let fullest = self.by_bucket.values_mut().max_by_key(|w| w.buffered_rows());
+            let fullest = self
+                .by_bucket
+                .values_mut()
+                .max_by_key(|w| w.buffered_rows());
             fullest.expect("rows are buffered").flush()?;
         }
         Ok(())
@@ -473,14 +476,21 @@ fn write_time_buckets(
     request: &TransitionRequest,
     batch: &BatchResult,
 ) -> Result<(), Error> {
-    let parts = batch.table.parts.iter().chain(batch.rubric.iter().flat_map(|r| &r.parts));
+    let parts = batch
+        .table
+        .parts
+        .iter()
+        .chain(batch.rubric.iter().flat_map(|r| &r.parts));
     let buckets: std::collections::BTreeSet<TimeBucket> = parts
         .filter_map(|p| layout::bucket_of_part(&p.name))
         .map(|bucket| TimeBucket { bucket })
         .collect();
     let json = serde_json::to_vec(&buckets).expect("buckets serialize");
     store.put(&layout::time_buckets_key(&request.run_id), &json)?;
-    tracing::info!(buckets = buckets.len(), "wrote the time buckets of the step readings");
+    tracing::info!(
+        buckets = buckets.len(),
+        "wrote the time buckets of the step readings"
+    );
     Ok(())
 }
 

@@ -227,7 +227,8 @@ fn keyed_customers(
     Ok(match request.policy {
         Policy::Strict => {
             let key = env.pseudonym_key()?;
-            let customers = tables::read_table(env.store.as_ref(), request.input(Table::CustomersCurated)?)?;
+            let customers =
+                tables::read_table(env.store.as_ref(), request.input(Table::CustomersCurated)?)?;
             let keyed = transitions::keyed_customers(customers, &key).collect()?;
             (Some(key), keyed)
         }
@@ -329,7 +330,10 @@ fn join(
 /// under strict the rubric's result of the bucket counted from the
 /// shadows' parts; answered with the counts and parts, for the reduce.
 /// Its memory is a bucket's, not the tables'.
-pub fn join_buckets(env: &Env, request: &BatchRequest<TimeBucket>) -> Result<JoinResult, TaskError> {
+pub fn join_buckets(
+    env: &Env,
+    request: &BatchRequest<TimeBucket>,
+) -> Result<JoinResult, TaskError> {
     Ok(join_buckets_inner(env, request)?)
 }
 
@@ -365,8 +369,12 @@ fn join_buckets_inner(env: &Env, request: &BatchRequest<TimeBucket>) -> Result<J
     let mut result = JoinResult::empty();
     for &TimeBucket { bucket } in &request.items {
         let frames = [
-            steps.frame(store, bucket, Dataset::StepTrainer)?.collect()?,
-            readings.frame(store, bucket, Dataset::Accelerometer)?.collect()?,
+            steps
+                .frame(store, bucket, Dataset::StepTrainer)?
+                .collect()?,
+            readings
+                .frame(store, bucket, Dataset::Accelerometer)?
+                .collect()?,
             customers.clone(),
         ];
         let name = |n| layout::bucket_part_name(bucket, &layout::part_name(n));
@@ -375,7 +383,9 @@ fn join_buckets_inner(env: &Env, request: &BatchRequest<TimeBucket>) -> Result<J
         if let (Some(snapshot), Some(mut rows)) = (&outputs.quarantine, joined.quarantine)
             && rows.height() > 0
         {
-            result.quarantine.push(tables::write_part(store, snapshot, &name(0), &mut rows)?);
+            result
+                .quarantine
+                .push(tables::write_part(store, snapshot, &name(0), &mut rows)?);
         }
         if let Some([steps, readings]) = &shadows {
             let (counts, rows) = transitions::machine_learning_rubric_count(
@@ -452,7 +462,8 @@ fn reduce_inner(env: &Env, request: &ReduceRequest) -> Result<TransitionResult, 
     lakehouse::runs::begin(env, &request.run_id, request.policy)?;
     let store = env.store.as_ref();
     let details = &request.map_run.result_writer_details;
-    let children = map_results::succeeded_outputs::<JoinResult>(store, &details.bucket, &details.key)?;
+    let children =
+        map_results::succeeded_outputs::<JoinResult>(store, &details.bucket, &details.key)?;
     let mut joined = JoinResult::empty();
     for child in children.outputs {
         let parts = child.table.parts.iter().chain(&child.quarantine);
@@ -472,7 +483,8 @@ fn reduce_inner(env: &Env, request: &ReduceRequest) -> Result<TransitionResult, 
     let peak = [joined.peak_rss_mib, lakehouse::peak_rss_mib()];
     let schema = training_table_schema(request.policy, key.as_ref())?;
     let table = tables::seal(store, &outputs.table, joined.table.parts, &schema)?;
-    let mut result = TransitionResult::new(&request.transition_request(), table, joined.table.counts);
+    let mut result =
+        TransitionResult::new(&request.transition_request(), table, joined.table.counts);
     if let Some(snapshot) = &outputs.quarantine {
         result.quarantine = Some(tables::seal(
             store,

@@ -55,9 +55,9 @@ pub fn time_bucket(time_ms: i64) -> i64 {
 pub fn by_time_bucket(rows: &DataFrame, time_column: &str) -> PolarsResult<Vec<(i64, DataFrame)>> {
     let mut buckets: std::collections::BTreeMap<i64, Vec<IdxSize>> = Default::default();
     for (row, time) in rows.column(time_column)?.i64()?.iter().enumerate() {
-        let time = time.ok_or_else(|| {
-            polars_err!(ComputeError: "row {row} has no {time_column}: it has no time bucket")
-        })?;
+        let time = time.ok_or_else(
+            || polars_err!(ComputeError: "row {row} has no {time_column}: it has no time bucket"),
+        )?;
         buckets
             .entry(time_bucket(time))
             .or_default()
