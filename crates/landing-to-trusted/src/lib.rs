@@ -369,9 +369,19 @@ impl BatchWriter<'_> {
     }
 }
 
+/// Rows one output's day writers hold together: beyond them, every day's
+/// rows so far are written as parts. A sixteenth of a part: the 50x
+/// accelerometer child (50 objects, 58 days) alone peaked at 286 MiB
+/// holding a whole part's rows per output, 162 MiB a quarter's, 100 MiB a
+/// sixteenth's, with the same 67 parts (the generated objects each hold a
+/// day or two of readings; readings of all days in every object would
+/// make more, smaller parts).
+const BUFFERED_ROWS: usize = tables::PART_ROWS / 16;
+
 /// One output's part writers, one per time bucket of its rows. Together
-/// they hold at most a part's rows ([`tables::PART_ROWS`]): beyond that,
-/// the bucket holding most is written out as a smaller part.
+/// they hold at most [`BUFFERED_ROWS`]: beyond that, every bucket's rows so
+/// far are written out as parts (with readings in time order, the days
+/// already passed hold all they will get: one part each).
 struct BucketWriters<'s> {
     by_bucket: BTreeMap<i64, PartWriter<'s>>,
     /// The writer of a bucket not seen yet.
@@ -389,12 +399,10 @@ impl BucketWriters<'_> {
             writer.push(rows)?;
         }
         let buffered: usize = self.by_bucket.values().map(PartWriter::buffered_rows).sum();
-        if buffered > tables::PART_ROWS {
-            let fullest = self
-                .by_bucket
-                .values_mut()
-                .max_by_key(|w| w.buffered_rows());
-            fullest.expect("rows are buffered").flush()?;
+        if buffered > BUFFERED_ROWS {
+            for writer in self.by_bucket.values_mut() {
+                writer.flush()?;
+            }
         }
         Ok(())
     }

@@ -4,7 +4,7 @@
 //! ```text
 //! <dataset>/landing/**                       raw JSON lines, as in the public starter data or as a
 //!                                            delivery stream writes them (see [`landing_object`])
-//! <dataset>/trusted/<snapshot>/part-*.parquet
+//! <dataset>/trusted/<snapshot>/part-*.parquet  accelerometer and step readings by day: bucket=<n>/part-*.parquet
 //! customer/curated/<snapshot>/...            machine_learning/curated/<snapshot>/...
 //! <dataset>/quarantine/<snapshot>/...
 //! _runs/<run id>/report.json                 _runs/<run id>/rubric/<table>/...  (strict runs)
@@ -20,6 +20,8 @@
 //! _runs/<run id>/erasure.json                what the run's Erase state removed, and its verification
 //! _map_results/<run id>/<table>/<map run id>/  a Distributed Map's result files (manifest.json,
 //!                                            SUCCEEDED_n.json, ...), read by the transition's reduce
+//! _map_results/<run id>/machine_learning_curated/buckets.json  the days of the step readings: the
+//!                                            training table's Map's items
 //! ```
 
 use std::fmt;
