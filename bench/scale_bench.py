@@ -20,9 +20,10 @@ from the run's facts.json and must be equal in every round):
 Every measurement is the median of REPEATS runs of wall seconds and peak RSS
 (`/usr/bin/time -v` through bench.timed). For each Distributed Map of a run
 (from its ResultWriter files, `_map_results/<run id>/<table>/`): its items
-(landing objects listed), its children, and its largest child (by the bytes
-of its objects) run again alone, as Lambda runs it: the `landing-to-trusted`
-binary beside `stedi`, served the child's request by a minimal Runtime API
+(landing objects listed, or days of readings), its children, and its
+largest child (by the bytes of its objects, or the step readings of its
+days) run again alone, as Lambda runs it: its function's binary beside
+`stedi`, served the child's request by a minimal Runtime API
 (bench/lambda_bench.py) under a scratch run id, its peak RSS read from /proc
 and its seconds from the event handed out to the answer posted. For the
 whole runs the children's requests come from one more run of the definition
@@ -135,34 +136,52 @@ def run_counts(warehouse, run_id):
     return counts, parts
 
 
+# The function serving each Map's children, and how a child's size is told from its answer.
+MAP_FUNCTIONS = {
+    "accelerometer_trusted": "landing-to-trusted",
+    "step_trainer_trusted": "landing-to-trusted",
+    "machine_learning_curated": "trusted-to-curated",
+}
+
+
+def child_size(answer):
+    """A child's work, for finding the largest: its objects' bytes, or the step readings its days joined."""
+    return answer["bytes"] if "bytes" in answer else answer["table"]["counts"]["input"]
+
+
+def describe_child(answer):
+    if "bytes" in answer:
+        return f"{answer['objects']} objects, {answer['bytes'] / 1e6:.1f} MB"
+    return f"{answer['buckets']} days, {answer['table']['counts']['input']:,} step readings"
+
+
 def map_runs(warehouse, run_id):
     """Each Distributed Map of the run, by its table: its items, its children, and the request of its
-    largest child (by the bytes of its objects), from the ResultWriter's files."""
+    largest child, from the ResultWriter's files."""
     runs = {}
     for manifest_path in sorted((warehouse / "_map_results" / run_id).glob("*/*/manifest.json")):
         manifest = json.loads(manifest_path.read_text())
         children = [child for file in manifest["ResultFiles"]["SUCCEEDED"]
                     for child in json.loads((warehouse / file["Key"]).read_text())]
         answers = [json.loads(child["Output"]) for child in children]
-        largest = max(range(len(children)), key=lambda n: answers[n]["bytes"])
+        largest = max(range(len(children)), key=lambda n: child_size(answers[n]))
         runs[manifest_path.parent.parent.name] = {
             "items": sum(len(json.loads(child["Input"])["Items"]) for child in children),
             "children": len(children),
-            "largest_child_objects": answers[largest]["objects"],
-            "largest_child_mb": round(answers[largest]["bytes"] / 1e6, 1),
+            "largest_child": describe_child(answers[largest]),
             "request": json.loads(children[largest]["Input"]),
         }
     return runs
 
 
-def child_alone(function, warehouse, request, scratch_run):
-    """Runs one Map child's request in a fresh `landing-to-trusted` process under `scratch_run`:
+def child_alone(binary, warehouse, request, scratch_run):
+    """Runs one Map child's request in a fresh process of its function under `scratch_run`:
     (seconds from the event handed out to the answer, the process's peak MiB)."""
     request = json.loads(json.dumps(request))
     request["BatchInput"]["run_id"] = scratch_run
-    api = lambda_bench.RuntimeApi("landing-to-trusted")
+    api = lambda_bench.RuntimeApi(binary.name)
     try:
-        _, process = api.start(function, warehouse)
+        _, process = api.start(binary, warehouse)
         try:
             api.wait_first_next(process)
             ms = api.invoke(scratch_run, json.dumps(request).encode(), process)
@@ -179,11 +198,10 @@ def child_alone(function, warehouse, request, scratch_run):
 def run(root, stedi, work, repeats, timed, log):
     work = work / "scale"
     work.mkdir(parents=True, exist_ok=True)
-    function = Path(stedi).with_name("landing-to-trusted")
     trusted_only = definition_until(root, work, "AccelerometerTrustedReduce")
     # Up to the last Map's reduce: a run whose rubric shadows the gate has
     # not deleted yet, for the Map children run alone.
-    maps_only = definition_until(root, work, "StepTrainerTrustedReduce")
+    maps_only = definition_until(root, work, "MachineLearningCuratedReduce")
     cases = [
         ("one object, 210 MB", "one-210mb", trusted_only, lambda w: one_object(stedi, w, 30_000, log)),
         ("one object, 1 GB", "one-1gb", trusted_only, lambda w: one_object(stedi, w, 145_000, log)),
@@ -227,8 +245,9 @@ def run(root, stedi, work, repeats, timed, log):
         for round_number in range(1, repeats + 1):
             for table, m in maps.items():
                 log(f"[scale]   {table}: the largest of {m['children']} children alone ...")
+                binary = Path(stedi).with_name(MAP_FUNCTIONS[table])
                 alone.setdefault(table, []).append(
-                    child_alone(function, warehouse, m["request"], f"bench-child-{round_number}"))
+                    child_alone(binary, warehouse, m["request"], f"bench-child-{round_number}"))
         entry["seconds"] = statistics.median(s[0] for s in samples)
         entry["peak_mib"] = statistics.median(s[1] for s in samples)
         entry["samples_seconds"] = [round(s[0], 3) for s in samples]
@@ -267,18 +286,17 @@ def render(results):
                      f"{e['seconds']:.2f} | {e['peak_mib']:.0f} | {', '.join(map(str, acc))} |")
     lines += [
         "",
-        "Each Distributed Map of those runs: the landing objects it lists (items), its children (batches of "
-        "MaxItemsPerBatch objects), and its largest child (by the bytes of its objects) run again alone in a "
-        "fresh `landing-to-trusted` process served by a minimal Runtime API, as Lambda runs it: its seconds and "
-        "its process's peak RSS (median of the rounds).",
+        "Each Distributed Map of those runs: its items (landing objects listed, or days of readings for the "
+        "training table), its children (batches of MaxItemsPerBatch items), and its largest child run again "
+        "alone in a fresh process of its function served by a minimal Runtime API, as Lambda runs it: its "
+        "seconds and its process's peak RSS (median of the rounds).",
         "",
-        "| case | Map (table) | items | children | largest child: objects, MB | seconds | peak MiB |",
+        "| case | Map (table) | items | children | largest child | seconds | peak MiB |",
         "|---|---|---|---|---|---|---|",
     ]
     for name, e in results.items():
         for table, m in e.get("maps", {}).items():
-            lines.append(f"| {name} | {table} | {m['items']} | {m['children']} | {m['largest_child_objects']}, "
-                         f"{m['largest_child_mb']} | {m['largest_child_seconds']:.2f} | "
-                         f"{m['largest_child_peak_mib']:.0f} |")
+            lines.append(f"| {name} | {table} | {m['items']} | {m['children']} | {m['largest_child']} | "
+                         f"{m['largest_child_seconds']:.2f} | {m['largest_child_peak_mib']:.0f} |")
     lines.append("")
     return "\n".join(lines)

@@ -179,16 +179,11 @@ fn every_task_resource_has_a_handler_crate() {
                     panic!("{resource} is served by crates/{krate}, which has no src/main.rs")
                 });
         let ident = krate.replace('-', "_");
-        // The quality-gate function also serves the Vacuum state, and
-        // landing-to-trusted the Erase state: their entry point, `handle`,
-        // tells the requests apart.
-        let entry = if krate == "trusted-to-curated" {
-            "run"
-        } else {
-            "handle"
-        };
+        // Each function serves more than one request (a transition, a Map
+        // child, a reduce; the quality gate also Vacuum, landing-to-trusted
+        // also Erase): their entry point, `handle`, tells them apart.
         assert!(
-            main.contains(&format!("lakehouse::lambda::serve({ident}::{entry})")),
+            main.contains(&format!("lakehouse::lambda::serve({ident}::handle)")),
             "crates/{krate}/src/main.rs"
         );
     }
@@ -321,61 +316,93 @@ fn tasks_run_the_transitions_in_design_order_then_the_gate() {
     }
 }
 
-/// The Distributed Maps of the definition fan the landing transitions of
-/// readings out: each lists its dataset's landing prefix in the
-/// warehouse's bucket, batches the objects with the transition's request
-/// as BatchInput, runs one Task of the function that serves the
-/// transition, writes its results under the run's `_map_results/` folder
-/// of the transition (`zones::layout`), and hands them to its reduce, the
-/// next state, served by the same function, which produces the transition.
-/// A Map neither retries nor catches: its child retries, and a failed Map
-/// Run is redriven.
+/// The Distributed Maps of the definition fan out the transitions that
+/// read most: each landing transition of readings lists its dataset's
+/// landing prefix in the warehouse's bucket, and the training table reads
+/// the time buckets the step readings' reduce wrote (`zones::layout`);
+/// each batches its items with the transition's request as BatchInput,
+/// runs one Task of the function that serves the transition, writes its
+/// results under the run's `_map_results/` folder of the transition, and
+/// hands them to its reduce, the next state, served by the same function,
+/// which produces the transition. A Map neither retries nor catches: its
+/// child retries, and a failed Map Run is redriven.
 #[test]
-fn maps_fan_out_the_landing_transitions_and_hand_their_results_to_a_reduce() {
+fn maps_fan_out_the_transitions_and_hand_their_results_to_a_reduce() {
     use stedi::runner::{WAREHOUSE_BUCKET, WAREHOUSE_PREFIX};
     let definition = definition();
     let top = definition["States"].as_object().unwrap();
     let maps: Vec<(&String, &Value)> = top.iter().filter(|(_, s)| s["Type"] == "Map").collect();
+    // The Maps' settings: the template's parameters, made numbers by the
+    // Start state.
+    assert_eq!(
+        definition["States"]["Start"]["Parameters"]["map"],
+        serde_json::json!({
+            "max_concurrency.$": "States.StringToJson('${MapMaxConcurrency}')",
+            "items_per_batch.$": "States.StringToJson('${MapItemsPerBatch}')"
+        })
+    );
     let mut fanned = Vec::new();
     for (name, map) in maps {
         let batch_input = &map["ItemBatcher"]["BatchInput"];
         let table = Table::from_name(batch_input["transition"].as_str().unwrap()).unwrap();
         fanned.push(table);
-        let dataset = zones::Dataset::ALL
-            .into_iter()
-            .find(|d| d.dir() == table.dir())
-            .unwrap();
         let processor = &map["ItemProcessor"];
         assert_eq!(
             processor["ProcessorConfig"],
             serde_json::json!({ "Mode": "DISTRIBUTED", "ExecutionType": "STANDARD" }),
             "{name}"
         );
-        assert_eq!(
-            map["ItemReader"],
-            serde_json::json!({
-                "Resource": "arn:aws:states:::s3:listObjectsV2",
-                "Parameters": {
-                    "Bucket": WAREHOUSE_BUCKET,
-                    "Prefix": format!("{WAREHOUSE_PREFIX}{}", zones::layout::landing_prefix(dataset)),
-                }
-            }),
-            "{name}"
-        );
-        // Batch size and concurrency: the template's parameters, through the
-        // Start state (`States.StringToJson` of their substitutions).
-        assert_eq!(
-            map["ItemBatcher"]["MaxItemsPerBatchPath"],
-            "$.map.items_per_batch"
-        );
-        assert_eq!(map["MaxConcurrencyPath"], "$.map.max_concurrency");
-        assert_eq!(
-            definition["States"]["Start"]["Parameters"]["map"],
-            serde_json::json!({
-                "max_concurrency.$": "States.StringToJson('${MapMaxConcurrency}')",
-                "items_per_batch.$": "States.StringToJson('${MapItemsPerBatch}')"
-            })
-        );
+        // A key or prefix the definition builds from the run id, as layout has it.
+        let per_run = |text: &str| {
+            format!(
+                "States.Format('{WAREHOUSE_PREFIX}{}', $.run_id)",
+                text.replace("RUN", "{}")
+            )
+        };
+        let run: zones::RunId = "RUN".parse().unwrap();
+        let (reader, function) = match zones::Dataset::ALL
+            .into_iter()
+            .find(|d| d.dir() == table.dir() && landing_to_trusted::PRODUCES.contains(&table))
+        {
+            Some(dataset) => (
+                serde_json::json!({
+                    "Resource": "arn:aws:states:::s3:listObjectsV2",
+                    "Parameters": {
+                        "Bucket": WAREHOUSE_BUCKET,
+                        "Prefix": format!("{WAREHOUSE_PREFIX}{}", zones::layout::landing_prefix(dataset)),
+                    }
+                }),
+                "${LandingToTrustedFunctionArn}",
+            ),
+            None => (
+                serde_json::json!({
+                    "Resource": "arn:aws:states:::s3:getObject",
+                    "ReaderConfig": { "InputType": "JSON" },
+                    "Parameters": {
+                        "Bucket": WAREHOUSE_BUCKET,
+                        "Key.$": per_run(&zones::layout::time_buckets_key(&run)),
+                    }
+                }),
+                "${TrustedToCuratedFunctionArn}",
+            ),
+        };
+        assert_eq!(map["ItemReader"], reader, "{name}");
+        // Concurrency: the template's parameter, through the Start state
+        // (`States.StringToJson` of its substitution); so is the batch size
+        // of the Maps over landing objects (a training-table child takes
+        // days, a unit of its own).
+        assert_eq!(map["MaxConcurrencyPath"], "$.map.max_concurrency", "{name}");
+        if function == "${LandingToTrustedFunctionArn}" {
+            assert_eq!(
+                map["ItemBatcher"]["MaxItemsPerBatchPath"], "$.map.items_per_batch",
+                "{name}"
+            );
+        } else {
+            assert!(
+                map["ItemBatcher"]["MaxItemsPerBatch"].as_u64().unwrap() > 0,
+                "{name}"
+            );
+        }
         // The batch input is the request a Task of the transition sends:
         // the run, the policy, and the inputs the transition reads.
         let keys: BTreeSet<&str> = batch_input
@@ -399,20 +426,18 @@ fn maps_fan_out_the_landing_transitions_and_hand_their_results_to_a_reduce() {
         assert_eq!(child_states.len(), 1, "{name}: one Task per child");
         let (_, child) = child_states.iter().next().unwrap();
         assert_eq!(child["Type"], "Task");
-        assert_eq!(child["Resource"], "${LandingToTrustedFunctionArn}");
-        assert!(landing_to_trusted::PRODUCES.contains(&table));
-        // Results under the run's folder of the transition, as layout has it
-        // (Step Functions adds `/<map run id>/`).
-        let prefix = zones::layout::map_results_table_prefix(&"RUN".parse().unwrap(), table);
-        let format = format!(
-            "States.Format('{WAREHOUSE_PREFIX}{}', $.run_id)",
-            prefix.trim_end_matches('/').replace("RUN", "{}")
-        );
+        assert_eq!(child["Resource"], function, "{name}");
+        // Results under the run's folder of the transition (Step Functions
+        // adds `/<map run id>/`).
+        let prefix = zones::layout::map_results_table_prefix(&run, table);
         assert_eq!(
             map["ResultWriter"],
             serde_json::json!({
                 "Resource": "arn:aws:states:::s3:putObject",
-                "Parameters": { "Bucket": WAREHOUSE_BUCKET, "Prefix.$": format }
+                "Parameters": {
+                    "Bucket": WAREHOUSE_BUCKET,
+                    "Prefix.$": per_run(prefix.trim_end_matches('/')),
+                }
             }),
             "{name}"
         );
@@ -431,7 +456,11 @@ fn maps_fan_out_the_landing_transitions_and_hand_their_results_to_a_reduce() {
     }
     assert_eq!(
         fanned,
-        [Table::AccelerometerTrusted, Table::StepTrainerTrusted]
+        [
+            Table::AccelerometerTrusted,
+            Table::MachineLearningCurated,
+            Table::StepTrainerTrusted
+        ]
     );
 }
 

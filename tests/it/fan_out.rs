@@ -175,17 +175,25 @@ fn the_maps_publish_what_one_invocation_of_each_transition_publishes() {
             assert_eq!(map, one, "{policy}: {table}");
         }
         assert_eq!(map_counts, one_counts, "{policy}");
+        // The training table's items: the days the step readings were
+        // written in, as the step readings' reduce listed them.
+        let days: Vec<Value> = serde_json::from_slice(
+            &std::fs::read(
+                fanned
+                    .path()
+                    .join("_map_results/map/machine_learning_curated/buckets.json"),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        assert!(!days.is_empty());
+        let all = |n: usize| json!({ "total": n, "succeeded": n, "failed": 0 });
         assert_eq!(
             map_items(fanned.path(), "map"),
             BTreeMap::from([
-                (
-                    "AccelerometerTrusted".into(),
-                    json!({ "total": 150, "succeeded": 150, "failed": 0 })
-                ),
-                (
-                    "StepTrainerTrusted".into(),
-                    json!({ "total": 70, "succeeded": 70, "failed": 0 })
-                ),
+                ("AccelerometerTrusted".into(), all(150)),
+                ("MachineLearningCurated".into(), all(days.len())),
+                ("StepTrainerTrusted".into(), all(70)),
             ]),
             "{policy}"
         );
@@ -431,5 +439,65 @@ fn the_reduce_refuses_answers_it_cannot_seal() {
             .contains("accelerometer landing data: no objects under `accelerometer/landing/`"),
         "{}",
         error.cause
+    );
+}
+
+/// The training table's reduce refuses a child's part named outside the
+/// snapshot, and a reduce of another transition than it serves.
+#[test]
+fn the_training_tables_reduce_refuses_what_it_cannot_seal() {
+    use zones::contract::{JoinResult, MapRunOutput, PartInfo, ReduceRequest, ResultWriterDetails};
+    let dir = tempfile::tempdir().unwrap();
+    let env = lakehouse::Env::local(dir.path());
+    let base = "_map_results/r1/machine_learning_curated/0f1e/";
+    let mut child = JoinResult::empty();
+    child.quarantine.push(PartInfo {
+        name: "bucket=1/../../x.parquet".into(),
+        rows: 1,
+        size: 1,
+        crc32c: 1,
+    });
+    let entry = json!([{ "Name": "c", "Status": "SUCCEEDED", "Output": serde_json::to_string(&child).unwrap() }]);
+    let bytes = serde_json::to_vec(&entry).unwrap();
+    env.store
+        .put(&format!("{base}SUCCEEDED_0.json"), &bytes)
+        .unwrap();
+    let manifest = json!({
+        "DestinationBucket": "local",
+        "MapRunArn": "arn",
+        "ResultFiles": { "SUCCEEDED": [{ "Key": format!("{base}SUCCEEDED_0.json"), "Size": bytes.len() }] },
+    });
+    env.store
+        .put(
+            &format!("{base}manifest.json"),
+            manifest.to_string().as_bytes(),
+        )
+        .unwrap();
+    let mut request = ReduceRequest {
+        run_id: RunId::parse("r1").unwrap(),
+        policy: zones::Policy::Rubric,
+        transition: zones::Table::MachineLearningCurated,
+        map_run: MapRunOutput {
+            map_run_arn: "arn".into(),
+            result_writer_details: ResultWriterDetails {
+                bucket: "local".into(),
+                key: format!("{base}manifest.json"),
+            },
+        },
+    };
+    let error = trusted_to_curated::reduce(&env, &request).unwrap_err();
+    assert_eq!(error.name.as_str(), "Stedi.Internal");
+    assert!(
+        error
+            .cause
+            .contains("a child names the part `bucket=1/../../x.parquet`"),
+        "{}",
+        error.cause
+    );
+    request.transition = zones::Table::CustomersCurated;
+    let error = trusted_to_curated::reduce(&env, &request).unwrap_err();
+    assert_eq!(
+        error.cause,
+        "trusted-to-curated does not produce `customers_curated`"
     );
 }

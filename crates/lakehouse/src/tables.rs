@@ -262,6 +262,8 @@ pub struct PartWriter<'s> {
     snapshot: &'s SnapshotRef,
     /// The key of the batch's first landing object.
     first_key: &'s str,
+    /// The time bucket whose folder the parts go to, if any.
+    bucket: Option<i64>,
     rows_per_part: usize,
     buffer: Vec<DataFrame>,
     buffered: usize,
@@ -281,12 +283,38 @@ impl<'s> PartWriter<'s> {
             store,
             snapshot,
             first_key,
+            bucket: None,
             rows_per_part,
             buffer: Vec::new(),
             buffered: 0,
             compacted: 0,
             written: Vec::new(),
         }
+    }
+
+    /// The same writer for the rows of time bucket `bucket`: its parts go
+    /// to the bucket's folder ([`layout::bucket_part_name`]).
+    pub fn in_bucket(self, bucket: i64) -> Self {
+        PartWriter {
+            bucket: Some(bucket),
+            ..self
+        }
+    }
+
+    /// Rows pushed and not written yet.
+    pub fn buffered_rows(&self) -> usize {
+        self.buffered
+    }
+
+    /// Writes the rows buffered so far as a part of their own (fewer than
+    /// a whole part's), so that they leave memory.
+    pub fn flush(&mut self) -> Result<()> {
+        if self.buffered > 0 {
+            let mut rows = self.gathered()?;
+            self.buffered = 0;
+            self.write(&mut rows)?;
+        }
+        Ok(())
     }
 
     /// Appends rows; writes every full part.
@@ -336,6 +364,10 @@ impl<'s> PartWriter<'s> {
 
     fn write(&mut self, part: &mut DataFrame) -> Result<()> {
         let name = layout::batch_part_name(self.first_key, self.written.len());
+        let name = match self.bucket {
+            Some(bucket) => layout::bucket_part_name(bucket, &name),
+            None => name,
+        };
         self.written
             .push(write_part(self.store, self.snapshot, &name, part)?);
         Ok(())
@@ -344,10 +376,7 @@ impl<'s> PartWriter<'s> {
     /// Writes the rest of the rows as the batch's last part; returns the
     /// parts written. A batch without rows writes nothing.
     pub fn finish(mut self) -> Result<Vec<PartInfo>> {
-        if self.buffered > 0 {
-            let mut rest = self.gathered()?;
-            self.write(&mut rest)?;
-        }
+        self.flush()?;
         Ok(self.written)
     }
 }
@@ -534,6 +563,27 @@ pub fn read_table(store: &dyn Store, table: &TableRef) -> Result<LazyFrame> {
         .map(|part| span.in_scope(|| part.read(store)))
         .collect::<Result<Vec<_>>>()?;
     scan(buffers, table)
+}
+
+/// Scans the parts `parts` of the snapshot `table` (from its manifest,
+/// [`pinned_manifest`]), fetched in parallel and checked against their
+/// sizes and checksums: a reader of some parts only, say one time bucket's
+/// ([`layout::bucket_of_part`]). None when `parts` is empty.
+pub fn read_parts(
+    store: &dyn Store,
+    table: &TableRef,
+    parts: &[PartInfo],
+) -> Result<Option<LazyFrame>> {
+    if parts.is_empty() {
+        return Ok(None);
+    }
+    let span = tracing::Span::current();
+    let prefix = table.location.as_str();
+    let buffers = parts
+        .par_iter()
+        .map(|part| span.in_scope(|| SnapshotPart::InManifest(prefix, part.clone()).read(store)))
+        .collect::<Result<Vec<_>>>()?;
+    scan(buffers, table).map(Some)
 }
 
 /// Folds the snapshot `table` part by part, so that only the parts being

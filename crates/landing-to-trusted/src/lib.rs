@@ -16,14 +16,15 @@
 //! Deliberately absent: catalog switches (the quality gate publishes) and
 //! environment reads (main.rs parses configuration once).
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
-use lakehouse::tables::PartWriter;
+use lakehouse::tables::{PartInfo, PartWriter};
 use lakehouse::{Env, Error, ObjectInfo, Store, erasure, map_results, tables};
 use polars::prelude::*;
 use zones::contract::{
     BatchRequest, BatchResult, EraseRequest, PartsWritten, ReduceRequest, TableRef, TaskError,
-    TransitionRequest, TransitionResult,
+    TimeBucket, TransitionRequest, TransitionResult,
 };
 use zones::erasure::ErasureReport;
 use zones::layout::{self, SnapshotRef};
@@ -247,13 +248,23 @@ impl<'e> Judge<'e> {
     }
 
     /// Judges `objects`: cut into batches of consecutive objects
-    /// ([`tables::landing_batches`]), one batch per core in flight
-    /// ([`lakehouse::map_bounded`]), each batch judged by [`Self::batch`];
-    /// their results merged.
+    /// ([`tables::landing_batches`]) dealt to one worker per core (worker
+    /// `w` takes batches `w`, `w + workers`, ...: what each writes follows
+    /// from the listing and the number of cores alone), each worker's
+    /// batches judged by [`Self::worker`]; their results merged.
     fn objects(&self, objects: &[ObjectInfo]) -> Result<BatchResult, Error> {
         let batches = tables::landing_batches(objects);
-        let done =
-            lakehouse::map_bounded(&batches, |_, range| self.batch(&objects[range.clone()]))?;
+        let workers = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .min(batches.len())
+            .max(1);
+        let dealt: Vec<Vec<&[ObjectInfo]>> = (0..workers)
+            .map(|w| {
+                let mine = batches.iter().skip(w).step_by(workers);
+                mine.map(|range| &objects[range.clone()]).collect()
+            })
+            .collect();
+        let done = lakehouse::map_bounded(&dealt, |_, batches| self.worker(batches))?;
         tracing::info!(dataset = %self.dataset, objects = objects.len(), batches = batches.len(), "judged landing objects");
         let mut all = BatchResult::empty(self.transition);
         for batch in done {
@@ -262,19 +273,28 @@ impl<'e> Judge<'e> {
         Ok(all)
     }
 
-    /// One batch of consecutive landing objects: each object streamed piece
-    /// by piece and judged while parsing, the batch's kept rows (and its
-    /// rubric shadow's, and its quarantined records) gathered into parts of
-    /// a fixed number of rows named by the batch's first object, so memory
-    /// depends on neither the objects' sizes nor their number.
-    fn batch(&self, objects: &[ObjectInfo]) -> Result<BatchResult, Error> {
+    /// One worker's batches of consecutive landing objects, in order: each
+    /// object streamed piece by piece and judged while parsing; the kept
+    /// rows (and the rubric shadow's) written by time bucket (the shuffle
+    /// of the training table's join, [`transitions::time_bucket`]) and the
+    /// quarantined records, each gathered into parts of a fixed number of
+    /// rows named by the worker's first object, so memory depends on
+    /// neither the objects' sizes nor their number.
+    fn worker(&self, batches: &[&[ObjectInfo]]) -> Result<BatchResult, Error> {
         let store = self.store;
-        let first = objects.first().map_or("", |o| o.key.as_str());
+        let objects = batches.iter().flat_map(|b| b.iter());
+        let first = objects.clone().next().map_or("", |o| o.key.as_str());
         let mut writer = BatchWriter {
             outputs: self
                 .snapshots
                 .iter()
-                .map(|s| PartWriter::new(store, s, first, tables::PART_ROWS))
+                .map(|snapshot| BucketWriters {
+                    by_bucket: BTreeMap::new(),
+                    new: Box::new(move |bucket| {
+                        PartWriter::new(store, snapshot, first, tables::PART_ROWS).in_bucket(bucket)
+                    }),
+                    time_column: self.rules[0].time_column(),
+                })
                 .collect(),
             quarantine: PartWriter::new(
                 store,
@@ -329,10 +349,11 @@ impl<'e> Judge<'e> {
     }
 }
 
-/// Where a batch's rows go while its objects stream: one part writer per
-/// output (the policy's rule, then the rubric's), one for the quarantine.
+/// Where a worker's rows go while its objects stream: per output (the
+/// policy's rule, then the rubric's) one part writer per time bucket, and
+/// one for the quarantine.
 struct BatchWriter<'s> {
-    outputs: Vec<PartWriter<'s>>,
+    outputs: Vec<BucketWriters<'s>>,
     quarantine: PartWriter<'s>,
 }
 
@@ -345,6 +366,54 @@ impl BatchWriter<'_> {
             self.quarantine.push(quarantine_frame(&lines))?;
         }
         Ok(())
+    }
+}
+
+/// Rows one output's day writers hold together: beyond them, every day's
+/// rows so far are written as parts. A sixteenth of a part: the 50x
+/// accelerometer child (50 objects, 58 days) alone peaked at 286 MiB
+/// holding a whole part's rows per output, 162 MiB a quarter's, 100 MiB a
+/// sixteenth's, with the same 67 parts (the generated objects each hold a
+/// day or two of readings; readings of all days in every object would
+/// make more, smaller parts).
+const BUFFERED_ROWS: usize = tables::PART_ROWS / 16;
+
+/// One output's part writers, one per time bucket of its rows. Together
+/// they hold at most [`BUFFERED_ROWS`]: beyond that, every bucket's rows so
+/// far are written out as parts (with readings in time order, the days
+/// already passed hold all they will get: one part each).
+struct BucketWriters<'s> {
+    by_bucket: BTreeMap<i64, PartWriter<'s>>,
+    /// The writer of a bucket not seen yet.
+    new: Box<dyn Fn(i64) -> PartWriter<'s> + 's>,
+    time_column: &'static str,
+}
+
+impl BucketWriters<'_> {
+    fn push(&mut self, rows: DataFrame) -> Result<(), Error> {
+        for (bucket, rows) in transitions::by_time_bucket(&rows, self.time_column)? {
+            let writer = self
+                .by_bucket
+                .entry(bucket)
+                .or_insert_with(|| (self.new)(bucket));
+            writer.push(rows)?;
+        }
+        let buffered: usize = self.by_bucket.values().map(PartWriter::buffered_rows).sum();
+        if buffered > BUFFERED_ROWS {
+            for writer in self.by_bucket.values_mut() {
+                writer.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every bucket's parts, in bucket order.
+    fn finish(self) -> Result<Vec<PartInfo>, Error> {
+        let mut parts = Vec::new();
+        for writer in self.by_bucket.into_values() {
+            parts.extend(writer.finish()?);
+        }
+        Ok(parts)
     }
 }
 
@@ -383,6 +452,9 @@ fn seal_readings(
             prefix,
         });
     }
+    if request.transition == Table::StepTrainerTrusted {
+        write_time_buckets(store, request, &batch)?;
+    }
     let schema = dataset.landing_schema().polars_schema();
     let table = tables::seal(store, &outputs.table, batch.table.parts, &schema)?;
     debug_assert_eq!(table.rows, batch.table.counts.kept, "{}", table.table);
@@ -400,6 +472,34 @@ fn seal_readings(
     )?);
     result.erased_objects = batch.erased_objects;
     Ok(result)
+}
+
+/// The time buckets the step readings were written in (the policy's table
+/// and, under strict, the rubric shadow, which the training table's rubric
+/// count reads), as the JSON array the training table's Distributed Map
+/// reads its items from ([`layout::time_buckets_key`]). Under
+/// `_map_results/`: it serves the run only, and goes with the Map's results.
+fn write_time_buckets(
+    store: &dyn Store,
+    request: &TransitionRequest,
+    batch: &BatchResult,
+) -> Result<(), Error> {
+    let parts = batch
+        .table
+        .parts
+        .iter()
+        .chain(batch.rubric.iter().flat_map(|r| &r.parts));
+    let buckets: std::collections::BTreeSet<TimeBucket> = parts
+        .filter_map(|p| layout::bucket_of_part(&p.name))
+        .map(|bucket| TimeBucket { bucket })
+        .collect();
+    let json = serde_json::to_vec(&buckets).expect("buckets serialize");
+    store.put(&layout::time_buckets_key(&request.run_id), &json)?;
+    tracing::info!(
+        buckets = buckets.len(),
+        "wrote the time buckets of the step readings"
+    );
+    Ok(())
 }
 
 /// A Distributed Map child of transition 2 or 4 ([`BatchRequest`]): the

@@ -94,7 +94,7 @@ impl Invoker for LocalInvoker<'_> {
         }
         let output = match resource {
             "${LandingToTrustedFunctionArn}" => call(self.env, landing_to_trusted::handle, input),
-            "${TrustedToCuratedFunctionArn}" => call(self.env, trusted_to_curated::run, input),
+            "${TrustedToCuratedFunctionArn}" => call(self.env, trusted_to_curated::handle, input),
             "${QualityGateFunctionArn}" => call(self.env, quality_gate::handle, input),
             other => Err(Failure {
                 error: "States.Runtime".into(),

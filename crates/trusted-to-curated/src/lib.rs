@@ -1,22 +1,30 @@
 //! Lambda `trusted-to-curated`: transitions 3 and 5 (customers_curated,
 //! machine_learning_curated). Reads this run's trusted snapshots, applies the
 //! policy's plan from `zones` and writes the curated snapshot (and, for the
-//! training table under strict, the quarantine of ambiguous readings). The
-//! training table is built time bucket by time bucket — readings only pair at
-//! equal times, so buckets are independent — writing one Parquet part per
-//! bucket, which bounds memory by a bucket's join rather than the whole. The
-//! local runner calls the same [`run`].
+//! training table, the quarantine of ambiguous readings). The training
+//! table is joined time bucket by time bucket — readings only pair at equal
+//! times, so buckets are independent — writing one Parquet part per bucket,
+//! which bounds memory by a bucket's join rather than the whole. The state
+//! machine fans it out as a Distributed Map over the hours the step readings
+//! were written in ([`join_buckets`] per child, reading only its hours'
+//! parts of the trusted tables, and [`reduce`] after it); one invocation
+//! ([`run`]) joins the whole tables. The local runner calls the same
+//! functions.
 //!
 //! Deliberately absent: catalog switches and environment reads.
 
 use std::time::Instant;
 
-use lakehouse::{Env, Error, Store, tables};
+use lakehouse::{Env, Error, Store, map_results, tables};
 use polars::prelude::*;
-use zones::contract::{TableRef, TaskError, TransitionRequest, TransitionResult};
+use zones::contract::{
+    BatchRequest, JoinResult, PartInfo, PartsWritten, ReduceRequest, RubricCount, TableRef,
+    TaskError, TimeBucket, TransitionRequest, TransitionResult,
+};
 use zones::layout;
+use zones::quarantine::quarantine_schema;
 use zones::transitions::{self, Outputs, RubricShadow, settle};
-use zones::{Policy, RowCounts, Table};
+use zones::{Dataset, Policy, PseudonymKey, RowCounts, Table};
 
 /// The tables this function produces.
 pub const PRODUCES: [Table; 2] = [Table::CustomersCurated, Table::MachineLearningCurated];
@@ -24,8 +32,69 @@ pub const PRODUCES: [Table; 2] = [Table::CustomersCurated, Table::MachineLearnin
 /// Step readings per time bucket of the training-table join.
 const STEP_ROWS_PER_BUCKET: usize = 25_000;
 
+/// A whole transition in one invocation.
 pub fn run(env: &Env, request: &TransitionRequest) -> Result<TransitionResult, TaskError> {
     Ok(run_inner(env, request)?)
+}
+
+/// What this function is asked: a whole transition, a child of the
+/// training table's Distributed Map (a batch of time buckets), or the
+/// reduce after it. Told apart by a field only one of them has (`Items`,
+/// `map_run`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    Transition(TransitionRequest),
+    Batch(BatchRequest<TimeBucket>),
+    Reduce(ReduceRequest),
+}
+
+impl<'de> serde::Deserialize<'de> for Request {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let value = serde_json::Value::deserialize(d)?;
+        let request = if value.get("Items").is_some() {
+            serde_json::from_value(value).map(Request::Batch)
+        } else if value.get("map_run").is_some() {
+            serde_json::from_value(value).map(Request::Reduce)
+        } else {
+            serde_json::from_value(value).map(Request::Transition)
+        };
+        request.map_err(D::Error::custom)
+    }
+}
+
+/// The function's answer: a transition's result or a batch of buckets'.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(untagged)]
+pub enum Response {
+    Transition(Box<TransitionResult>),
+    Batch(Box<JoinResult>),
+}
+
+/// The Lambda's handler: [`run`], [`join_buckets`] or [`reduce`], by the request.
+pub fn handle(env: &Env, request: &Request) -> Result<Response, TaskError> {
+    match request {
+        Request::Transition(r) => run(env, r).map(|r| Response::Transition(Box::new(r))),
+        Request::Batch(r) => join_buckets(env, r).map(|r| Response::Batch(Box::new(r))),
+        Request::Reduce(r) => reduce(env, r).map(|r| Response::Transition(Box::new(r))),
+    }
+}
+
+impl lakehouse::lambda::Invocation for Request {
+    const EXPECTED: &'static str = "transition request (run_id, policy, transition, inputs), Map child's batch of time buckets (Items, BatchInput) or reduce request (run_id, policy, transition, map_run)";
+
+    fn span(&self) -> tracing::Span {
+        match self {
+            Request::Transition(r) => r.span(),
+            Request::Batch(r) => r.batch_input.span(),
+            Request::Reduce(r) => tracing::info_span!(
+                "invocation",
+                run_id = %r.run_id,
+                transition = %r.transition,
+                policy = %r.policy,
+            ),
+        }
+    }
 }
 
 fn run_inner(env: &Env, request: &TransitionRequest) -> Result<TransitionResult, Error> {
@@ -44,6 +113,11 @@ fn run_inner(env: &Env, request: &TransitionRequest) -> Result<TransitionResult,
     };
     result.seconds = started.elapsed().as_secs_f64();
     result.peak_rss_mib = lakehouse::peak_rss_mib();
+    log_done(&result);
+    Ok(result)
+}
+
+fn log_done(result: &TransitionResult) {
     tracing::info!(
         table = %result.transition,
         policy = %result.policy,
@@ -52,7 +126,6 @@ fn run_inner(env: &Env, request: &TransitionRequest) -> Result<TransitionResult,
         seconds = result.seconds,
         "transition done"
     );
-    Ok(result)
 }
 
 /// Transition 3 under the request's policy (and under strict the
@@ -106,9 +179,9 @@ fn customers_curated(
     Ok(result)
 }
 
-/// Transition 5: the training table joined time bucket by time bucket
-/// ([`training_table`]); under strict, customers keyed with their
-/// pseudonyms first, and the rubric's result counted from the shadows.
+/// Transition 5 in one invocation: the whole trusted tables joined
+/// ([`join`]); under strict, customers keyed with their pseudonyms first,
+/// and the rubric's result counted from the shadows.
 fn machine_learning_curated(
     env: &Env,
     request: &TransitionRequest,
@@ -116,25 +189,19 @@ fn machine_learning_curated(
 ) -> Result<TransitionResult, Error> {
     let store = env.store.as_ref();
     let input = |t| -> Result<LazyFrame, Error> { tables::read_table(store, request.input(t)?) };
-    // Rubric pairs readings by time alone. Strict pairs them with
-    // customers, who carry their pseudonyms: keyed once here, not once per
-    // bucket.
-    let key = match request.policy {
-        Policy::Strict => Some(env.pseudonym_key(&request.run_id)?),
-        Policy::Rubric => None,
-    };
-    let customers = match &key {
-        Some(key) => {
-            transitions::keyed_customers(input(Table::CustomersCurated)?, key).collect()?
-        }
-        None => DataFrame::empty(),
-    };
+    let (key, customers) = keyed_customers(env, request)?;
     let inputs = [
         input(Table::StepTrainerTrusted)?.collect()?,
         input(Table::AccelerometerTrusted)?.collect()?,
         customers,
     ];
-    let mut result = training_table(store, request, outputs, inputs)?;
+    let joined = join(store, request.policy, outputs, &layout::part_name, inputs)?;
+    let schema = joined.schema.expect("there is at least one bucket");
+    let table = tables::seal(store, &outputs.table, joined.table.parts, &schema)?;
+    let mut result = TransitionResult::new(request, table, joined.table.counts);
+    if let (Some(snapshot), Some(mut rows)) = (&outputs.quarantine, joined.quarantine) {
+        result.quarantine = Some(tables::write_snapshot(store, snapshot, &mut rows)?);
+    }
     result.pseudonym_key_fingerprint = key.map(|k| k.fingerprint());
     if let Some(RubricShadow::Counted) = outputs.rubric {
         // Lazy scans, so only the time columns are read.
@@ -149,15 +216,47 @@ fn machine_learning_curated(
     Ok(result)
 }
 
-/// Builds machine_learning_curated bucket by bucket of reading time, one
-/// part per bucket, and seals it; the buckets' counts merged, their
-/// quarantined rows written as one part.
-fn training_table(
-    store: &dyn Store,
+/// Under strict, the pseudonym key and customers_curated keyed with it
+/// ([`transitions::keyed_customers`]: rubric pairs readings by time
+/// alone, strict with customers, who carry their pseudonyms), keyed once
+/// per invocation; under rubric, neither.
+fn keyed_customers(
+    env: &Env,
     request: &TransitionRequest,
+) -> Result<(Option<PseudonymKey>, DataFrame), Error> {
+    Ok(match request.policy {
+        Policy::Strict => {
+            let key = env.pseudonym_key(&request.run_id)?;
+            let customers =
+                tables::read_table(env.store.as_ref(), request.input(Table::CustomersCurated)?)?;
+            let keyed = transitions::keyed_customers(customers, &key).collect()?;
+            (Some(key), keyed)
+        }
+        Policy::Rubric => (None, DataFrame::empty()),
+    })
+}
+
+/// What a join of step and accelerometer readings wrote and counted.
+struct Joined {
+    table: PartsWritten,
+    /// The quarantined step readings (an empty frame when none).
+    quarantine: Option<DataFrame>,
+    /// The training table's schema (of its first part).
+    schema: Option<Schema>,
+}
+
+/// Joins step readings and accelerometer readings (and under strict the
+/// keyed customers) into machine_learning_curated, bucket by bucket of
+/// reading time ([`TimeBuckets`], about 25,000 step readings each), one
+/// part per bucket named `name(n)` under the table's snapshot; the
+/// buckets' counts merged, their quarantined rows gathered.
+fn join(
+    store: &dyn Store,
+    policy: Policy,
     outputs: &Outputs,
+    name: &(dyn Fn(usize) -> String + Sync),
     [steps, readings, keyed_customers]: [DataFrame; 3],
-) -> Result<TransitionResult, Error> {
+) -> Result<Joined, Error> {
     let snapshot = &outputs.table;
     let buckets = TimeBuckets::of(&steps, STEP_ROWS_PER_BUCKET)?;
     // One pass over each input finds every bucket's rows.
@@ -170,21 +269,20 @@ fn training_table(
     // while the next bucket is joined. Small buckets keep the two in flight
     // small and each join's hash table in cache: at 50x, buckets of 25k
     // step readings took 0.8 s and 240 MiB, of 100k 1.05 s and 300 MiB.
-    let written = std::thread::scope(|scope| -> Result<Vec<tables::PartInfo>, Error> {
+    let written = std::thread::scope(|scope| -> Result<Vec<PartInfo>, Error> {
         let (parts, to_write) = std::sync::mpsc::sync_channel::<(usize, DataFrame)>(0);
         let span = tracing::Span::current();
-        let writer = scope.spawn(move || -> Result<Vec<tables::PartInfo>, Error> {
+        let writer = scope.spawn(move || -> Result<Vec<PartInfo>, Error> {
             let _entered = span.enter();
             let mut written = Vec::new();
             for (n, mut part) in to_write {
-                let name = layout::part_name(n);
-                written.push(tables::write_part(store, snapshot, &name, &mut part)?);
+                written.push(tables::write_part(store, snapshot, &name(n), &mut part)?);
             }
             Ok(written)
         });
         for (n, (step_rows, reading_rows)) in step_rows.iter().zip(&reading_rows).enumerate() {
             let outcome = transitions::machine_learning_curated(
-                request.policy,
+                policy,
                 steps.take(step_rows)?.lazy(),
                 readings.take(reading_rows)?.lazy(),
                 keyed_customers.clone().lazy(),
@@ -197,7 +295,7 @@ fn training_table(
                 quarantined = outcome.quarantine.as_ref().map_or(0, |q| q.height()),
                 "joined time bucket"
             );
-            schema.get_or_insert_with(|| outcome.table.schema().clone());
+            schema.get_or_insert_with(|| outcome.table.schema().as_ref().clone());
             counts.merge(&outcome.counts);
             match (&mut quarantine, outcome.quarantine) {
                 (None, more) => quarantine = more,
@@ -213,13 +311,216 @@ fn training_table(
         drop(parts);
         writer.join().expect("the part writer does not panic")
     })?;
-    let schema = schema.expect("there is at least one bucket");
-    let table = tables::seal(store, snapshot, written, &schema)?;
-    let mut result = TransitionResult::new(request, table, counts);
-    if let (Some(snapshot), Some(mut rows)) = (&outputs.quarantine, quarantine) {
-        result.quarantine = Some(tables::write_snapshot(store, snapshot, &mut rows)?);
+    Ok(Joined {
+        table: PartsWritten {
+            counts,
+            parts: written,
+        },
+        quarantine,
+        schema,
+    })
+}
+
+/// A child of the training table's Distributed Map
+/// (`BatchRequest<TimeBucket>`): for each of its time buckets (hours,
+/// [`transitions::time_bucket`]), the parts of step_trainer_trusted and
+/// accelerometer_trusted the landing transitions wrote in that bucket
+/// (the shuffle) read and joined ([`join`]), the table's parts written in
+/// the bucket's folder, its quarantined readings as one part there, and
+/// under strict the rubric's result of the bucket counted from the
+/// shadows' parts; answered with the counts and parts, for the reduce.
+/// Its memory is a bucket's, not the tables'.
+pub fn join_buckets(
+    env: &Env,
+    request: &BatchRequest<TimeBucket>,
+) -> Result<JoinResult, TaskError> {
+    Ok(join_buckets_inner(env, request)?)
+}
+
+fn join_buckets_inner(env: &Env, request: &BatchRequest<TimeBucket>) -> Result<JoinResult, Error> {
+    let started = Instant::now();
+    let transition = &request.batch_input;
+    training_table_only(transition.transition)?;
+    lakehouse::runs::begin(env, &transition.run_id, transition.policy)?;
+    let store = env.store.as_ref();
+    let outputs =
+        transitions::outputs(transition.transition, transition.policy, &transition.run_id);
+    let (_, customers) = keyed_customers(env, transition)?;
+    // Each table's parts, by bucket, from its manifest (pinned by the request).
+    let bucketed = |table: &TableRef| -> Result<Bucketed, Error> {
+        let manifest = tables::pinned_manifest(store, table)?.ok_or_else(|| Error::NotFound {
+            store: store.url(""),
+            key: layout::manifest_key(&table.location),
+        })?;
+        Ok(Bucketed {
+            table: table.clone(),
+            parts: manifest.parts,
+        })
+    };
+    let steps = bucketed(transition.input(Table::StepTrainerTrusted)?)?;
+    let readings = bucketed(transition.input(Table::AccelerometerTrusted)?)?;
+    let shadows = match outputs.rubric {
+        Some(RubricShadow::Counted) => Some([
+            bucketed(transition.rubric_input(Table::StepTrainerTrusted)?)?,
+            bucketed(transition.rubric_input(Table::AccelerometerTrusted)?)?,
+        ]),
+        _ => None,
+    };
+    let mut result = JoinResult::empty();
+    for &TimeBucket { bucket } in &request.items {
+        let frames = [
+            steps
+                .frame(store, bucket, Dataset::StepTrainer)?
+                .collect()?,
+            readings
+                .frame(store, bucket, Dataset::Accelerometer)?
+                .collect()?,
+            customers.clone(),
+        ];
+        let name = |n| layout::bucket_part_name(bucket, &layout::part_name(n));
+        let joined = join(store, transition.policy, &outputs, &name, frames)?;
+        result.table.merge(joined.table);
+        if let (Some(snapshot), Some(mut rows)) = (&outputs.quarantine, joined.quarantine)
+            && rows.height() > 0
+        {
+            result
+                .quarantine
+                .push(tables::write_part(store, snapshot, &name(0), &mut rows)?);
+        }
+        if let Some([steps, readings]) = &shadows {
+            let (counts, rows) = transitions::machine_learning_rubric_count(
+                steps.frame(store, bucket, Dataset::StepTrainer)?,
+                readings.frame(store, bucket, Dataset::Accelerometer)?,
+            )?;
+            let rubric = result.rubric.get_or_insert_with(RubricCount::default);
+            rubric.counts.merge(&counts);
+            rubric.rows += rows;
+        }
+        result.buckets += 1;
     }
+    result.seconds = started.elapsed().as_secs_f64();
+    result.peak_rss_mib = lakehouse::peak_rss_mib();
+    tracing::info!(
+        buckets = result.buckets,
+        input_rows = result.table.counts.input,
+        seconds = result.seconds,
+        "time buckets joined"
+    );
     Ok(result)
+}
+
+/// A snapshot's parts, each in its time bucket's folder.
+struct Bucketed {
+    table: TableRef,
+    parts: Vec<PartInfo>,
+}
+
+impl Bucketed {
+    /// The rows of time bucket `bucket`: a scan of its parts, or none of
+    /// `dataset`'s columns when it has none.
+    fn frame(&self, store: &dyn Store, bucket: i64, dataset: Dataset) -> Result<LazyFrame, Error> {
+        let parts: Vec<PartInfo> = self
+            .parts
+            .iter()
+            .filter(|p| layout::bucket_of_part(&p.name) == Some(bucket))
+            .cloned()
+            .collect();
+        Ok(match tables::read_parts(store, &self.table, &parts)? {
+            Some(scan) => scan,
+            None => DataFrame::empty_with_schema(&dataset.landing_schema().polars_schema()).lazy(),
+        })
+    }
+}
+
+/// [`Error::NotServed`] for any transition but machine_learning_curated.
+fn training_table_only(transition: Table) -> Result<(), Error> {
+    match transition {
+        Table::MachineLearningCurated => Ok(()),
+        other => Err(Error::NotServed {
+            function: "trusted-to-curated",
+            transition: other,
+        }),
+    }
+}
+
+/// The reduce after the training table's Distributed Map
+/// ([`ReduceRequest`]): the children's [`JoinResult`]s read from the Map
+/// Run's result files, checked and merged, the table and its quarantine
+/// sealed from their parts; answered with the [`TransitionResult`] one
+/// invocation gives. Its `seconds` run from the first child's start to its
+/// own end.
+///
+/// Errors: a child that failed or never ran ([`Error::MapRunIncomplete`]);
+/// an answer that names a part badly ([`Error::Damaged`]).
+pub fn reduce(env: &Env, request: &ReduceRequest) -> Result<TransitionResult, TaskError> {
+    Ok(reduce_inner(env, request)?)
+}
+
+fn reduce_inner(env: &Env, request: &ReduceRequest) -> Result<TransitionResult, Error> {
+    let started = Instant::now();
+    training_table_only(request.transition)?;
+    lakehouse::runs::begin(env, &request.run_id, request.policy)?;
+    let store = env.store.as_ref();
+    let details = &request.map_run.result_writer_details;
+    let children =
+        map_results::succeeded_outputs::<JoinResult>(store, &details.bucket, &details.key)?;
+    let mut joined = JoinResult::empty();
+    for child in children.outputs {
+        let parts = child.table.parts.iter().chain(&child.quarantine);
+        if let Some(part) = parts.into_iter().find(|p| !layout::is_part_name(&p.name)) {
+            return Err(Error::Damaged {
+                key: format!("s3://{}/{}", details.bucket, details.key),
+                what: format!("a child names the part `{}`", part.name),
+            });
+        }
+        joined.merge(child);
+    }
+    let outputs = transitions::outputs(request.transition, request.policy, &request.run_id);
+    let key = match request.policy {
+        Policy::Strict => Some(env.pseudonym_key(&request.run_id)?),
+        Policy::Rubric => None,
+    };
+    let peak = [joined.peak_rss_mib, lakehouse::peak_rss_mib()];
+    let schema = training_table_schema(request.policy, key.as_ref())?;
+    let table = tables::seal(store, &outputs.table, joined.table.parts, &schema)?;
+    let mut result =
+        TransitionResult::new(&request.transition_request(), table, joined.table.counts);
+    if let Some(snapshot) = &outputs.quarantine {
+        result.quarantine = Some(tables::seal(
+            store,
+            snapshot,
+            joined.quarantine,
+            &quarantine_schema(),
+        )?);
+    }
+    result.pseudonym_key_fingerprint = key.map(|k| k.fingerprint());
+    if let Some(RubricShadow::Counted) = outputs.rubric {
+        let rubric = joined.rubric.unwrap_or_default();
+        result = result.with_rubric(None, rubric.rows, rubric.counts);
+    }
+    result.seconds = children.seconds.unwrap_or(0.0) + started.elapsed().as_secs_f64();
+    result.peak_rss_mib = peak.into_iter().flatten().reduce(f64::max);
+    log_done(&result);
+    Ok(result)
+}
+
+/// The columns of machine_learning_curated under `policy`: the plan run
+/// on no rows (for a table sealed without parts).
+fn training_table_schema(policy: Policy, key: Option<&PseudonymKey>) -> Result<Schema, Error> {
+    let empty = |dataset: Dataset| {
+        DataFrame::empty_with_schema(&dataset.landing_schema().polars_schema()).lazy()
+    };
+    let customers = match key {
+        Some(key) => transitions::keyed_customers(empty(Dataset::Customer), key),
+        None => DataFrame::empty().lazy(),
+    };
+    let outcome = transitions::machine_learning_curated(
+        policy,
+        empty(Dataset::StepTrainer),
+        empty(Dataset::Accelerometer),
+        customers,
+    )?;
+    Ok(outcome.table.schema().as_ref().clone())
 }
 
 /// Equal-width ranges of reading time, from the earliest step reading to the

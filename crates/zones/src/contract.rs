@@ -243,15 +243,25 @@ pub struct LandingItem {
     pub size: u64,
 }
 
-/// A Distributed Map child's request: a batch of landing objects of one
-/// dataset (the Map's `ItemBatcher`), and in `BatchInput` the transition
-/// they are judged for, exactly as a whole transition is asked.
+/// A Distributed Map child's request: a batch of items (the Map's
+/// `ItemBatcher`: landing objects of one dataset, or time buckets of the
+/// training table), and in `BatchInput` the transition they are part of,
+/// exactly as a whole transition is asked.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BatchRequest {
+pub struct BatchRequest<I = LandingItem> {
     #[serde(rename = "Items")]
-    pub items: Vec<LandingItem>,
+    pub items: Vec<I>,
     #[serde(rename = "BatchInput")]
     pub batch_input: TransitionRequest,
+}
+
+/// One time bucket of the training table's join
+/// (`crate::transitions::time_bucket`): an item of its Distributed Map,
+/// read from the list the reduce of step_trainer_trusted writes
+/// (`crate::layout::time_buckets_key`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TimeBucket {
+    pub bucket: i64,
 }
 
 /// Rows one unit of work wrote to one table: where its input rows went,
@@ -332,10 +342,75 @@ impl BatchResult {
             *self.erased_objects.entry(key).or_default() += n;
         }
         self.seconds = self.seconds.max(other.seconds);
-        self.peak_rss_mib = match (self.peak_rss_mib, other.peak_rss_mib) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        };
+        self.peak_rss_mib = larger(self.peak_rss_mib, other.peak_rss_mib);
+    }
+}
+
+/// What a batch of time buckets of the training table wrote and counted:
+/// a child's answer to the Distributed Map of machine_learning_curated
+/// (`BatchRequest<TimeBucket>`). Parts and counts, never rows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JoinResult {
+    /// Time buckets joined.
+    pub buckets: u64,
+    /// The training table: its counts (step readings paired) and parts.
+    pub table: PartsWritten,
+    /// The quarantine's parts: under strict, step readings several
+    /// customers could explain (rubric quarantines none).
+    pub quarantine: Vec<PartInfo>,
+    /// Under strict, the rubric policy's result of the same buckets, only
+    /// counted (null under rubric).
+    pub rubric: Option<RubricCount>,
+    pub seconds: f64,
+    pub peak_rss_mib: Option<f64>,
+}
+
+/// The rubric policy's training table of some time buckets, counted:
+/// where the step readings went, and the rows (pairings) it would write.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RubricCount {
+    pub counts: RowCounts,
+    pub rows: u64,
+}
+
+impl JoinResult {
+    /// The result of no bucket, the identity of [`Self::merge`].
+    pub fn empty() -> JoinResult {
+        JoinResult {
+            buckets: 0,
+            table: PartsWritten::default(),
+            quarantine: Vec::new(),
+            rubric: None,
+            seconds: 0.0,
+            peak_rss_mib: None,
+        }
+    }
+
+    /// Adds `other`, a join of other buckets: counts merge
+    /// ([`RowCounts::merge`]), parts follow in order, `seconds` and
+    /// `peak_rss_mib` are the larger.
+    pub fn merge(&mut self, other: JoinResult) {
+        self.buckets += other.buckets;
+        self.table.merge(other.table);
+        self.quarantine.extend(other.quarantine);
+        match (&mut self.rubric, other.rubric) {
+            (Some(mine), Some(theirs)) => {
+                mine.counts.merge(&theirs.counts);
+                mine.rows += theirs.rows;
+            }
+            (mine @ None, theirs) => *mine = theirs,
+            (Some(_), None) => {}
+        }
+        self.seconds = self.seconds.max(other.seconds);
+        self.peak_rss_mib = larger(self.peak_rss_mib, other.peak_rss_mib);
+    }
+}
+
+/// The larger of two optional measures.
+fn larger(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
     }
 }
 

@@ -4,7 +4,7 @@
 //! ```text
 //! <dataset>/landing/**                       raw JSON lines, as in the public starter data or as a
 //!                                            delivery stream writes them (see [`landing_object`])
-//! <dataset>/trusted/<snapshot>/part-*.parquet
+//! <dataset>/trusted/<snapshot>/part-*.parquet  accelerometer and step readings by day: bucket=<n>/part-*.parquet
 //! customer/curated/<snapshot>/...            machine_learning/curated/<snapshot>/...
 //! <dataset>/quarantine/<snapshot>/...
 //! _runs/<run id>/report.json                 _runs/<run id>/rubric/<table>/...  (strict runs)
@@ -21,6 +21,8 @@
 //! _runs/<run id>/erasure.json                what the run's Erase state removed, and its verification
 //! _map_results/<run id>/<table>/<map run id>/  a Distributed Map's result files (manifest.json,
 //!                                            SUCCEEDED_n.json, ...), read by the transition's reduce
+//! _map_results/<run id>/machine_learning_curated/buckets.json  the days of the step readings: the
+//!                                            training table's Map's items
 //! ```
 
 use std::fmt;
@@ -345,13 +347,39 @@ pub fn batch_part_name(first_key: &str, n: usize) -> String {
     format!("part-{}-{n:05}.parquet", hex::encode(&digest[..8]))
 }
 
-/// Whether `name` is the name of a part as [`part_name`] and
-/// [`batch_part_name`] make them: `part-`, groups of ASCII letters and
-/// digits joined by `-`, `.parquet`. A part name that comes from outside
-/// (a Map child's answer read back from S3) is checked with it before it
-/// is joined to a snapshot prefix.
+/// `bucket=<n>/<part>`: the part `part` ([`part_name`], [`batch_part_name`])
+/// of time bucket `bucket` (`crate::transitions::time_bucket`), in the
+/// bucket's folder under the snapshot prefix (Athena reads every folder
+/// below a table's location; `bucket` is no column of it).
+pub fn bucket_part_name(bucket: i64, part: &str) -> String {
+    format!("bucket={bucket}/{part}")
+}
+
+/// The time bucket of a part named by [`bucket_part_name`]; None for a
+/// part of no bucket.
+pub fn bucket_of_part(name: &str) -> Option<i64> {
+    let (folder, _) = name.split_once('/')?;
+    folder.strip_prefix("bucket=")?.parse().ok()
+}
+
+/// Whether `name` is the name of a part as [`part_name`],
+/// [`batch_part_name`] and [`bucket_part_name`] make them: `part-`, groups
+/// of ASCII letters and digits joined by `-`, `.parquet`, in a bucket's
+/// folder or not. A part name that comes from outside (a Map child's
+/// answer read back from S3) is checked with it before it is joined to a
+/// snapshot prefix.
 pub fn is_part_name(name: &str) -> bool {
-    name.strip_prefix("part-")
+    let part = match name.split_once('/') {
+        // The folder as `bucket_part_name` writes it: no `+`, no leading 0.
+        Some((_, part))
+            if bucket_of_part(name).is_some_and(|b| name == bucket_part_name(b, part)) =>
+        {
+            part
+        }
+        Some(_) => return false,
+        None => name,
+    };
+    part.strip_prefix("part-")
         .and_then(|rest| rest.strip_suffix(".parquet"))
         .is_some_and(|groups| {
             groups.len() <= 64
@@ -373,6 +401,17 @@ pub fn map_results_prefix() -> &'static str {
 /// `States.Format`.
 pub fn map_results_table_prefix(run_id: &RunId, table: Table) -> String {
     format!("_map_results/{run_id}/{}/", table.name())
+}
+
+/// `_map_results/<run id>/machine_learning_curated/buckets.json`: the time
+/// buckets of run `run_id`'s step readings (a JSON array of
+/// `crate::contract::TimeBucket`), which the reduce of step_trainer_trusted
+/// writes and the training table's Distributed Map reads as its items.
+pub fn time_buckets_key(run_id: &RunId) -> String {
+    format!(
+        "{}buckets.json",
+        map_results_table_prefix(run_id, Table::MachineLearningCurated)
+    )
 }
 
 /// The run and table of an object under [`map_results_table_prefix`];

@@ -30,6 +30,51 @@ pub const IDENTIFIER_COLUMNS: [&str; 6] = [
     "serialNumber",
 ];
 
+/// The width of a time bucket, in milliseconds: one day. Readings pair
+/// only at equal times, so the training table's join is cut by time
+/// ([`time_bucket`]): the landing transitions write their kept readings by
+/// bucket (the shuffle), and the training table joins one bucket of both
+/// tables at a time. The generated data has the density of the public
+/// data (1,000 customers' readings within 11 hours) and spreads larger
+/// scales over more days (a chunk of 1,000 customers every 28 hours), so a
+/// day holds at most one chunk at every scale: a training-table child's
+/// memory is a day's, and a landing object (one chunk) writes one or two
+/// parts per table. An hour made 12 buckets per chunk: at 500x, 6,000
+/// buckets and parts of a few thousand rows. Data denser than a chunk a
+/// day would want a narrower width.
+pub const BUCKET_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// The time bucket of a reading taken at `time_ms` (epoch milliseconds).
+pub fn time_bucket(time_ms: i64) -> i64 {
+    time_ms.div_euclid(BUCKET_MS)
+}
+
+/// `rows` split by the time bucket of their `time_column`, in bucket
+/// order, each keeping the rows' order. A row without a time has no bucket
+/// (`ComputeError`): readings are kept only with one.
+pub fn by_time_bucket(rows: &DataFrame, time_column: &str) -> PolarsResult<Vec<(i64, DataFrame)>> {
+    let mut buckets: std::collections::BTreeMap<i64, Vec<IdxSize>> = Default::default();
+    for (row, time) in rows.column(time_column)?.i64()?.iter().enumerate() {
+        let time = time.ok_or_else(
+            || polars_err!(ComputeError: "row {row} has no {time_column}: it has no time bucket"),
+        )?;
+        buckets
+            .entry(time_bucket(time))
+            .or_default()
+            .push(row as IdxSize);
+    }
+    if let [(&bucket, _)] = buckets.iter().collect::<Vec<_>>()[..] {
+        return Ok(vec![(bucket, rows.clone())]);
+    }
+    buckets
+        .into_iter()
+        .map(|(bucket, rows_of)| {
+            let taken = rows.take(&IdxCa::from_vec(PlSmallStr::EMPTY, rows_of))?;
+            Ok((bucket, taken))
+        })
+        .collect()
+}
+
 /// What a transition's plan produced from frames.
 #[derive(Debug, Clone)]
 pub struct Outcome {

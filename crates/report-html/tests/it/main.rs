@@ -84,6 +84,7 @@ fn the_graph_is_laid_out_from_the_definition() {
         "StepTrainerTrusted",
         "StepTrainerTrustedReduce",
         "MachineLearningCurated",
+        "MachineLearningCuratedReduce",
         "QualityGate",
         "Erase",
         "Vacuum",

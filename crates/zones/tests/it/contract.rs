@@ -67,3 +67,42 @@ fn batches_merge_into_the_batch_of_all_their_objects() {
     assert_eq!(rubric.rubric, None);
     assert_eq!(rubric.table, all.table);
 }
+
+/// Joins of time buckets merge into the join of all of them: counts by
+/// `RowCounts::merge`, the rubric's counts and rows added, parts in order.
+#[test]
+fn joins_of_buckets_merge_into_the_join_of_all() {
+    use zones::contract::{JoinResult, RubricCount};
+    let join = |day: i64, kept: u64, rubric: Option<u64>| JoinResult {
+        buckets: 1,
+        table: PartsWritten {
+            counts: RowCounts::kept(kept),
+            parts: vec![part(&format!("bucket={day}/part-00000.parquet"), kept * 2)],
+        },
+        quarantine: vec![part(&format!("bucket={day}/part-00000.parquet"), 1)],
+        rubric: rubric.map(|rows| RubricCount {
+            counts: RowCounts::kept(rows),
+            rows: rows * 3,
+        }),
+        seconds: day as f64,
+        peak_rss_mib: None,
+    };
+    let mut all = JoinResult::empty();
+    all.merge(join(7, 2, Some(4)));
+    all.merge(join(8, 3, Some(5)));
+    assert_eq!(all.buckets, 2);
+    assert_eq!(all.table.counts, RowCounts::kept(5));
+    assert_eq!(all.table.parts.len(), 2);
+    assert_eq!(all.quarantine.len(), 2);
+    assert_eq!(
+        all.rubric,
+        Some(RubricCount {
+            counts: RowCounts::kept(9),
+            rows: 27
+        })
+    );
+    assert_eq!((all.seconds, all.peak_rss_mib), (8.0, None));
+    let mut rubric = JoinResult::empty();
+    rubric.merge(join(7, 2, None));
+    assert_eq!(rubric.rubric, None);
+}

@@ -79,9 +79,24 @@ fn batch_parts_are_named_by_their_first_object_and_part_names_are_checked() {
         "part-3c94bece878ca6c2-00012.parquet"
     );
     assert_ne!(a, batch_part_name("accelerometer/landing/b.json", 0));
-    for good in [a.as_str(), &part_name(3), "part-00003-00001.parquet"] {
+    for good in [
+        a.as_str(),
+        &part_name(3),
+        "part-00003-00001.parquet",
+        "bucket=459877/part-00000.parquet",
+        "bucket=-2/part-3c94bece878ca6c2-00001.parquet",
+    ] {
         assert!(is_part_name(good), "{good}");
     }
+    assert_eq!(
+        zones::layout::bucket_part_name(459877, &part_name(0)),
+        "bucket=459877/part-00000.parquet"
+    );
+    assert_eq!(
+        zones::layout::bucket_of_part("bucket=-2/part-00000.parquet"),
+        Some(-2)
+    );
+    assert_eq!(zones::layout::bucket_of_part("part-00000.parquet"), None);
     for bad in [
         "",
         "part-.parquet",
@@ -95,6 +110,13 @@ fn batch_parts_are_named_by_their_first_object_and_part_names_are_checked() {
         "part-é.parquet",
         "_manifest.json",
         &format!("part-{}.parquet", "0".repeat(65)),
+        "bucket=01/part-00000.parquet",
+        "bucket=+1/part-00000.parquet",
+        "bucket=x/part-00000.parquet",
+        "bucket=1/../part-00000.parquet",
+        "bucket=1/bucket=2/part-00000.parquet",
+        "buckets=1/part-00000.parquet",
+        "bucket=1/",
     ] {
         assert!(!is_part_name(bad), "{bad}");
     }

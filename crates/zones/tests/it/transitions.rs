@@ -470,3 +470,52 @@ fn a_request_names_its_inputs_and_a_missing_one_is_named() {
         "customers_curated under strict needs the rubric shadow of `customer_trusted`, which the request does not name"
     );
 }
+
+/// Readings split by day (the shuffle of the training table's join): each
+/// in the bucket of its time, bucket order, row order kept; a reading
+/// without a time has none.
+#[test]
+fn readings_are_split_by_the_day_of_their_time() {
+    use zones::transitions::{BUCKET_MS, by_time_bucket, time_bucket};
+    assert_eq!(BUCKET_MS, 86_400_000);
+    assert_eq!(time_bucket(1_655_560_129_236), 19_161);
+    assert_eq!(time_bucket(0), 0);
+    assert_eq!(time_bucket(-1), -1, "before the epoch: the day before");
+    let day = BUCKET_MS;
+    let rows = df!(
+        "timestamp" => [2 * day + 5, day, 2 * day, day + day - 1, -3],
+        "x" => [1.0, 2.0, 3.0, 4.0, 5.0],
+    )
+    .unwrap();
+    let split: Vec<(i64, Vec<f64>)> = by_time_bucket(&rows, "timestamp")
+        .unwrap()
+        .into_iter()
+        .map(|(b, df)| {
+            (
+                b,
+                df.column("x")
+                    .unwrap()
+                    .f64()
+                    .unwrap()
+                    .into_no_null_iter()
+                    .collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        split,
+        [(-1, vec![5.0]), (1, vec![2.0, 4.0]), (2, vec![1.0, 3.0])]
+    );
+    // One day: the frame itself.
+    let one = df!("timestamp" => [day, day + 1]).unwrap();
+    assert_eq!(
+        by_time_bucket(&one, "timestamp").unwrap(),
+        [(1, one.clone())]
+    );
+    let untimed = df!("timestamp" => [Some(day), None]).unwrap();
+    let error = by_time_bucket(&untimed, "timestamp").unwrap_err();
+    assert!(
+        error.to_string().contains("row 1 has no timestamp"),
+        "{error}"
+    );
+}
