@@ -557,7 +557,17 @@ fn noncurrent_versions_expire_within_a_day_of_the_vacuum_window() {
 /// Cargo.lock.
 fn linked_alone(function: &str) -> BTreeSet<String> {
     let output = std::process::Command::new(env!("CARGO"))
-        .args(["tree", "--locked", "--offline", "-e", "normal", "--prefix", "none", "-p", function])
+        .args([
+            "tree",
+            "--locked",
+            "--offline",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+            "-p",
+            function,
+        ])
         .current_dir(workspace())
         .output()
         .expect("cargo tree runs");
@@ -596,7 +606,10 @@ fn each_function_links_only_the_query_engine_and_services_it_uses() {
     ] {
         let linked = linked_alone(function);
         for package in links {
-            assert!(linked.contains(*package), "{function} does not link {package}");
+            assert!(
+                linked.contains(*package),
+                "{function} does not link {package}"
+            );
         }
         for package in absent.iter().chain(&never) {
             assert!(!linked.contains(*package), "{function} links {package}");
