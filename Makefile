@@ -70,15 +70,16 @@ validate: .venv/.test-tools
 	.venv/bin/checkov --file infra/template.yaml --framework cloudformation --quiet --compact --skip-download
 
 # The three Lambda functions as arm64 zips, and their sizes. One build per
-# function: Cargo unifies features within a build, and built together every
-# function would link the quality gate's Glue and Athena SDKs. Shared
-# dependencies resolve to fewer features than in the workspace build (`make
-# test`), so the first `make lambdas` compiles Polars again for them.
-LAMBDA_FUNCTIONS := landing-to-trusted trusted-to-curated quality-gate
+# feature set: Cargo unifies features within a build, and built together each
+# function would link the others' SDKs. The two transitions share theirs; the
+# quality gate builds alone, without Polars SQL (deployed, it queries Athena).
+# Shared dependencies resolve to fewer features than in the workspace build
+# (`make test`), so the first `make lambdas` compiles Polars again for them.
 lambdas: .venv/.deploy-tools
-	for f in $(LAMBDA_FUNCTIONS); do \
-		PATH="$(CURDIR)/.venv/bin:$$PATH" cargo lambda build --profile lambda --arm64 --output-format zip -p $$f || exit 1; \
-	done
+	PATH="$(CURDIR)/.venv/bin:$$PATH" cargo lambda build --profile lambda --arm64 --output-format zip \
+		-p landing-to-trusted -p trusted-to-curated
+	PATH="$(CURDIR)/.venv/bin:$$PATH" cargo lambda build --profile lambda --arm64 --output-format zip \
+		-p quality-gate
 	@ls -l $${CARGO_TARGET_DIR:-target}/lambda/*/bootstrap.zip
 
 # Builds and deploys the stack (prompts for the parameters; needs AWS

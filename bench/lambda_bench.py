@@ -1,26 +1,43 @@
 """The `lambda` section of `make bench`: the three functions as Lambda runs them.
 
-Each function is built alone with `cargo build --profile lambda -p <function>`
-(Cargo unifies features per build: built together, every function would link
-the quality gate's Glue and Athena SDKs). Each binary is then started against
-a minimal Lambda Runtime API on 127.0.0.1 (the documented 2018-06-01 API, as
+The functions are built with `cargo build --profile lambda` as `make lambdas`
+builds them: the two transitions in one build (the same features), the
+quality gate in its own (Cargo unifies features per build: built together,
+each would link the other's SDKs). The gate deploys without Polars SQL (it
+queries Athena); a third build, with its `sql` feature, serves the pipeline
+runs below on a local warehouse. Each binary is then started against a
+minimal Lambda Runtime API on 127.0.0.1 (the documented 2018-06-01 API, as
 the tests' harness in tests/it/lambda_runtime_api.rs speaks it) and measured:
 
-- init ms: process start to its first `GET /runtime/invocation/next` (what
-  Lambda's cold start adds beyond loading the package), median of INIT_SAMPLES
-  processes;
-- first-invocation ms: the first event handed out to its answer posted, the
-  sample events of crates/<function>/events/ in pipeline order against a
-  warehouse seeded like the one they were saved from (`stedi seed`, 1000
-  customers, seed 1);
-- unzipped bytes (the stripped `bootstrap`) and zipped bytes (deflate, as
-  `cargo lambda build --output-format zip` packs it).
+- init ms (the deployed builds): process start to its first
+  `GET /runtime/invocation/next` (what Lambda's cold start adds beyond
+  loading the package), median of INIT_SAMPLES processes;
+- first-invocation ms: the first event handed out to its answer posted, in a
+  run of the pipeline through the three processes (below) on a warehouse of
+  `stedi seed` (1000 customers, seed 1);
+- work ms: the same run on WORK_CUSTOMERS customers, per state, wall and CPU
+  milliseconds, median of WORK_ROUNDS runs (each on a fresh copy of the warehouse, with
+  fresh processes): the speed of the data work itself, so a build setting
+  that trades speed for size shows;
+- unzipped bytes (the stripped `bootstrap` as deployed) and zipped bytes
+  (deflate, as `cargo lambda build --output-format zip` packs it).
+
+A run of the pipeline follows statemachine.asl.json from its StartAt along
+`Next`, as the local runner does for the subset these states use: a Pass or
+Task state's Parameters (static values, `key.$` reference paths into the
+state's input or `$$.Execution.Name`), a Task's Resource naming its function
+(`${LandingToTrustedFunctionArn}` -> landing-to-trusted), its ResultPath. An
+error posted by a function ends the bench.
 
 These are x86_64 builds of this machine; `make lambdas` cross-compiles the
 arm64 zips that deploy (about 30 minutes more of Polars on 2 cores).
+STEDI_BENCH_LAMBDA_BINARIES=<dir> measures the binaries <dir>/<function> and
+<dir>/quality-gate-sql instead of building (to compare build settings).
 """
 import io
 import json
+import os
+import re
 import queue
 import shutil
 import statistics
@@ -33,15 +50,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 FUNCTIONS = ["landing-to-trusted", "trusted-to-curated", "quality-gate"]
-PIPELINE = [
-    ("landing-to-trusted", "customer_trusted"),
-    ("landing-to-trusted", "accelerometer_trusted"),
-    ("trusted-to-curated", "customers_curated"),
-    ("landing-to-trusted", "step_trainer_trusted"),
-    ("trusted-to-curated", "machine_learning_curated"),
-    ("quality-gate", "request"),
+# One cargo invocation per feature set: (packages, extra arguments, the name
+# the binary is kept under).
+BUILDS = [
+    (["landing-to-trusted", "trusted-to-curated"], [], ""),
+    (["quality-gate"], [], ""),
+    (["quality-gate"], ["--features", "quality-gate/sql"], "-sql"),
 ]
 INIT_SAMPLES = 7
+WORK_CUSTOMERS = 30000
+WORK_ROUNDS = 5
 # Measured on main before issue 13 (the issue's figures): every function
 # linked every AWS SDK; the `lambda` profile was release without debug info.
 BEFORE = {
@@ -50,6 +68,19 @@ BEFORE = {
     "zipped_mb_arm64": 33,
     "unzipped_mb_arm64": 102,
 }
+# Before the opt-level choice (per-function features already): the `lambda`
+# profile at opt-level 3 throughout, the quality gate with Polars SQL.
+# Unzipped and zipped MB, x86_64, stripped.
+PREVIOUS = {
+    "landing-to-trusted": (64.5, 24.3),
+    "trusted-to-curated": (64.5, 24.3),
+    "quality-gate": (81.6, 30.4),
+}
+# The build settings tried on the way to the profile in Cargo.toml, measured
+# with this module's pipeline on 30,000 customers (median of 5 runs, the
+# builds interleaved): (settings, landing-to-trusted unzipped MB, zipped MB,
+# the pipeline's CPU time against opt-level 3 throughout).
+CANDIDATES = []
 
 
 class Server(ThreadingHTTPServer):
@@ -146,6 +177,7 @@ class RuntimeApi:
         return self.first_next
 
     def invoke(self, request_id, payload, process, timeout=600):
+        """Hands out one event; returns (milliseconds to its answer, the response)."""
         self.events.put((request_id, payload))
         with self.answered:
             if not self.answered.wait_for(lambda: request_id in self.answers or process.poll() is not None,
@@ -156,7 +188,7 @@ class RuntimeApi:
         kind, body, at = self.answers[request_id]
         if kind != "response":
             raise SystemExit(f"{self.function} {request_id}: {kind} {body}")
-        return (at - self.handed_out[request_id]) * 1000
+        return (at - self.handed_out[request_id]) * 1000, body
 
     def close(self):
         self.server.shutdown()
@@ -171,13 +203,15 @@ def build(root, log):
                                                             text=True).stdout.splitlines()
                 if line.startswith("host:"))
     binaries = {}
-    for function in FUNCTIONS:
-        log(f"[lambda] building {function} (profile lambda, alone: its own features) ...")
-        subprocess.run(["cargo", "build", "--profile", "lambda", "--target", host, "--quiet", "-p", function,
-                        "--bin", function], cwd=root, check=True)
-        built = Path(meta["target_directory"]) / host / "lambda" / function
-        # Each build of the next function may relink shared crates: keep a copy.
-        binaries[function] = Path(shutil.copy2(built, built.with_name(f"{function}.bench")))
+    for functions, arguments, suffix in BUILDS:
+        log(f"[lambda] building {', '.join(functions)} {' '.join(arguments)} (profile lambda) ...")
+        packages = [arg for function in functions for arg in ("-p", function)]
+        subprocess.run(["cargo", "build", "--profile", "lambda", "--target", host, "--quiet", *packages,
+                        *arguments], cwd=root, check=True)
+        for function in functions:
+            built = Path(meta["target_directory"]) / host / "lambda" / function
+            # The next build relinks it: keep a copy.
+            binaries[function + suffix] = Path(shutil.copy2(built, built.with_name(f"{function}{suffix}.bench")))
     return binaries
 
 
@@ -204,13 +238,110 @@ def init_ms(function, binary, warehouse):
         api.close()
 
 
-def run(root, stedi, work, log):
-    binaries = build(root, log)
-    warehouse = work / "lambda-warehouse"
+def function_of(resource):
+    """`${LandingToTrustedFunctionArn}` -> `landing-to-trusted`."""
+    name = re.fullmatch(r"\$\{(\w+)FunctionArn\}", resource)
+    if not name:
+        raise SystemExit(f"statemachine.asl.json: a Task resource that names no function: {resource}")
+    return re.sub(r"(?<!^)(?=[A-Z])", "-", name.group(1)).lower()
+
+
+def parameters(template, data, execution):
+    """A state's Parameters over its input: `key.$` takes a reference path."""
+    if isinstance(template, dict):
+        out = {}
+        for key, value in template.items():
+            if key.endswith(".$"):
+                out[key[:-2]] = reference(value, data, execution)
+            else:
+                out[key] = parameters(value, data, execution)
+        return out
+    if isinstance(template, list):
+        return [parameters(value, data, execution) for value in template]
+    return template
+
+
+def reference(path, data, execution):
+    if path == "$$.Execution.Name":
+        return execution
+    if path == "$":
+        return data
+    if not path.startswith("$."):
+        raise SystemExit(f"statemachine.asl.json: a path this bench does not follow: {path}")
+    for field in path[2:].split("."):
+        data = data[field]
+    return data
+
+
+def put(data, path, value):
+    fields = path[2:].split(".")
+    for field in fields[:-1]:
+        data = data.setdefault(field, {})
+    data[fields[-1]] = value
+
+
+def pipeline(root, binaries, warehouse, run_id, log):
+    """One run of statemachine.asl.json through the function processes.
+
+    Returns [(state, function, wall ms, CPU ms)] in the order the states ran:
+    on a shared machine the CPU time of the function's process (all its
+    threads, user and system) varies less than the wall time."""
+    definition = json.loads((root / "statemachine.asl.json").read_text())
+    apis = {f: RuntimeApi(f) for f in FUNCTIONS}
+    processes = {f: apis[f].start(binaries[f], warehouse)[1] for f in FUNCTIONS}
+    timings = []
+    try:
+        data, name = {"policy": "strict"}, definition["StartAt"]
+        while name:
+            state = definition["States"][name]
+            if state["Type"] not in ("Pass", "Task"):
+                raise SystemExit(f"statemachine.asl.json: {name} is a {state['Type']} state, not on a run's way")
+            given = parameters(state.get("Parameters", data), data, run_id)
+            if state["Type"] == "Pass":
+                data = given
+            else:
+                function = function_of(state["Resource"])
+                log(f"[lambda] {name} ({function}) ...")
+                cpu = cpu_ms(processes[function])
+                ms, response = apis[function].invoke(f"{run_id}-{name}", json.dumps(given).encode(),
+                                                     processes[function])
+                timings.append((name, function, ms, cpu_ms(processes[function]) - cpu))
+                if "ResultPath" in state:
+                    put(data, state["ResultPath"], response)
+            name = None if state.get("End") else state["Next"]
+    finally:
+        for function, process in processes.items():
+            process.kill()
+            process.wait()
+            apis[function].close()
+    return timings
+
+
+def cpu_ms(process):
+    """User and system CPU time of a running process, all threads (Linux)."""
+    fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def seeded(stedi, warehouse, customers):
     shutil.rmtree(warehouse, ignore_errors=True)
-    subprocess.run([stedi, "--warehouse", warehouse, "seed"], check=True, capture_output=True)
+    subprocess.run([stedi, "--warehouse", warehouse, "seed", "--customers", str(customers)], check=True,
+                   capture_output=True)
+    return warehouse
+
+
+def run(root, stedi, work, log):
+    if os.environ.get("STEDI_BENCH_LAMBDA_BINARIES"):
+        given = Path(os.environ["STEDI_BENCH_LAMBDA_BINARIES"])
+        built = {name: given / name for name in [*FUNCTIONS, "quality-gate-sql"]}
+    else:
+        built = build(root, log)
+    deployed = {function: built[function] for function in FUNCTIONS}
+    # What serves a local warehouse: the gate with Polars SQL.
+    serving = {**deployed, "quality-gate": built["quality-gate-sql"]}
+    warehouse = seeded(stedi, work / "lambda-warehouse", 1000)
     results = {}
-    for function, binary in binaries.items():
+    for function, binary in deployed.items():
         log(f"[lambda] {function}: init x{INIT_SAMPLES} ...")
         samples = [init_ms(function, binary, warehouse) for _ in range(INIT_SAMPLES)]
         results[function] = {
@@ -219,46 +350,75 @@ def run(root, stedi, work, log):
             "unzipped_bytes": binary.stat().st_size,
             "zipped_bytes": zipped_bytes(binary),
         }
-    # The pipeline, one warm process per function: the first invocation of each.
-    apis = {f: RuntimeApi(f) for f in FUNCTIONS}
-    processes = {f: apis[f].start(binaries[f], warehouse)[1] for f in FUNCTIONS}
-    try:
-        for n, (function, event) in enumerate(PIPELINE):
-            log(f"[lambda] {function}: {event} ...")
-            payload = (root / "crates" / function / "events" / f"{event}.json").read_bytes()
-            ms = apis[function].invoke(f"bench-{n}", payload, processes[function])
-            results[function].setdefault("first_invocation_ms", round(ms, 1))
-            results[function].setdefault("first_event", event)
-    finally:
-        for function, process in processes.items():
-            process.kill()
-            process.wait()
-            apis[function].close()
+    # One process per function: the first invocation of each.
+    for state, function, ms, _ in pipeline(root, serving, warehouse, "bench", log):
+        results[function].setdefault("first_invocation_ms", round(ms, 1))
+        results[function].setdefault("first_state", state)
+    # The data work at a larger scale.
+    pristine = seeded(stedi, work / "lambda-work-seeded", WORK_CUSTOMERS)
+    rounds = []
+    for n in range(WORK_ROUNDS):
+        shutil.rmtree(warehouse, ignore_errors=True)
+        shutil.copytree(pristine, warehouse)
+        log(f"[lambda] the pipeline on {WORK_CUSTOMERS} customers, round {n + 1} of {WORK_ROUNDS} ...")
+        rounds.append(pipeline(root, serving, warehouse, "bench", log))
+    states = {state: {"ms": round(statistics.median(r[i][2] for r in rounds)),
+                      "cpu_ms": round(statistics.median(r[i][3] for r in rounds))}
+              for i, (state, *_) in enumerate(rounds[0])}
     shutil.rmtree(warehouse, ignore_errors=True)
-    return {"functions": results, "before": BEFORE, "init_samples": INIT_SAMPLES}
+    shutil.rmtree(pristine, ignore_errors=True)
+    return {"functions": results, "work": {"customers": WORK_CUSTOMERS, "rounds": WORK_ROUNDS, "states": states},
+            "before": BEFORE, "init_samples": INIT_SAMPLES}
 
 
 def render(section):
     mb = 1e6
     before = section["before"]
+    work = section["work"]
     lines = [
         "## Lambda functions",
         "",
-        f"`cargo build --profile lambda` (fat LTO, one codegen unit, opt-level 3, unwinding), one function per build "
-        "(x86_64, stripped; arm64 zips were 0.93 of x86_64's in the issue's before figures, 33 / 35.6 MB). "
-        "init: process start to the first "
-        f"`GET /runtime/invocation/next` from a minimal Runtime API on 127.0.0.1, median of {section['init_samples']} "
-        "starts (min in brackets); first invocation: the first sample event handed out to its response posted "
-        "(1000 customers). Before (issue 13, main without per-function features): init "
+        "`cargo build --profile lambda`: fat LTO, one codegen unit, unwinding; opt-level 3 for our crates, "
+        "`s` for Polars' kernels and engine, `z` for the other dependencies but a few small hot ones at 3 "
+        "(Cargo.toml says which and why). The transitions build together, the quality gate alone and "
+        "without Polars SQL, as they deploy (x86_64, stripped; arm64 zips were 0.93 of x86_64's in the issue's "
+        "before figures, 33 / 35.6 MB). init: process start to the first `GET /runtime/invocation/next` from a "
+        f"minimal Runtime API on 127.0.0.1, median of {section['init_samples']} starts (min in brackets); first "
+        "invocation: the function's first state of a pipeline run through the three processes, handed out to "
+        "its response posted (1000 customers). `before`: the same profile at opt-level 3 throughout, the gate "
+        "with Polars SQL. Before issue 13 (every function linked every AWS SDK): init "
         f"{before['init_ms']} ms; {before['zipped_mb_x86_64']} MB zipped on x86_64; "
         f"{before['zipped_mb_arm64']} MB zipped / {before['unzipped_mb_arm64']} MB unzipped on arm64.",
         "",
-        "| function | init ms | first invocation ms (event) | unzipped MB | zipped MB |",
-        "|---|---|---|---|---|",
+        "| function | init ms | first invocation ms (state) | unzipped MB | zipped MB | before: unzipped / zipped MB |",
+        "|---|---|---|---|---|---|",
     ]
     for function, m in section["functions"].items():
+        unzipped, zipped = PREVIOUS[function]
         lines.append(f"| {function} | {m['init_ms']:.1f} ({m['init_ms_min']:.1f}) | "
-                     f"{m['first_invocation_ms']:.0f} ({m['first_event']}) | {m['unzipped_bytes'] / mb:.1f} | "
-                     f"{m['zipped_bytes'] / mb:.1f} |")
+                     f"{m['first_invocation_ms']:.0f} ({m['first_state']}) | {m['unzipped_bytes'] / mb:.1f} | "
+                     f"{m['zipped_bytes'] / mb:.1f} | {unzipped} / {zipped} |")
+    lines += [
+        "",
+        f"The data work: the pipeline through the three processes on {work['customers']:,} customers, median of "
+        f"{work['rounds']} runs, per state: wall milliseconds, and CPU milliseconds of the function's process (user "
+        "and system, all threads; on a shared machine it varies less than wall time).",
+        "",
+        "| state | wall ms | CPU ms |",
+        "|---|---|---|",
+    ]
+    for state, m in work["states"].items():
+        lines.append(f"| {state} | {m['ms']} | {m['cpu_ms']} |")
+    lines += [
+        "",
+        "Build settings tried (landing-to-trusted; trusted-to-curated is within 0.1 MB of it): its sizes, and the "
+        "pipeline's CPU time on 30,000 customers against opt-level 3 throughout (median of 5 runs, the builds "
+        "interleaved; runs of one build vary by about a tenth).",
+        "",
+        "| settings | unzipped MB | zipped MB | pipeline CPU |",
+        "|---|---|---|---|",
+    ]
+    for settings, unzipped, zipped, cpu in CANDIDATES:
+        lines.append(f"| {settings} | {unzipped} | {zipped} | {cpu} |")
     lines.append("")
     return "\n".join(lines)

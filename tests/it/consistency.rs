@@ -974,3 +974,68 @@ fn each_key_has_one_reader_the_function_that_needs_it() {
         ])
     );
 }
+
+/// The packages a build of `function` alone links (`make lambdas` builds one
+/// feature set per cargo invocation), as `cargo tree` resolves them from
+/// Cargo.lock.
+fn linked_alone(function: &str) -> BTreeSet<String> {
+    let output = std::process::Command::new(env!("CARGO"))
+        .args([
+            "tree",
+            "--locked",
+            "--offline",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+            "-p",
+            function,
+        ])
+        .current_dir(workspace())
+        .output()
+        .expect("cargo tree runs");
+    assert!(
+        output.status.success(),
+        "cargo tree -p {function}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|line| line.split(' ').next())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn each_function_links_only_the_query_engine_and_services_it_uses() {
+    let never = ["aws-sdk-sfn", "aws-sdk-cloudformation", "polars-sql"];
+    for (function, links, absent) in [
+        (
+            "landing-to-trusted",
+            &["aws-sdk-s3", "aws-sdk-secretsmanager", "polars"][..],
+            &["aws-sdk-glue", "aws-sdk-athena"][..],
+        ),
+        (
+            "trusted-to-curated",
+            &["aws-sdk-s3", "aws-sdk-secretsmanager", "polars"],
+            &["aws-sdk-glue", "aws-sdk-athena"],
+        ),
+        (
+            "quality-gate",
+            &["aws-sdk-s3", "aws-sdk-glue", "aws-sdk-athena", "polars"],
+            &["aws-sdk-secretsmanager"],
+        ),
+    ] {
+        let linked = linked_alone(function);
+        for package in links {
+            assert!(
+                linked.contains(*package),
+                "{function} does not link {package}"
+            );
+        }
+        for package in absent.iter().chain(&never) {
+            assert!(!linked.contains(*package), "{function} links {package}");
+        }
+    }
+}
