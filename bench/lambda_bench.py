@@ -26,8 +26,11 @@ A run of the pipeline follows statemachine.asl.json from its StartAt along
 `Next`, as the local runner does for the subset these states use: a Pass or
 Task state's Parameters (static values, `key.$` reference paths into the
 state's input or `$$.Execution.Name`), a Task's Resource naming its function
-(`${LandingToTrustedFunctionArn}` -> landing-to-trusted), its ResultPath. An
-error posted by a function ends the bench.
+(`${LandingToTrustedFunctionArn}` -> landing-to-trusted), its ResultPath; a
+Distributed Map and the reduce after it as one invocation of the whole
+transition (the Map's BatchInput is its request; the scale section measures
+the Maps' children), a Choice's `IsPresent` rules. An error posted by a
+function ends the bench.
 
 These are x86_64 builds of this machine; `make lambdas` cross-compiles the
 arm64 zips that deploy (about 30 minutes more of Polars on 2 cores).
@@ -247,10 +250,14 @@ def function_of(resource):
 
 
 def parameters(template, data, execution):
-    """A state's Parameters over its input: `key.$` takes a reference path."""
+    """A state's Parameters over its input: `key.$` takes a reference path;
+    an intrinsic function (`States.…`, the Maps' settings) is left out: the
+    bench runs no Map."""
     if isinstance(template, dict):
         out = {}
         for key, value in template.items():
+            if key.endswith(".$") and value.startswith("States."):
+                continue
             if key.endswith(".$"):
                 out[key[:-2]] = reference(value, data, execution)
             else:
@@ -273,6 +280,15 @@ def reference(path, data, execution):
     return data
 
 
+def present(data, path):
+    """Whether the reference path `path` names a field of `data`."""
+    for field in path[2:].split("."):
+        if not isinstance(data, dict) or field not in data:
+            return False
+        data = data[field]
+    return True
+
+
 def put(data, path, value):
     fields = path[2:].split(".")
     for field in fields[:-1]:
@@ -292,11 +308,31 @@ def pipeline(root, binaries, warehouse, run_id, log):
     timings = []
     try:
         data, name = {"policy": "strict"}, definition["StartAt"]
+        states = definition["States"]
         while name:
-            state = definition["States"][name]
-            if state["Type"] not in ("Pass", "Task"):
-                raise SystemExit(f"statemachine.asl.json: {name} is a {state['Type']} state, not on a run's way")
-            given = parameters(state.get("Parameters", data), data, run_id)
+            state = states[name]
+            if state["Type"] == "Succeed":
+                break
+            if state["Type"] == "Fail":
+                raise SystemExit(f"the run reached {name}: {json.dumps(data)[:2000]}")
+            if state["Type"] == "Choice":
+                # The `IsPresent` rules the definition's Choice uses.
+                name = next((c["Next"] for c in state["Choices"]
+                             if present(data, c["Variable"]) == c["IsPresent"]), state["Default"])
+                continue
+            if state["Type"] == "Map":
+                # A Map and its reduce as one invocation of the transition
+                # (its BatchInput, without items, is the whole transition's
+                # request): what a Task of it gives, on one process.
+                child = state["ItemProcessor"]
+                task = child["States"][child["StartAt"]]
+                reduce = states[state["Next"]]
+                given = parameters(state["ItemBatcher"]["BatchInput"], data, run_id)
+                state = {**reduce, "Resource": task["Resource"]}
+            elif state["Type"] in ("Pass", "Task"):
+                given = parameters(state.get("Parameters", data), data, run_id)
+            else:
+                raise SystemExit(f"statemachine.asl.json: {name} is a {state['Type']} state this bench does not run")
             if state["Type"] == "Pass":
                 data = given
             else:
