@@ -184,7 +184,7 @@ def child_alone(binary, warehouse, request, scratch_run):
         _, process = api.start(binary, warehouse)
         try:
             api.wait_first_next(process)
-            ms = api.invoke(scratch_run, json.dumps(request).encode(), process)
+            ms, _ = api.invoke(scratch_run, json.dumps(request).encode(), process)
             status = Path(f"/proc/{process.pid}/status").read_text()
             peak_kib = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")))
         finally:
