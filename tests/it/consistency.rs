@@ -448,6 +448,15 @@ fn maps_fan_out_the_transitions_and_hand_their_results_to_a_reduce() {
         assert_eq!(reduce["Resource"], child["Resource"]);
         assert_eq!(reduce["Parameters"]["transition"], table.name());
         assert_eq!(reduce["Parameters"]["map_run.$"], map["ResultPath"]);
+        // The training table's reduce checks its counts against
+        // step_trainer_trusted: the table its children were given.
+        let checked = &reduce["Parameters"]["inputs"];
+        if table == Table::MachineLearningCurated {
+            let key = "step_trainer_trusted.$";
+            assert_eq!(checked[key], batch_input["inputs"][key], "{name}");
+        } else {
+            assert!(checked.is_null(), "{name}");
+        }
         assert_eq!(reduce["ResultPath"], format!("$.results.{table}"));
         assert!(
             !map["ResultPath"].as_str().unwrap().starts_with("$.results"),

@@ -402,6 +402,7 @@ fn the_reduce_refuses_answers_it_cannot_seal() {
                     key: format!("{base}manifest.json"),
                 },
             },
+            inputs: Default::default(),
         };
         landing_to_trusted::reduce(&env, &request).unwrap_err()
     };
@@ -457,22 +458,26 @@ fn the_training_tables_reduce_refuses_what_it_cannot_seal() {
         size: 1,
         crc32c: 1,
     });
-    let entry = json!([{ "Name": "c", "Status": "SUCCEEDED", "Output": serde_json::to_string(&child).unwrap() }]);
-    let bytes = serde_json::to_vec(&entry).unwrap();
-    env.store
-        .put(&format!("{base}SUCCEEDED_0.json"), &bytes)
-        .unwrap();
-    let manifest = json!({
-        "DestinationBucket": "local",
-        "MapRunArn": "arn",
-        "ResultFiles": { "SUCCEEDED": [{ "Key": format!("{base}SUCCEEDED_0.json"), "Size": bytes.len() }] },
-    });
-    env.store
-        .put(
-            &format!("{base}manifest.json"),
-            manifest.to_string().as_bytes(),
-        )
-        .unwrap();
+    // The Map Run's result files: one succeeded child answering `child`.
+    let answer = |child: &JoinResult| {
+        let entry = json!([{ "Name": "c", "Status": "SUCCEEDED", "Output": serde_json::to_string(child).unwrap() }]);
+        let bytes = serde_json::to_vec(&entry).unwrap();
+        env.store
+            .put(&format!("{base}SUCCEEDED_0.json"), &bytes)
+            .unwrap();
+        let manifest = json!({
+            "DestinationBucket": "local",
+            "MapRunArn": "arn",
+            "ResultFiles": { "SUCCEEDED": [{ "Key": format!("{base}SUCCEEDED_0.json"), "Size": bytes.len() }] },
+        });
+        env.store
+            .put(
+                &format!("{base}manifest.json"),
+                manifest.to_string().as_bytes(),
+            )
+            .unwrap();
+    };
+    answer(&child);
     let mut request = ReduceRequest {
         run_id: RunId::parse("r1").unwrap(),
         policy: zones::Policy::Rubric,
@@ -484,6 +489,7 @@ fn the_training_tables_reduce_refuses_what_it_cannot_seal() {
                 key: format!("{base}manifest.json"),
             },
         },
+        inputs: Default::default(),
     };
     let error = trusted_to_curated::reduce(&env, &request).unwrap_err();
     assert_eq!(error.name.as_str(), "Stedi.Internal");
@@ -493,6 +499,36 @@ fn the_training_tables_reduce_refuses_what_it_cannot_seal() {
             .contains("a child names the part `bucket=1/../../x.parquet`"),
         "{}",
         error.cause
+    );
+    // Children that counted fewer step readings than step_trainer_trusted
+    // holds lost rows: the table is not sealed.
+    let mut child = JoinResult::empty();
+    child.table.counts.input = 2;
+    child.table.counts.kept = 2;
+    answer(&child);
+    request.inputs.insert(
+        zones::Table::StepTrainerTrusted,
+        zones::contract::TableRef {
+            table: zones::Table::StepTrainerTrusted,
+            location: "step_trainer/trusted/".into(),
+            snapshot: "run_id=r0".into(),
+            rows: 3,
+            columns: vec![],
+            manifest_crc32c: None,
+        },
+    );
+    let error = trusted_to_curated::reduce(&env, &request).unwrap_err();
+    assert_eq!(error.name.as_str(), "Stedi.Internal");
+    assert_eq!(
+        error.cause,
+        "machine_learning_curated: step_trainer_trusted has 3 rows, but 2 were counted as input: rows were lost"
+    );
+    assert!(
+        env.store
+            .list("machine_learning/curated/")
+            .unwrap()
+            .is_empty(),
+        "nothing sealed"
     );
     request.transition = zones::Table::CustomersCurated;
     let error = trusted_to_curated::reduce(&env, &request).unwrap_err();

@@ -136,6 +136,18 @@ pub enum Error {
         pending: u64,
     },
 
+    /// A transition's input rows differ from the rows of the table it
+    /// reads: rows were lost on the way (a bug of ours, never the data's).
+    #[error(
+        "{transition}: {table} has {expected} rows, but {counted} were counted as input: rows were lost"
+    )]
+    Unaccounted {
+        transition: zones::Table,
+        table: zones::Table,
+        expected: u64,
+        counted: u64,
+    },
+
     #[error("the quality gate's request does not describe run {run_id}: {what}")]
     ForeignResults { run_id: String, what: String },
 
@@ -284,6 +296,7 @@ impl Error {
             // A published part that no longer matches its manifest: storage,
             // not the landing data, is at fault; a retry reads it again.
             Error::Damaged { .. } => ErrorName::Internal,
+            Error::Unaccounted { .. } => ErrorName::Internal,
             Error::NoLandingData { .. }
             | Error::MissingTable { .. }
             | Error::Request { .. }
@@ -406,9 +419,10 @@ mod tests {
             Error::ErasureKeyChanged { .. } => 34,
             Error::KeyChanged { .. } => 35,
             Error::MapRunIncomplete { .. } => 36,
+            Error::Unaccounted { .. } => 37,
         }
     }
-    const VARIANTS: usize = 37;
+    const VARIANTS: usize = 38;
 
     /// Every variant with the name Step Functions sees: the data is wrong
     /// -> InvalidInput; a retry may succeed -> Transient; our bug, the
@@ -575,6 +589,15 @@ mod tests {
                     pending: 2,
                 },
                 "Stedi.InvalidInput",
+            ),
+            (
+                Error::Unaccounted {
+                    transition: zones::Table::MachineLearningCurated,
+                    table: zones::Table::StepTrainerTrusted,
+                    expected: 3,
+                    counted: 1,
+                },
+                "Stedi.Internal",
             ),
             (Error::Query(polars_error()), "Stedi.InvalidInput"),
             (

@@ -209,11 +209,26 @@ fn call<Req: DeserializeOwned, Resp: Serialize>(
         error: zones::ErrorName::InvalidInput.as_str().into(),
         cause: format!("the request does not match the handler's contract: {e}"),
     })?;
-    match handler(env, &request) {
-        Ok(response) => Ok(serde_json::to_value(response).expect("responses serialize")),
-        Err(e) => Err(Failure {
+    // A handler that panics hit a bug of ours: the Task fails with
+    // `Stedi.Internal`, as `lakehouse::lambda` answers on AWS, and the run
+    // (a Map's other children, the run's page) goes on to its end.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(env, &request)));
+    match outcome {
+        Ok(Ok(response)) => Ok(serde_json::to_value(response).expect("responses serialize")),
+        Ok(Err(e)) => Err(Failure {
             error: e.name.as_str().into(),
             cause: e.cause,
+        }),
+        Err(panic) => Err(Failure {
+            error: zones::ErrorName::Internal.as_str().into(),
+            cause: format!(
+                "the handler panicked: {}",
+                panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("(no message)")
+            ),
         }),
     }
 }

@@ -196,6 +196,7 @@ fn machine_learning_curated(
         customers,
     ];
     let joined = join(store, request.policy, outputs, &layout::part_name, inputs)?;
+    every_step_reading_counted(request, &joined.table.counts)?;
     let schema = joined.schema.expect("there is at least one bucket");
     let table = tables::seal(store, &outputs.table, joined.table.parts, &schema)?;
     let mut result = TransitionResult::new(request, table, joined.table.counts);
@@ -481,6 +482,7 @@ fn reduce_inner(env: &Env, request: &ReduceRequest) -> Result<TransitionResult, 
         }
         joined.merge(child);
     }
+    every_step_reading_counted(&request.transition_request(), &joined.table.counts)?;
     let outputs = transitions::outputs(request.transition, request.policy, &request.run_id);
     let key = match request.policy {
         Policy::Strict => Some(env.pseudonym_key(&request.run_id)?),
@@ -510,6 +512,26 @@ fn reduce_inner(env: &Env, request: &ReduceRequest) -> Result<TransitionResult, 
     Ok(result)
 }
 
+/// The training table's input is every row of step_trainer_trusted: each
+/// is kept, quarantined or dropped by a rule. Counts of another total mean
+/// rows were lost on the way (a time range cut wrong, a day no child took),
+/// which must never publish: [`Error::Unaccounted`].
+fn every_step_reading_counted(
+    request: &TransitionRequest,
+    counts: &RowCounts,
+) -> Result<(), Error> {
+    let steps = request.input(Table::StepTrainerTrusted)?;
+    if counts.input == steps.rows {
+        return Ok(());
+    }
+    Err(Error::Unaccounted {
+        transition: request.transition,
+        table: steps.table,
+        expected: steps.rows,
+        counted: counts.input,
+    })
+}
+
 /// The columns of machine_learning_curated under `policy`: the plan run
 /// on no rows (for a table sealed without parts).
 fn training_table_schema(policy: Policy, key: Option<&PseudonymKey>) -> Result<Schema, Error> {
@@ -533,7 +555,8 @@ fn training_table_schema(policy: Policy, key: Option<&PseudonymKey>) -> Result<S
 /// latest, holding about `rows_per_bucket` step readings each.
 struct TimeBuckets {
     min: i64,
-    width: i64,
+    /// In i128, as the offsets: the range of any two i64 times fits.
+    width: i128,
     count: usize,
 }
 
@@ -544,7 +567,7 @@ impl TimeBuckets {
         Ok(match (times.min(), times.max()) {
             (Some(min), Some(max)) => TimeBuckets {
                 min,
-                width: ((max - min) / count as i64).max(1) + 1,
+                width: ((i128::from(max) - i128::from(min)) / count as i128).max(1) + 1,
                 count,
             },
             // No step readings: one bucket, which no row falls in.
@@ -561,7 +584,7 @@ impl TimeBuckets {
     fn rows(&self, frame: &DataFrame, time_column: &str) -> Result<Vec<IdxCa>, Error> {
         let mut rows = vec![Vec::new(); self.count];
         for (row, time) in frame.column(time_column)?.i64()?.iter().enumerate() {
-            let Some(offset) = time.and_then(|t| t.checked_sub(self.min)) else {
+            let Some(offset) = time.map(|t| i128::from(t) - i128::from(self.min)) else {
                 continue;
             };
             if offset >= 0
@@ -605,6 +628,18 @@ mod tests {
             rows(&buckets, &[9, 10, 52, i64::MIN, i64::MAX, 23, 24]),
             [vec![1, 5], vec![6], vec![]]
         );
+    }
+
+    /// Times at the ends of i64 (a reading of a broken clock) span more
+    /// than i64 holds: every step reading still falls in a bucket.
+    #[test]
+    fn the_widest_time_range_keeps_every_step_reading() {
+        let times = [i64::MAX, 0, i64::MIN, -1, i64::MIN + 1];
+        let steps = df!("sensorReadingTime" => times).expect("a frame");
+        let buckets = TimeBuckets::of(&steps, 2).expect("buckets");
+        assert_eq!(buckets.count, 3);
+        // Width (2^64 - 1) / 3 + 1: [MIN, MIN + w), [MIN + w, MIN + 2w), [MIN + 2w, MAX].
+        assert_eq!(rows(&buckets, &times), [vec![2, 4], vec![1, 3], vec![0]]);
     }
 
     #[test]

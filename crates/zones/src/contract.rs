@@ -444,17 +444,21 @@ pub struct ReduceRequest {
     pub policy: Policy,
     pub transition: Table,
     pub map_run: MapRunOutput,
+    /// The inputs the reduce checks its counts against (the training
+    /// table's: step_trainer_trusted, every row of which the children must
+    /// have counted); the children read the inputs, not the reduce.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub inputs: BTreeMap<Table, TableRef>,
 }
 
 impl ReduceRequest {
-    /// The transition the reduce completes, as its result names it (its
-    /// inputs were the Map children's to read).
+    /// The transition the reduce completes, as its result names it.
     pub fn transition_request(&self) -> TransitionRequest {
         TransitionRequest {
             run_id: self.run_id.clone(),
             policy: self.policy,
             transition: self.transition,
-            inputs: BTreeMap::new(),
+            inputs: self.inputs.clone(),
             rubric_inputs: BTreeMap::new(),
         }
     }
