@@ -311,15 +311,18 @@ fn the_report_of_a_run_that_ended_before_its_gate_points_at_its_page() {
     stedi_ok(wh, &["seed", "--customers", "60"]);
     std::fs::remove_dir_all(wh.join("step_trainer/landing")).unwrap();
     assert!(!stedi(wh, &["run", "--run-id", "early"]).status.success());
-    let out = stedi(wh, &["report", "early"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains(
-            "run early ended before its quality gate, so it has no report.json; its page shows how far it got: `stedi report early --html`"
-        ),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // Named, or as the latest run.
+    for args in [&["report", "early"][..], &["report"]] {
+        let out = stedi(wh, args);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(
+                "run early ended before its quality gate, so it has no report.json; its page shows how far it got: `stedi report early --html`"
+            ),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 /// A strict run's page and facts.json outlive the quarantine snapshots they

@@ -403,11 +403,13 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Report { run_id, html, open } => {
             let env = Env::open(&config)?;
             let store = env.store.as_ref();
+            // The latest run with a page, whether or not it reached its
+            // gate: the summary of one that did not says so.
+            let run_id = match run_id {
+                Some(id) => id,
+                None => latest_run(&env, &["/report.json", "/facts.json"])?,
+            };
             if html || open {
-                let run_id = match run_id {
-                    Some(id) => id,
-                    None => latest_run(&env, &["/report.json", "/facts.json"])?,
-                };
                 let location = write_html(store, &run_id)?;
                 println!("{location}");
                 if open {
@@ -415,10 +417,6 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 }
                 return Ok(ExitCode::SUCCESS);
             }
-            let run_id = match run_id {
-                Some(id) => id,
-                None => latest_run(&env, &["/report.json"])?,
-            };
             let (report, location) = load_report(store, &run_id)?;
             print!("{}", summary::render(&report, &location));
             Ok(ExitCode::SUCCESS)
