@@ -36,7 +36,7 @@ fn strict_run_keeps_the_invariants_and_reruns_identically() {
     let summary = stedi_ok(wh, &["run", "--run-id", "first"]);
     assert!(
         summary
-            .contains("quality gate: checks PASSED (9/9 passed); published as catalog version 1"),
+            .contains("quality gate: checks PASSED (12/12 passed); published as catalog version 1"),
         "{summary}"
     );
 
@@ -302,6 +302,40 @@ fn every_command_refuses_a_file_as_warehouse_and_names_an_os_error_once() {
     assert!(!out.status.success());
     assert_eq!(stderr.matches("(os error 20)").count(), 1, "{stderr}");
     assert!(stderr.contains("customer/landing`"), "{stderr}");
+}
+
+/// A feed that changed its shape (each accelerometer object one JSON array
+/// instead of JSON lines) is quarantined whole: every record is kept there,
+/// and the gate refuses to publish the empty tables it would make.
+#[test]
+fn a_landing_table_quarantined_whole_is_not_published() {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path();
+    stedi_ok(wh, &["seed", "--customers", "60"]);
+    for entry in std::fs::read_dir(wh.join("accelerometer/landing")).unwrap() {
+        let path = entry.unwrap().path();
+        // Bytes: the seeded lines include the feed's invalid UTF-8.
+        let bytes = std::fs::read(&path).unwrap();
+        let records: Vec<&[u8]> = bytes
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.trim_ascii().is_empty())
+            .collect();
+        std::fs::write(&path, [&b"["[..], &records.join(&b',')[..], b"]"].concat()).unwrap();
+    }
+    let out = stedi(wh, &["run", "--run-id", "arrays"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Stedi.QualityGateFailed"), "{stderr}");
+    let report = report(wh, "arrays");
+    assert_eq!(report["publication"]["published"], false);
+    let failed: Vec<&str> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["passed"] == false)
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed, ["accelerometer_landing_is_readable"]);
 }
 
 #[test]

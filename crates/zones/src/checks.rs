@@ -84,6 +84,19 @@ pub fn checks(
                     quarantine = Table::quarantine(dataset),
                 ),
             ));
+            // A landing table none of whose records could be read: the
+            // feed changed its shape (say, one JSON array instead of JSON
+            // lines). Every record is safe in quarantine, but publishing
+            // would replace the tables built from it with empty ones.
+            all.push(check(
+                format!("{}_landing_is_readable", dataset.dir()),
+                format!(
+                    "SELECT CASE WHEN q.n > 0 AND q.n = {landing} THEN q.n ELSE 0 END AS violations \
+                     FROM (SELECT COUNT(*) AS n FROM {quarantine}) q",
+                    landing = result.counts.input,
+                    quarantine = Table::quarantine(dataset),
+                ),
+            ));
         }
     }
     all
