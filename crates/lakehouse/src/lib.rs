@@ -131,6 +131,7 @@ impl Env {
             #[cfg(feature = "sql")]
             query: Some(Arc::new(query::PolarsSql {
                 store: store.clone(),
+                streaming: true,
             })),
             #[cfg(not(feature = "sql"))]
             query: None,

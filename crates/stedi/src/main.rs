@@ -361,6 +361,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 // Polars SQL over whichever catalog, unless Athena was asked for.
                 env.query = Some(Arc::new(PolarsSql {
                     store: env.store.clone(),
+                    streaming: false,
                 }));
             }
             let catalog = env.catalog.load()?;
