@@ -364,47 +364,15 @@ fn a_failed_child_is_retried_and_a_redrive_reruns_only_the_child_that_failed() {
 /// come back from S3), and a Map Run of no landing object at all.
 #[test]
 fn the_reduce_refuses_answers_it_cannot_seal() {
-    use zones::contract::{
-        BatchResult, MapRunOutput, PartInfo, ReduceRequest, ResultWriterDetails,
-    };
+    use zones::contract::{BatchResult, PartInfo};
     let dir = tempfile::tempdir().unwrap();
     let env = lakehouse::Env::local(dir.path());
     let store = env.store.as_ref();
     let reduce = |children: Vec<BatchResult>| {
-        let base = "_map_results/r1/accelerometer_trusted/0f1e/";
-        let entries: Vec<Value> = children
-            .iter()
-            .map(|c| json!({ "Name": "c", "Status": "SUCCEEDED", "Output": serde_json::to_string(c).unwrap() }))
-            .collect();
-        let bytes = serde_json::to_vec(&entries).unwrap();
-        store
-            .put(&format!("{base}SUCCEEDED_0.json"), &bytes)
-            .unwrap();
-        let manifest = json!({
-            "DestinationBucket": "local",
-            "MapRunArn": "arn",
-            "ResultFiles": { "SUCCEEDED": [{ "Key": format!("{base}SUCCEEDED_0.json"), "Size": bytes.len() }] },
-        });
-        store
-            .put(
-                &format!("{base}manifest.json"),
-                manifest.to_string().as_bytes(),
-            )
-            .unwrap();
-        let request = ReduceRequest {
-            run_id: RunId::parse("r1").unwrap(),
-            policy: zones::Policy::Rubric,
-            transition: zones::Table::AccelerometerTrusted,
-            map_run: MapRunOutput {
-                map_run_arn: "arn".into(),
-                result_writer_details: ResultWriterDetails {
-                    bucket: "local".into(),
-                    key: format!("{base}manifest.json"),
-                },
-            },
-            inputs: Default::default(),
-        };
-        landing_to_trusted::reduce(&env, &request).unwrap_err()
+        let table = zones::Table::AccelerometerTrusted;
+        let answers: Vec<Value> = children.iter().map(|c| json!(c)).collect();
+        map_run_succeeded(store, table, &answers);
+        landing_to_trusted::reduce(&env, &reduce_request(table)).unwrap_err()
     };
     let mut child = BatchResult::empty(zones::Table::AccelerometerTrusted);
     child.objects = 1;
@@ -447,10 +415,9 @@ fn the_reduce_refuses_answers_it_cannot_seal() {
 /// snapshot, and a reduce of another transition than it serves.
 #[test]
 fn the_training_tables_reduce_refuses_what_it_cannot_seal() {
-    use zones::contract::{JoinResult, MapRunOutput, PartInfo, ReduceRequest, ResultWriterDetails};
+    use zones::contract::{JoinResult, PartInfo};
     let dir = tempfile::tempdir().unwrap();
     let env = lakehouse::Env::local(dir.path());
-    let base = "_map_results/r1/machine_learning_curated/0f1e/";
     let mut child = JoinResult::empty();
     child.quarantine.push(PartInfo {
         name: "bucket=1/../../x.parquet".into(),
@@ -458,39 +425,10 @@ fn the_training_tables_reduce_refuses_what_it_cannot_seal() {
         size: 1,
         crc32c: 1,
     });
-    // The Map Run's result files: one succeeded child answering `child`.
-    let answer = |child: &JoinResult| {
-        let entry = json!([{ "Name": "c", "Status": "SUCCEEDED", "Output": serde_json::to_string(child).unwrap() }]);
-        let bytes = serde_json::to_vec(&entry).unwrap();
-        env.store
-            .put(&format!("{base}SUCCEEDED_0.json"), &bytes)
-            .unwrap();
-        let manifest = json!({
-            "DestinationBucket": "local",
-            "MapRunArn": "arn",
-            "ResultFiles": { "SUCCEEDED": [{ "Key": format!("{base}SUCCEEDED_0.json"), "Size": bytes.len() }] },
-        });
-        env.store
-            .put(
-                &format!("{base}manifest.json"),
-                manifest.to_string().as_bytes(),
-            )
-            .unwrap();
-    };
+    let table = zones::Table::MachineLearningCurated;
+    let answer = |child: &JoinResult| map_run_succeeded(env.store.as_ref(), table, &[json!(child)]);
     answer(&child);
-    let mut request = ReduceRequest {
-        run_id: RunId::parse("r1").unwrap(),
-        policy: zones::Policy::Rubric,
-        transition: zones::Table::MachineLearningCurated,
-        map_run: MapRunOutput {
-            map_run_arn: "arn".into(),
-            result_writer_details: ResultWriterDetails {
-                bucket: "local".into(),
-                key: format!("{base}manifest.json"),
-            },
-        },
-        inputs: Default::default(),
-    };
+    let mut request = reduce_request(table);
     let error = trusted_to_curated::reduce(&env, &request).unwrap_err();
     assert_eq!(error.name.as_str(), "Stedi.Internal");
     assert!(
@@ -536,4 +474,53 @@ fn the_training_tables_reduce_refuses_what_it_cannot_seal() {
         error.cause,
         "trusted-to-curated does not produce `customers_curated`"
     );
+}
+
+/// Where the Map Run of `table` in run `r1` wrote its results in these tests.
+fn map_results_base(table: zones::Table) -> String {
+    format!("_map_results/r1/{table}/0f1e/")
+}
+
+/// The result files of a Map Run of `table` whose children all succeeded,
+/// answering `children` (their answers as JSON), as Step Functions'
+/// ResultWriter writes them.
+fn map_run_succeeded(store: &dyn lakehouse::Store, table: zones::Table, children: &[Value]) {
+    let base = map_results_base(table);
+    let entries: Vec<Value> = children
+        .iter()
+        .map(|c| json!({ "Name": "c", "Status": "SUCCEEDED", "Output": serde_json::to_string(c).unwrap() }))
+        .collect();
+    let bytes = serde_json::to_vec(&entries).unwrap();
+    store
+        .put(&format!("{base}SUCCEEDED_0.json"), &bytes)
+        .unwrap();
+    let manifest = json!({
+        "DestinationBucket": "local",
+        "MapRunArn": "arn",
+        "ResultFiles": { "SUCCEEDED": [{ "Key": format!("{base}SUCCEEDED_0.json"), "Size": bytes.len() }] },
+    });
+    store
+        .put(
+            &format!("{base}manifest.json"),
+            manifest.to_string().as_bytes(),
+        )
+        .unwrap();
+}
+
+/// The reduce's request after the Map Run of [`map_run_succeeded`].
+fn reduce_request(table: zones::Table) -> zones::contract::ReduceRequest {
+    use zones::contract::{MapRunOutput, ReduceRequest, ResultWriterDetails};
+    ReduceRequest {
+        run_id: RunId::parse("r1").unwrap(),
+        policy: zones::Policy::Rubric,
+        transition: table,
+        map_run: MapRunOutput {
+            map_run_arn: "arn".into(),
+            result_writer_details: ResultWriterDetails {
+                bucket: "local".into(),
+                key: format!("{}manifest.json", map_results_base(table)),
+            },
+        },
+        inputs: Default::default(),
+    }
 }
