@@ -189,7 +189,7 @@ fn machine_learning_curated(
 ) -> Result<TransitionResult, Error> {
     let store = env.store.as_ref();
     let input = |t| -> Result<LazyFrame, Error> { tables::read_table(store, request.input(t)?) };
-    let (key, customers) = keyed_customers(env, request)?;
+    let (key, customers) = keyed_customers(env, request, None)?;
     let inputs = [
         input(Table::StepTrainerTrusted)?.collect()?,
         input(Table::AccelerometerTrusted)?.collect()?,
@@ -220,16 +220,28 @@ fn machine_learning_curated(
 /// Under strict, the pseudonym key and customers_curated keyed with it
 /// ([`transitions::keyed_customers`]: rubric pairs readings by time
 /// alone, strict with customers, who carry their pseudonyms), keyed once
-/// per invocation; under rubric, neither.
+/// per invocation; under rubric, neither. With `steps`, only the customers
+/// of those step readings' serials (all of each serial's customers, so
+/// that ambiguity is judged alike): a Map child's keyed customers grow
+/// with its days, not with the customer table.
 fn keyed_customers(
     env: &Env,
     request: &TransitionRequest,
+    steps: Option<&DataFrame>,
 ) -> Result<(Option<PseudonymKey>, DataFrame), Error> {
     Ok(match request.policy {
         Policy::Strict => {
             let key = env.pseudonym_key(&request.run_id)?;
-            let customers =
+            let mut customers =
                 tables::read_table(env.store.as_ref(), request.input(Table::CustomersCurated)?)?;
+            if let Some(steps) = steps {
+                let serials = steps
+                    .clone()
+                    .lazy()
+                    .select([col("serialNumber")])
+                    .unique(None, UniqueKeepStrategy::Any);
+                customers = customers.semi_join(serials, col("serialNumber"), col("serialNumber"));
+            }
             let keyed = transitions::keyed_customers(customers, &key).collect()?;
             (Some(key), keyed)
         }
@@ -346,7 +358,6 @@ fn join_buckets_inner(env: &Env, request: &BatchRequest<TimeBucket>) -> Result<J
     let store = env.store.as_ref();
     let outputs =
         transitions::outputs(transition.transition, transition.policy, &transition.run_id);
-    let (_, customers) = keyed_customers(env, transition)?;
     // Each table's parts, by bucket, from its manifest (pinned by the request).
     let bucketed = |table: &TableRef| -> Result<Bucketed, Error> {
         let manifest = tables::pinned_manifest(store, table)?.ok_or_else(|| Error::NotFound {
@@ -374,8 +385,10 @@ fn join_buckets_inner(env: &Env, request: &BatchRequest<TimeBucket>) -> Result<J
     let Some(&first) = days.first() else {
         return Ok(JoinResult::empty());
     };
+    let step_rows = steps.frame(store, &days, Dataset::StepTrainer)?.collect()?;
+    let (_, customers) = keyed_customers(env, transition, Some(&step_rows))?;
     let frames = [
-        steps.frame(store, &days, Dataset::StepTrainer)?.collect()?,
+        step_rows,
         readings
             .frame(store, &days, Dataset::Accelerometer)?
             .collect()?,
