@@ -9,6 +9,9 @@
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use zones::contract::PartInfo;
+use zones::layout;
+
 use crate::error::{Error, Result};
 use crate::store::Store;
 
@@ -63,6 +66,26 @@ pub struct MapRunResults<T> {
     /// the files give both (a redriven Map Run's span includes its first
     /// attempt).
     pub seconds: Option<f64>,
+}
+
+/// Checks the part names the children of the Map Run whose ResultWriter
+/// manifest is `key` of `bucket` answered with: they come back from S3
+/// and are joined to a snapshot prefix, so each must be a part name as
+/// `zones::layout` makes them ([`layout::is_part_name`]).
+///
+/// Errors: [`Error::Damaged`] naming the first other name.
+pub fn check_part_names<'p>(
+    bucket: &str,
+    key: &str,
+    parts: impl IntoIterator<Item = &'p PartInfo>,
+) -> Result<()> {
+    match parts.into_iter().find(|p| !layout::is_part_name(&p.name)) {
+        Some(part) => Err(Error::Damaged {
+            key: format!("s3://{bucket}/{key}"),
+            what: format!("a child names the part `{}`", part.name),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// The outputs of every child execution of the Map Run whose ResultWriter

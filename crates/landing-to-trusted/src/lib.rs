@@ -587,9 +587,7 @@ fn reduce_inner(env: &Env, request: &ReduceRequest) -> Result<TransitionResult, 
             .iter()
             .chain(child.rubric.iter().flat_map(|r| &r.parts))
             .chain(&child.quarantine);
-        if let Some(part) = parts.into_iter().find(|p| !layout::is_part_name(&p.name)) {
-            return Err(damaged(format!("a child names the part `{}`", part.name)));
-        }
+        map_results::check_part_names(&details.bucket, &details.key, parts)?;
         batch.merge(child);
     }
     let peak = [batch.peak_rss_mib, lakehouse::peak_rss_mib()];

@@ -487,12 +487,7 @@ fn reduce_inner(env: &Env, request: &ReduceRequest) -> Result<TransitionResult, 
     let mut joined = JoinResult::empty();
     for child in children.outputs {
         let parts = child.table.parts.iter().chain(&child.quarantine);
-        if let Some(part) = parts.into_iter().find(|p| !layout::is_part_name(&p.name)) {
-            return Err(Error::Damaged {
-                key: format!("s3://{}/{}", details.bucket, details.key),
-                what: format!("a child names the part `{}`", part.name),
-            });
-        }
+        map_results::check_part_names(&details.bucket, &details.key, parts)?;
         joined.merge(child);
     }
     every_step_reading_counted(&request.transition_request(), &joined.table.counts)?;
