@@ -22,6 +22,11 @@ the tests' harness in tests/it/lambda_runtime_api.rs speaks it) and measured:
 - unzipped bytes (the stripped `bootstrap` as deployed) and zipped bytes
   (deflate, as `cargo lambda build --output-format zip` packs it).
 
+Every function process gets the environment Lambda gives it: the Runtime
+API's variables, and the literal variables of the template's Globals
+(infra/template.yaml, say MALLOC_ARENA_MAX), with STEDI_WAREHOUSE the local
+warehouse.
+
 A run of the pipeline follows statemachine.asl.json from its StartAt along
 `Next`, as the local runner does for the subset these states use: a Pass or
 Task state's Parameters (static values, `key.$` reference paths into the
@@ -51,6 +56,33 @@ import time
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+TEMPLATE = Path(__file__).resolve().parent.parent / "infra" / "template.yaml"
+
+
+def template_environment(template=TEMPLATE):
+    """The literal `NAME: "value"` variables of the template's Globals Function Environment (a value
+    built by an intrinsic function, like STEDI_WAREHOUSE's `!Sub`, is left out)."""
+    lines = template.read_text().splitlines()
+    start = lines.index("Globals:")
+    variables, inside, indent = {}, False, None
+    for line in lines[start + 1:]:
+        if line and not line.startswith(" "):
+            break
+        if line.strip() == "Variables:":
+            inside, indent = True, None
+            continue
+        if not inside or not line.strip() or line.strip().startswith("#"):
+            continue
+        depth = len(line) - len(line.lstrip())
+        indent = indent or depth
+        if depth < indent:
+            break
+        found = re.fullmatch(r'\s*([A-Z_][A-Z0-9_]*): "([^"]*)"', line)
+        if found:
+            variables[found[1]] = found[2]
+    return variables
+
 
 FUNCTIONS = ["landing-to-trusted", "trusted-to-curated", "quality-gate"]
 # One cargo invocation per feature set: (packages, extra arguments, the name
@@ -162,6 +194,7 @@ class RuntimeApi:
 
     def start(self, binary, warehouse):
         env = {
+            **template_environment(),
             "AWS_LAMBDA_RUNTIME_API": self.address,
             "AWS_LAMBDA_FUNCTION_NAME": self.function,
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "2048",

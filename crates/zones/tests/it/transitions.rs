@@ -519,3 +519,28 @@ fn readings_are_split_by_the_day_of_their_time() {
         "{error}"
     );
 }
+
+#[test]
+fn the_consent_index_holds_each_keys_earliest_consent() {
+    use zones::reading_rule::ConsentIndex;
+    let customers = df!(
+        "serialNumber" => [Some("S1"), Some("S2"), Some("S1"), None, Some("S3"), Some("S1")],
+        "shareWithResearchAsOfDate" => [Some(300i64), Some(5), Some(100), Some(1), None, Some(200)],
+    )
+    .unwrap();
+    let index = ConsentIndex::new(&customers, "serialNumber").unwrap();
+    assert_eq!(index.len(), 2, "S3 has no consent, the null serial no key");
+    assert_eq!(index.get("S1"), Some(100));
+    assert_eq!(index.get("S2"), Some(5));
+    assert_eq!(index.get("S3"), None);
+    assert_eq!(index.get("S"), None);
+    assert_eq!(index.get(""), None);
+    // A key is a key's exact bytes.
+    assert_eq!(index.get("s1"), None);
+    assert_eq!(index.get("S1 "), None);
+    assert!(format!("{index:?}").contains("keys: 2"));
+
+    let other = df!("email" => ["a@x"], "shareWithResearchAsOfDate" => ["100"]).unwrap();
+    let error = ConsentIndex::new(&other, "email").unwrap_err().to_string();
+    assert!(error.contains("expected `Int64`, got `str`"), "{error}");
+}
