@@ -4,6 +4,9 @@
 //! interfaces block on. Throttling and 5xx responses are retried by the SDK's
 //! standard retry strategy (exponential backoff with jitter); what is left
 //! after that becomes an [`Error::Aws`] naming the service, call and target.
+//! Every client speaks through one HTTPS client, hyper with rustls on ring
+//! (the crypto Polars' cloud code links anyway; the SDKs' default client
+//! would add aws-lc).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -12,6 +15,7 @@ use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 
 use crate::error::{Error, Result};
 
@@ -49,7 +53,8 @@ impl Aws {
     }
 
     /// Loads the configuration `loader` describes (tests name an endpoint
-    /// and credentials here), with the standard retry strategy.
+    /// and credentials here), with the standard retry strategy and the
+    /// HTTPS client of rustls on ring.
     pub fn with_loader(loader: aws_config::ConfigLoader) -> Result<Arc<Aws>> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -60,6 +65,11 @@ impl Aws {
         let config = runtime.block_on(
             loader
                 .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
+                .http_client(
+                    aws_smithy_http_client::Builder::new()
+                        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+                        .build_https(),
+                )
                 .load(),
         );
         Ok(Arc::new(Aws {
