@@ -610,6 +610,25 @@ fn the_pipeline_on_s3_and_glue_gives_the_same_tables_as_the_local_run() {
     for landing in facts["landing"].as_array().unwrap() {
         assert!(landing["objects"].as_u64().unwrap() > 0, "{landing}");
     }
+
+    // A query against a database no run has published to names it.
+    let out = stedi_env(
+        &envs,
+        &[
+            "--warehouse",
+            "s3://lake/warehouse",
+            "--glue-database",
+            "stedi_typo",
+            "query",
+            "SELECT 1 AS one",
+        ],
+    );
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "error: the Glue database stedi_typo has no tables of s3://lake/warehouse: \
+         run `stedi run` first, or check --glue-database"
+    );
 }
 
 /// The real definition, as `sam deploy` would substitute it.

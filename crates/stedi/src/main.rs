@@ -366,10 +366,17 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             }
             let catalog = env.catalog.load()?;
             if catalog.tables.is_empty() {
-                bail!(
-                    "the catalog of {} is empty: run `stedi run` first",
-                    config.warehouse
-                );
+                match &config.glue_database {
+                    Some(database) => bail!(
+                        "the Glue database {database} has no tables of {}: run `stedi run` first, \
+                         or check --glue-database",
+                        config.warehouse
+                    ),
+                    None => bail!(
+                        "the catalog of {} is empty: run `stedi run` first",
+                        config.warehouse
+                    ),
+                }
             }
             let df = env.query()?.execute(&catalog, &sql)?;
             output::print(&df, format, &mut std::io::stdout().lock())?;
