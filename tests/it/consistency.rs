@@ -658,6 +658,32 @@ fn template_resources(lines: &[Line]) -> Vec<(&str, &str, &[Line])> {
         .collect()
 }
 
+/// The literal variables of the template's `Globals: Function: Environment:
+/// Variables:` (a value built by an intrinsic function, like
+/// STEDI_WAREHOUSE's `!Sub`, is left out): what Lambda gives every function
+/// beside its runtime's variables.
+pub(crate) fn global_function_environment() -> Vec<(String, String)> {
+    let lines = template_lines();
+    let (_, globals) = entry(&lines, "Globals").expect("the template has Globals");
+    let (_, function) = entry(globals, "Function").expect("Globals: Function");
+    let (_, environment) = entry(function, "Environment").expect("Globals: Function: Environment");
+    let (_, variables) = entry(environment, "Variables").expect("Environment: Variables");
+    entries(variables)
+        .into_iter()
+        .filter(|(_, value, _)| !value.starts_with('!'))
+        .map(|(name, value, _)| (name.to_string(), value.to_string()))
+        .collect()
+}
+
+#[test]
+fn every_function_runs_with_two_malloc_arenas() {
+    assert!(
+        global_function_environment().contains(&("MALLOC_ARENA_MAX".into(), "2".into())),
+        "{:?}",
+        global_function_environment()
+    );
+}
+
 fn property<'a>(body: &'a [Line], key: &str) -> Option<(&'a str, &'a [Line])> {
     entry(entry(body, "Properties")?.1, key)
 }

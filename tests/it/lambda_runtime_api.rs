@@ -318,10 +318,12 @@ struct Function {
 
 impl Function {
     /// Starts the built binary `name` as Lambda would: a clean environment
-    /// with the variables the runtime reads, plus `env`.
+    /// with the template's global variables and those the runtime reads,
+    /// plus `env`.
     fn start(api: &RuntimeApi, env: &[(&str, &str)]) -> Function {
         let mut child = Command::new(binary(api.function))
             .env_clear()
+            .envs(crate::consistency::global_function_environment())
             .env("AWS_LAMBDA_RUNTIME_API", &api.address)
             .env("AWS_LAMBDA_FUNCTION_NAME", api.function)
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "2048")
