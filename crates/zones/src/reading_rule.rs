@@ -148,9 +148,7 @@ impl ReadingRule {
 /// fingerprint with probability 2^-128 (for 10^7 customers and 10^7
 /// distinct reading keys, below 10^-24 per run), and no one can choose keys
 /// that collide without the index's key, which is never written anywhere.
-/// A `PlHashMap<String, i64>` held about 150 bytes a key: at 500,000
-/// customers the largest landing child peaked 71% above its 50,000-customer
-/// peak, against 25% allowed.
+/// (A `PlHashMap<String, i64>` held about 150 bytes a key.)
 #[derive(Clone)]
 pub struct ConsentIndex {
     hasher: SipHasher13,
@@ -183,13 +181,13 @@ impl ConsentIndex {
             .iter()
             .zip(consents.iter())
             .filter_map(|(key, consent)| {
-                let (high, low) = hasher.hash(key?.as_bytes()).as_u64();
-                Some((high, low, consent?))
+                let (first, second) = hasher.hash(key?.as_bytes()).as_u64();
+                Some((first, second, consent?))
             })
             .collect();
         // A key's entries next to each other, its earliest consent first.
         entries.sort_unstable();
-        entries.dedup_by_key(|&mut (high, low, _)| (high, low));
+        entries.dedup_by_key(|&mut (first, second, _)| (first, second));
         entries.shrink_to_fit();
         Ok(ConsentIndex { hasher, entries })
     }
@@ -200,7 +198,7 @@ impl ConsentIndex {
         let fingerprint = self.hasher.hash(key.as_bytes()).as_u64();
         let at = self
             .entries
-            .binary_search_by(|&(high, low, _)| (high, low).cmp(&fingerprint))
+            .binary_search_by(|&(first, second, _)| (first, second).cmp(&fingerprint))
             .ok()?;
         Some(self.entries[at].2)
     }
